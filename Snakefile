@@ -1,0 +1,23 @@
+# aunce: the experiments of "Learning Contrastive Feature Representations for Facial Action Unit
+# Detection" (AUNCE) as one DAG. Run:  snakemake all --cores 1 --resources gpu=1
+# (`all` comes first: `--resources` takes several values and would swallow a target after it.)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/pretrain.smk"
+include: "rules/evaluate.smk"
+include: "rules/tables.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/config.yaml",
+        expand("results/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]),

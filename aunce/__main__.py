@@ -1,0 +1,3 @@
+from aunce.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""The ``aunce`` command: one subcommand per workflow step.
+
+Each subcommand imports only what its step needs (a table job never imports torch): on a small
+machine the imports of a job cost seconds (BENCHMARKS.md). User errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from aunce import AunceError, __version__
+
+log = logging.getLogger("aunce")
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(v) for v in text.split(",") if v]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got '{text}'") from None
+
+    return parse
+
+
+def _settings(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--settings is not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--settings must be a JSON object")
+    return value
+
+
+def cmd_synth(args) -> None:
+    from aunce.data.synthetic import generate
+
+    out = generate(args.profile, args.out, seed=args.seed, image_size=args.image_size,
+                   n_subjects=args.n_subjects, frames_per_subject=args.frames_per_subject,
+                   label_noise=args.label_noise, workers=args.workers)
+    log.info("wrote synthetic %s dataset to %s", args.profile, out)
+
+
+def cmd_cache(args) -> None:
+    from aunce.data.cache import build_cache
+
+    out = build_cache(args.reader, args.root, args.out, args.size, aligned=args.aligned,
+                      workers=args.workers)
+    log.info("wrote aligned cache %s", out)
+
+
+def cmd_pretrain(args) -> None:
+    from aunce.train import pretrain
+
+    pretrain(args.cache, args.settings, args.folds, args.seeds, args.out)
+
+
+def cmd_embed(args) -> None:
+    from aunce.evaluate import embed
+
+    embed(args.cache, args.models, args.settings, args.folds, args.seeds, args.out)
+
+
+def cmd_linear_eval(args) -> None:
+    from aunce.evaluate import linear_eval
+
+    linear_eval(args.embeddings, args.settings, args.folds, args.seeds, args.out)
+
+
+def cmd_tables(args) -> None:
+    from aunce.io import read_json, write_text
+    from aunce.tables import au_f1_table, render_latex, render_markdown
+
+    spec = args.spec
+    records = [read_json(p) for p in args.metrics]
+    if not records:
+        raise AunceError(f"{args.table}: no metrics files given")
+    table = au_f1_table(args.table, spec["title"], records, [tuple(m) for m in spec["methods"]],
+                        spec.get("notes", []))
+    write_text(args.md, render_markdown(table))
+    write_text(args.tex, render_latex(table))
+    if args.csv:
+        write_text(args.csv, table.frame().to_csv(index=False, float_format="%.4f"))
+    log.info("wrote %s and %s", args.md, args.tex)
+
+
+def cmd_write_config(args) -> None:
+    import yaml
+
+    from aunce.io import write_text
+
+    header = f"# Resolved configuration of this run (aunce {__version__}); defaults filled in.\n"
+    write_text(args.out, header + yaml.safe_dump(args.settings, sort_keys=False))
+
+
+def cmd_check_config(args) -> None:
+    from aunce.config import load_config
+
+    load_config(args.config, args.schema) if args.schema else load_config(args.config)
+    print(f"{args.config}: valid")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aunce", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"aunce {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic AU dataset")
+    p.add_argument("--profile", required=True, help="bp4d, disfa, gft, bp4d_plus or affwild2")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--n-subjects", type=int)
+    p.add_argument("--frames-per-subject", type=int)
+    p.add_argument("--label-noise", type=float, default=0.0)
+    p.add_argument("--workers", type=int, help="processes (default: one per core)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("cache", help="align every face once into a memory-mappable cache")
+    p.add_argument("--reader", required=True, help="dataset reader (synthetic, bp4d, ...)")
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--aligned", action="store_true", help="images are already aligned faces")
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_cache)
+
+    for name, func, helptext in (("pretrain", cmd_pretrain, "pretrain encoders (stage 1)"),
+                                 ("embed", cmd_embed, "extract per-AU embeddings of frozen encoders"),
+                                 ("linear-eval", cmd_linear_eval, "linear evaluation (stage 2)")):
+        p = sub.add_parser(name, help=helptext)
+        if name in ("pretrain", "embed"):
+            p.add_argument("--cache", required=True, type=Path)
+        if name == "embed":
+            p.add_argument("--models", required=True, type=Path, help="pretrain output root")
+        if name == "linear-eval":
+            p.add_argument("--embeddings", required=True, type=Path, help="embed output root")
+        p.add_argument("--settings", required=True, type=_settings, help="resolved settings (JSON)")
+        p.add_argument("--folds", required=True, type=_csv(str), help="e.g. 1,2,3 or split")
+        p.add_argument("--seeds", required=True, type=_csv(int), help="e.g. 3407,3408")
+        p.add_argument("--out", required=True, type=Path, help="output root (fold-*/seed-*/ below)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("tables", help="render one table as Markdown and LaTeX")
+    p.add_argument("table", help="table id, e.g. table2")
+    p.add_argument("--spec", required=True, type=_settings, help="table spec (JSON)")
+    p.add_argument("--metrics", nargs="*", default=[], type=Path)
+    p.add_argument("--md", required=True, type=Path)
+    p.add_argument("--tex", required=True, type=Path)
+    p.add_argument("--csv", type=Path)
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("write-config", help="save the resolved configuration as YAML")
+    p.add_argument("--settings", required=True, type=_settings)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_write_config)
+
+    p = sub.add_parser("check-config", help="validate a config file against the schema")
+    p.add_argument("config", type=Path)
+    p.add_argument("--schema", type=Path)
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    try:
+        args.func(args)
+    except AunceError as err:
+        print(f"aunce {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,151 @@
+"""Configuration: load, validate against ``config/schema.yaml``, fill defaults, resolve settings.
+
+The Snakefile, the CLI and the tests all go through :func:`load_config` / :func:`check_config`, so a
+typo in a key or a wrong type is reported the same way everywhere: one line per problem, naming the
+key path (``pretrain.lr``) and the offending value, before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aunce import AunceError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+#: Sources whose datasets are cross-validated over three subject partitions, and those with a
+#: fixed split. ``list`` is cross-validated with as many folds as its list files hold.
+CROSS_VALIDATED = {"bp4d", "disfa"}
+FIXED_SPLIT = {"gft", "affwild2"}
+TEST_ONLY = {"bp4d_plus"}
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a missing file or a syntax error names the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise AunceError(f"config file '{path}' not found") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise AunceError(f"{path}:{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+
+
+def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Validate ``config`` in place against the JSON schema and fill its defaults.
+
+    Raises :class:`AunceError` listing every problem as ``key.path: message``.
+    """
+    import jsonschema
+
+    schema = load_yaml(schema_path)
+    if not isinstance(config, dict):
+        raise AunceError(f"config must be a mapping of keys to values, got {type(config).__name__}")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = [f"  {_key_path(e)}: {_message(e)}" for e in errors]
+        raise AunceError("invalid config:\n" + "\n".join(lines))
+    fill_defaults(config, schema)
+    _check_references(config)
+    return config
+
+
+def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    config = load_yaml(path) or {}
+    try:
+        return check_config(config, schema_path)
+    except AunceError as err:
+        raise AunceError(f"{path}: {err}") from None
+
+
+def fill_defaults(instance: dict, schema: dict) -> None:
+    """Insert the schema's ``default`` for every missing key, recursively (objects only)."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and sub.get("type") == "object":
+            fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("type") == "object":
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}) and isinstance(value, dict):
+                fill_defaults(value, extra)
+
+
+def _key_path(error) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        # name the unexpected key itself, not its parent
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return ".".join(filter(None, [path, ",".join(extra)])) or "<top level>"
+    return path or "<top level>"
+
+
+def _message(error) -> str:
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown key (allowed here: {allowed})"
+    return error.message
+
+
+def _check_references(config: dict) -> None:
+    """Cross-key checks a JSON schema cannot express: tables name known datasets/methods/encoders."""
+    problems = []
+    for table, spec in config.get("tables", {}).items():
+        for kind, known in (("dataset", "datasets"), ("encoder", "encoders")):
+            for name in _as_list(spec.get(kind)):
+                if name not in config.get(known, {}):
+                    problems.append(
+                        f"tables.{table}.{kind}: '{name}' is not defined under '{known}' "
+                        f"(defined: {', '.join(sorted(config.get(known, {}))) or 'none'})"
+                    )
+        for name in spec.get("methods", []):
+            if name not in config.get("methods", {}):
+                problems.append(
+                    f"tables.{table}.methods: '{name}' is not defined under 'methods' "
+                    f"(defined: {', '.join(sorted(config.get('methods', {})))})"
+                )
+    used = {name for spec in config.get("tables", {}).values() for name in _as_list(spec.get("dataset"))}
+    for name, ds in config.get("datasets", {}).items():
+        if name in used and ds["source"] != "synthetic" and not ds.get("root"):
+            problems.append(
+                f"datasets.{name}.root: source '{ds['source']}' reads a real dataset and needs its "
+                "folder (set root: /path/to/dataset, or source: synthetic, or drop the tables "
+                "that use it)"
+            )
+    if problems:
+        raise AunceError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def dataset_kind(ds: dict) -> str:
+    """The real dataset a config entry stands for (a synthetic profile stands for its dataset)."""
+    return ds["synthetic"]["profile"] if ds["source"] == "synthetic" else ds["source"]
+
+
+def dataset_folds(ds: dict) -> list[str]:
+    """Fold labels of a dataset entry: '1', '2', '3' for cross-validation, 'split' for a fixed split."""
+    kind = dataset_kind(ds)
+    if kind in CROSS_VALIDATED:
+        return ["1", "2", "3"]
+    if kind in FIXED_SPLIT:
+        return ["split"]
+    if kind == "list":
+        return [str(k) for k in range(1, ds.get("folds", 3) + 1)]
+    if kind in TEST_ONLY:
+        return []
+    raise AunceError(f"unknown dataset kind '{kind}'")

@@ -1,0 +1,167 @@
+"""Batch augmentations in plain torch, on whatever device the batch lives (protocol.md).
+
+- Training crops: a random ``input_size`` crop of the aligned ``cache_size`` face plus a horizontal
+  flip (both losses); test: the centre crop.
+- AUNCE views (SimCLR, Chen et al. 2020): the crop and flip, then with probability ``color_jitter``
+  a colour distortion (brightness, contrast, saturation 0.8 and hue 0.2 in random order as
+  torchvision's ColorJitter, hue rotated in YIQ space rather than HSV), grey-scale with probability
+  0.2, and with probability ``blur`` a Gaussian blur (kernel 10 % of the side, sigma in [0.1, 2]).
+
+Every random draw comes from a ``torch.Generator`` on the CPU, so the same seed gives the same
+views on any device. Crops also return their offsets and flips so landmarks can follow the pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MEANS = {"imagenet": (0.485, 0.456, 0.406), "cifar": (0.4914, 0.4822, 0.4465)}
+STDS = {"imagenet": (0.229, 0.224, 0.225), "cifar": (0.2470, 0.2435, 0.2616)}
+
+# 49-point landmark index each point maps to under a horizontal flip (left <-> right).
+_FLIP_49 = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 10, 11, 12, 13, 18, 17, 16, 15, 14, 28, 27, 26, 25, 30,
+            29, 22, 21, 20, 19, 24, 23, 37, 36, 35, 34, 33, 32, 31, 42, 41, 40, 39, 38, 45, 44, 43,
+            48, 47, 46]
+
+
+@dataclass
+class Crop:
+    """Where each image of a batch was cropped, and whether it was flipped."""
+
+    top: Tensor  # (B,) long
+    left: Tensor  # (B,) long
+    flip: Tensor  # (B,) bool
+    size: int
+
+
+def to_float(images_uint8: Tensor) -> Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float in [0, 1]."""
+    return images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def normalize(x: Tensor, kind: str) -> Tensor:
+    mean = torch.tensor(MEANS[kind], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STDS[kind], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def random_crop_flip(x: Tensor, size: int, generator: torch.Generator, flip: bool = True) -> tuple[Tensor, Crop]:
+    """A random ``size x size`` crop per image and a horizontal flip with probability 0.5."""
+    b, _, h, w = x.shape
+    if size > min(h, w):
+        raise ValueError(f"crop size {size} exceeds the image size {h}x{w}")
+    top = torch.randint(0, h - size + 1, (b,), generator=generator)
+    left = torch.randint(0, w - size + 1, (b,), generator=generator)
+    flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+    crop = Crop(top, left, flips, size)
+    return apply_crop(x, crop), crop
+
+
+def center_crop(x: Tensor, size: int) -> tuple[Tensor, Crop]:
+    b, _, h, w = x.shape
+    crop = Crop(torch.full((b,), (h - size) // 2), torch.full((b,), (w - size) // 2),
+                torch.zeros(b, dtype=torch.bool), size)
+    return apply_crop(x, crop), crop
+
+
+def apply_crop(x: Tensor, crop: Crop) -> Tensor:
+    b = x.shape[0]
+    ar = torch.arange(crop.size)
+    rows = (crop.top[:, None] + ar).to(x.device)  # (B, s)
+    cols = (crop.left[:, None] + ar)
+    cols = torch.where(crop.flip[:, None], cols.flip(1), cols).to(x.device)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, s, s, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def crop_landmarks(landmarks: Tensor, crop: Crop) -> Tensor:
+    """Move (B, 49, 2) landmarks into crop coordinates; a flip mirrors x and swaps left/right points."""
+    pts = landmarks.clone()
+    pts[..., 0] -= crop.left.to(pts)[:, None]
+    pts[..., 1] -= crop.top.to(pts)[:, None]
+    flipped = crop.flip.to(pts.device)
+    if flipped.any():
+        mirrored = pts[:, _FLIP_49].clone()
+        mirrored[..., 0] = crop.size - 1 - mirrored[..., 0]
+        pts = torch.where(flipped[:, None, None], mirrored, pts)
+    return pts
+
+
+def _grey(x: Tensor) -> Tensor:
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+def color_distort(x: Tensor, generator: torch.Generator, p: float = 0.8, strength: float = 1.0,
+                  p_grey: float = 0.2) -> Tensor:
+    """SimCLR colour distortion on (B, 3, H, W) in [0, 1]; each image draws its own factors."""
+    b = x.shape[0]
+
+    def draw(n, lo, hi):
+        return (lo + (hi - lo) * torch.rand(n, generator=generator)).to(x.device).view(-1, 1, 1, 1)
+
+    s = 0.8 * strength
+    apply = (torch.rand(b, generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
+    bright, contrast, sat = draw(b, 1 - s, 1 + s), draw(b, 1 - s, 1 + s), draw(b, 1 - s, 1 + s)
+    hue = draw(b, -0.2 * strength, 0.2 * strength)
+    order = torch.randperm(4, generator=generator).tolist()
+    y = x
+    for op in order:
+        if op == 0:
+            y = y * bright
+        elif op == 1:
+            mean = _grey(y).mean(dim=(1, 2, 3), keepdim=True)
+            y = (y - mean) * contrast + mean
+        elif op == 2:
+            g = _grey(y)
+            y = (y - g) * sat + g
+        else:
+            y = _rotate_hue(y, hue)
+        y = y.clamp(0, 1)
+    y = torch.where(apply, y, x)
+    grey = (torch.rand(b, generator=generator) < p_grey).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(grey, _grey(y).expand_as(y), y)
+
+
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def _rotate_hue(x: Tensor, hue: Tensor) -> Tensor:
+    """Rotate the chroma plane of YIQ by ``hue`` turns (one value per image)."""
+    m = _RGB2YIQ.to(x)
+    yiq = torch.einsum("ij,bjhw->bihw", m, x)
+    theta = 2 * torch.pi * hue.view(-1)
+    c, s = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
+    i, q = yiq[:, 1], yiq[:, 2]
+    yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], 1)
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), yiq)
+
+
+def gaussian_blur(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
+    """Per-image Gaussian blur (kernel about 10 % of the side, sigma U[0.1, 2]) with probability p."""
+    b, c, h, _ = x.shape
+    k = max(3, int(0.1 * h) // 2 * 2 + 1)
+    sigma = (0.1 + 1.9 * torch.rand(b, generator=generator)).to(x)
+    apply = (torch.rand(b, generator=generator) < p).to(x.device)
+    r = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
+    kern = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    kern = kern / kern.sum(1, keepdim=True)  # (B, k)
+    weight = kern.repeat_interleave(c, 0)  # (B*C, k)
+    y = x.reshape(1, b * c, h, -1)
+    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), weight.view(b * c, 1, 1, k), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), weight.view(b * c, 1, k, 1), groups=b * c)
+    y = y.view_as(x)
+    return torch.where(apply.view(-1, 1, 1, 1), y, x)
+
+
+def simclr_view(x: Tensor, size: int, generator: torch.Generator, *, color_jitter: float = 0.8,
+                blur: float = 0.5) -> tuple[Tensor, Crop]:
+    """One SimCLR view of a (B, 3, S, S) batch in [0, 1]: crop + flip, colour distortion, blur."""
+    view, crop = random_crop_flip(x, size, generator)
+    view = color_distort(view, generator, p=color_jitter)
+    view = gaussian_blur(view, generator, p=blur)
+    return view, crop

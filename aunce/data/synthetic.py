@@ -1,0 +1,560 @@
+"""Synthetic AU datasets: procedurally rendered faces whose action units are known.
+
+Each profile mirrors one real dataset (shared spec datasets.md): its AU list, the occurrence rates of
+the paper's Table 1, its subject partitions or fixed split, and a characteristic domain (pose,
+lighting). A face is a 68-point iBUG landmark template, perturbed per subject (identity), deformed
+per frame by FACS-like AU displacements of continuous intensity 0-5, posed (roll, scale, translation,
+simulated yaw), drawn with OpenCV and lit. Labels come from temporally smooth, correlated latent
+processes per sequence, so AUs co-occur (1 with 2, 6 with 12, 25 with 26, ...) and switch on and
+off smoothly; an AU is labelled active when its intensity is at least 2 (DISFA's rule), so frames
+just below the threshold show a faint deformation with a negative label, as in real coding.
+
+Same seed, byte-identical output, whatever the number of worker processes: every subject draws
+from its own child of ``numpy.random.SeedSequence(seed)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aunce import AunceError
+from aunce.data.catalog import DATASET_AUS, OCCURRENCE_RATES, PARTITIONS, au_columns
+from aunce.io import atomic_dir, write_json
+
+GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a synthetic stand-in mirrors of its real dataset."""
+
+    name: str
+    split: str  # "cv3": three subject partitions; "fixed": train/test; "validation": train/validation; "test": test only
+    n_subjects: int
+    frames_per_subject: int
+    sequences: tuple[str, ...]
+    roll_deg: float = 4.0  # std of in-plane rotation
+    yaw: float = 0.15  # std of simulated yaw (radians)
+    light: tuple[float, float] = (0.85, 1.15)  # range of global gain
+    light_gradient: float = 0.15  # strength of a directional illumination gradient
+    noise_std: float = 3.0  # sensor noise (grey levels)
+    test_fraction: float = 0.0  # fixed splits: fraction of subjects held out
+    invalid_fraction: float = 0.0  # Aff-Wild2: fraction of frames coded -1 (invalid)
+    aus: tuple[int, ...] = field(default=())
+
+    @property
+    def rates(self) -> dict[int, float]:
+        return {au: OCCURRENCE_RATES[self.name][au] / 100.0 for au in self.aus}
+
+
+PROFILES: dict[str, Profile] = {
+    "bp4d": Profile("bp4d", "cv3", 41, 24, tuple(f"T{i}" for i in range(1, 9)),
+                    aus=tuple(DATASET_AUS["bp4d"])),
+    "disfa": Profile("disfa", "cv3", 27, 24, ("video",), roll_deg=3.0, yaw=0.1,
+                     aus=tuple(DATASET_AUS["disfa"])),
+    "gft": Profile("gft", "fixed", 96, 16, ("task",), roll_deg=8.0, yaw=0.35, light=(0.6, 1.0),
+                   light_gradient=0.35, noise_std=5.0, test_fraction=18 / 96,
+                   aus=tuple(DATASET_AUS["gft"])),
+    "bp4d_plus": Profile("bp4d_plus", "test", 140, 8, ("T1", "T6", "T7", "T8"),
+                         aus=tuple(DATASET_AUS["bp4d_plus"])),
+    "affwild2": Profile("affwild2", "validation", 60, 24, ("clip",), roll_deg=10.0, yaw=0.4,
+                        light=(0.5, 1.2), light_gradient=0.4, noise_std=6.0, test_fraction=0.3,
+                        invalid_fraction=0.02, aus=tuple(DATASET_AUS["affwild2"])),
+}
+
+# Pairs of AUs whose latent processes are correlated (FACS co-occurrences seen in BP4D/DISFA).
+CO_OCCURRENCE = {
+    (1, 2): 0.8, (6, 12): 0.7, (6, 7): 0.5, (25, 26): 0.6, (10, 12): 0.5, (17, 24): 0.4,
+    (23, 24): 0.5, (4, 7): 0.3, (9, 10): 0.4, (15, 17): 0.4, (12, 15): -0.3, (1, 4): -0.2,
+    (12, 25): 0.3, (6, 10): 0.4, (7, 10): 0.3, (14, 24): 0.2,
+}
+TEMPORAL_CORRELATION = 0.9  # AR(1) coefficient between consecutive frames of a sequence
+SUBJECT_SHARE = 0.3  # share of latent variance that is a per-subject offset (base-rate variation)
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: the 68-point template in face units (x right, y down; the face spans about [-1, 1]).
+# --------------------------------------------------------------------------------------------
+def _template() -> np.ndarray:
+    pts = np.zeros((68, 2))
+    t = np.linspace(0.0, 1.0, 17)
+    phi = np.pi - np.pi * t
+    pts[0:17, 0] = 0.9 * np.cos(phi)
+    pts[0:17, 1] = -0.2 + 1.15 * np.sin(phi)
+    s = np.linspace(0.0, 1.0, 5)
+    pts[17:22, 0] = -0.75 + 0.55 * s
+    pts[17:22, 1] = -0.47 - 0.08 * np.sin(np.pi * (0.3 + 0.7 * s))
+    pts[22:27, 0] = -pts[17:22, 0][::-1]
+    pts[22:27, 1] = pts[17:22, 1][::-1]
+    pts[27:31] = [[0, -0.3], [0, -0.15], [0, 0.0], [0, 0.15]]
+    pts[31:36] = [[-0.18, 0.25], [-0.09, 0.28], [0, 0.3], [0.09, 0.28], [0.18, 0.25]]
+    pts[36:42] = [[-0.57, -0.25], [-0.47, -0.31], [-0.37, -0.31], [-0.27, -0.25],
+                  [-0.37, -0.2], [-0.47, -0.2]]
+    pts[42:48] = pts[36:42][[3, 2, 1, 0, 5, 4]] * [-1, 1]
+    pts[48:60] = [[-0.32, 0.55], [-0.2, 0.49], [-0.08, 0.47], [0, 0.48], [0.08, 0.47],
+                  [0.2, 0.49], [0.32, 0.55], [0.2, 0.63], [0.08, 0.66], [0, 0.67],
+                  [-0.08, 0.66], [-0.2, 0.63]]
+    pts[60:68] = [[-0.26, 0.55], [-0.08, 0.53], [0, 0.53], [0.08, 0.53], [0.26, 0.55],
+                  [0.08, 0.57], [0, 0.57], [-0.08, 0.57]]
+    return pts
+
+
+TEMPLATE = _template()
+
+# Depth of each landmark (face units) for the simulated yaw: the nose sticks out, the jaw does not.
+DEPTH = np.concatenate([
+    0.1 * np.sin(np.linspace(0, np.pi, 17)),  # jaw: edges at depth 0, chin forward
+    np.full(10, 0.25), [0.3, 0.4, 0.5, 0.6], np.full(5, 0.4),  # brows, nose bridge, nostrils
+    np.full(12, 0.2), np.full(12, 0.3), np.full(8, 0.28),  # eyes, outer lips, inner lips
+])
+
+_R_BROW, _L_BROW = np.arange(17, 22), np.arange(22, 27)
+_UPPER_OUTER_LIP, _LOWER_OUTER_LIP = np.arange(49, 54), np.arange(55, 60)
+_UPPER_INNER_LIP, _LOWER_INNER_LIP = np.array([61, 62, 63]), np.array([65, 66, 67])
+_CORNERS = np.array([48, 54, 60, 64])
+
+
+def _au_displacements() -> dict[int, np.ndarray]:
+    """Landmark displacement (face units) of each AU at intensity 5; intensity scales it linearly."""
+    d = {au: np.zeros((68, 2)) for au in (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)}
+    inner = [1.0, 0.6, 0.3]  # weight from the inner brow end outwards
+    for w, (r, l) in zip(inner, [(21, 22), (20, 23), (19, 24)], strict=True):
+        d[1][[r, l], 1] = -0.13 * w
+    for w, (r, l) in zip([1.0, 0.8, 0.4], [(17, 26), (18, 25), (19, 24)], strict=True):
+        d[2][[r, l], 1] = -0.12 * w
+    d[4][_R_BROW, 1] = d[4][_L_BROW, 1] = 0.08
+    d[4][_R_BROW, 0], d[4][_L_BROW, 0] = 0.05, -0.05
+    d[6][[40, 41, 46, 47], 1] = -0.035
+    d[6][[48, 54], 1] = -0.015
+    d[7][[37, 38, 43, 44], 1] = 0.025
+    d[7][[40, 41, 46, 47], 1] = -0.03
+    d[9][[31, 35], 1], d[9][[32, 33, 34], 1] = -0.06, -0.04
+    d[9][[21, 22], 1] = 0.04
+    d[10][_UPPER_OUTER_LIP, 1] = -0.07
+    d[10][_UPPER_INNER_LIP, 1] = -0.05
+    d[12][[48, 60], 0], d[12][[54, 64], 0] = -0.08, 0.08
+    d[12][_CORNERS, 1] = -0.08
+    d[14][[48, 60], 0], d[14][[54, 64], 0] = -0.025, 0.025
+    d[15][_CORNERS, 1] = 0.08
+    d[15][[48, 60], 0], d[15][[54, 64], 0] = 0.01, -0.01
+    d[17][_LOWER_OUTER_LIP, 1] = -0.05
+    d[17][_LOWER_INNER_LIP, 1] = -0.03
+    d[17][6:11, 1] = -0.05
+    d[23][_UPPER_OUTER_LIP, 1] = 0.02
+    d[23][_LOWER_OUTER_LIP, 1] = -0.025
+    d[23][[48, 60], 0], d[23][[54, 64], 0] = 0.035, -0.035
+    d[24][_UPPER_OUTER_LIP, 1] = 0.035
+    d[24][_LOWER_OUTER_LIP, 1] = -0.04
+    d[25][_LOWER_INNER_LIP, 1] = 0.07
+    d[25][_UPPER_INNER_LIP, 1] = -0.015
+    d[25][_LOWER_OUTER_LIP, 1] = 0.03
+    d[26][5:12, 1] = 0.12 * np.sin(np.linspace(0.3, np.pi - 0.3, 7))
+    d[26][_LOWER_OUTER_LIP, 1] = 0.12
+    d[26][_LOWER_INNER_LIP, 1] = 0.13
+    return d
+
+
+AU_DISPLACEMENT = _au_displacements()
+
+
+@dataclass
+class Identity:
+    """One synthetic subject: face geometry and appearance that stay fixed across frames."""
+
+    shape: np.ndarray  # (68, 2) subject-specific neutral landmarks
+    skin: np.ndarray  # BGR
+    brow: np.ndarray
+    lip: np.ndarray
+    iris: np.ndarray
+    hair: np.ndarray
+    background: np.ndarray
+    brow_thickness: float
+    texture_seed: int
+
+
+def make_identity(rng: np.random.Generator) -> Identity:
+    shape = TEMPLATE.copy()
+    shape[:, 0] *= rng.uniform(0.85, 1.12)  # face width
+    shape[:, 1] *= rng.uniform(0.92, 1.08)  # face length
+    eye_spread = rng.uniform(-0.05, 0.05)
+    shape[36:42, 0] -= eye_spread
+    shape[42:48, 0] += eye_spread
+    shape[17:27, 1] += rng.uniform(-0.05, 0.05)  # brow height
+    shape[48:68, 0] *= rng.uniform(0.85, 1.15)  # mouth width
+    shape[48:68, 1] += rng.uniform(-0.05, 0.05)  # mouth height
+    shape[27:36, 1] *= rng.uniform(0.9, 1.1)  # nose length
+    shape += rng.normal(0.0, 0.01, size=shape.shape)
+    tone = rng.uniform(0.25, 1.0)
+    skin = np.array([90 + 100 * tone, 120 + 95 * tone, 150 + 95 * tone]) * rng.uniform(0.95, 1.05, 3)
+    return Identity(
+        shape=shape,
+        skin=np.clip(skin, 0, 255),
+        brow=np.clip(skin * rng.uniform(0.2, 0.45), 0, 255),
+        lip=np.clip(skin * [0.75, 0.7, 1.0] * rng.uniform(0.8, 0.95), 0, 255),
+        iris=rng.uniform(20, 110, 3),
+        hair=rng.uniform(10, 120, 3),
+        background=rng.uniform(40, 220, 3),
+        brow_thickness=rng.uniform(0.045, 0.075),
+        texture_seed=int(rng.integers(2**31)),
+    )
+
+
+def deform(shape: np.ndarray, intensities: dict[int, float]) -> np.ndarray:
+    """Apply AU displacements (intensity 0-5) to a neutral 68-point shape."""
+    out = shape.copy()
+    for au, value in intensities.items():
+        if value > 0:
+            out += AU_DISPLACEMENT[au] * (value / 5.0)
+    return out
+
+
+def pose(points: np.ndarray, roll: float, scale: float, shift: np.ndarray, yaw: float,
+         size: int) -> np.ndarray:
+    """Face units -> pixels: simulated yaw (rotation about the vertical axis), roll, scale, shift."""
+    x = points[:, 0] * np.cos(yaw) + DEPTH * np.sin(yaw)
+    y = points[:, 1]
+    c, s = np.cos(roll), np.sin(roll)
+    xr, yr = c * x - s * y, s * x + c * y
+    half = size / 2.0
+    return np.stack([half + shift[0] + scale * half * xr, half + shift[1] + scale * half * yr], 1)
+
+
+def render(identity: Identity, pts: np.ndarray, intensities: dict[int, float], size: int,
+           rng: np.random.Generator, profile: Profile, light: tuple[float, np.ndarray]) -> np.ndarray:
+    """Draw one face (uint8 BGR, ``size x size``) from its posed landmarks ``pts`` (pixels)."""
+    import cv2
+
+    ss = 4  # super-sampling factor, then an area downscale: smooth edges, sub-pixel detail
+    big = size * ss
+    canvas = np.empty((big, big, 3), dtype=np.uint8)
+    canvas[:] = identity.background.astype(np.uint8)
+    P = pts * ss
+    unit = float(np.linalg.norm(P[16] - P[0])) / 1.8  # one face unit in super-sampled pixels
+
+    def ipts(idx):
+        return np.round(P[idx] * 16).astype(np.int32)  # 4 fractional bits for cv2
+
+    def line(idx, colour, width, closed=False):
+        cv2.polylines(canvas, [ipts(idx)], closed, colour.tolist(), max(1, int(width)),
+                      cv2.LINE_AA, shift=4)
+
+    def fill(idx, colour):
+        cv2.fillPoly(canvas, [ipts(idx)], colour.tolist(), cv2.LINE_AA, shift=4)
+
+    def blend_line(p0, p1, strength, width=0.02):
+        """A wrinkle: a dark line whose opacity grows with AU intensity."""
+        if strength <= 0:
+            return
+        overlay = canvas.copy()
+        a = np.round(np.asarray(p0) * 16).astype(np.int32)
+        b = np.round(np.asarray(p1) * 16).astype(np.int32)
+        cv2.line(overlay, tuple(a), tuple(b), (identity.skin * 0.55).tolist(),
+                 max(1, int(width * unit)), cv2.LINE_AA, shift=4)
+        alpha = min(1.0, strength / 5.0) * 0.8
+        cv2.addWeighted(overlay, alpha, canvas, 1 - alpha, 0, dst=canvas)
+
+    # hair and face
+    top = (P[19] + P[24]) / 2 - (P[8] - P[27]) * 0.55
+    cv2.ellipse(canvas, tuple(np.round(top * 16).astype(int)),
+                (int(unit * 1.05 * 16), int(unit * 0.7 * 16)), 0, 0, 360,
+                identity.hair.tolist(), -1, cv2.LINE_AA, shift=4)
+    forehead = np.array([P[26] + (P[26] - P[45]) * 0.3, P[24] - (P[8] - P[27]) * 0.35,
+                         P[19] - (P[8] - P[27]) * 0.35, P[17] + (P[17] - P[36]) * 0.3])
+    face = np.concatenate([P[0:17], forehead])
+    cv2.fillPoly(canvas, [np.round(face * 16).astype(np.int32)], identity.skin.tolist(),
+                 cv2.LINE_AA, shift=4)
+    texture = np.random.default_rng(identity.texture_seed).normal(0, 3.0, (big // 8, big // 8, 1))
+    tex = cv2.resize(texture, (big, big), interpolation=cv2.INTER_CUBIC)[..., None]
+    mask = np.zeros((big, big), np.uint8)
+    cv2.fillPoly(mask, [np.round(face * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
+    canvas[:] = np.clip(canvas + tex * (mask[..., None] > 0), 0, 255).astype(np.uint8)
+
+    g = {au: intensities.get(au, 0.0) for au in AU_DISPLACEMENT}
+    # appearance cues that landmarks cannot show
+    if g[6] > 0:  # raised cheeks: brighter bulges below the eyes, crow's feet
+        overlay = canvas.copy()
+        for eye, corner, out in ((np.arange(36, 42), 36, -1), (np.arange(42, 48), 45, 1)):
+            c = P[eye].mean(0) + (P[33] - P[27]) * 0.45
+            cv2.ellipse(overlay, tuple(np.round(c * 16).astype(int)),
+                        (int(unit * 0.2 * 16), int(unit * 0.1 * 16)), 0, 0, 360,
+                        np.clip(identity.skin * 1.12, 0, 255).tolist(), -1, cv2.LINE_AA, shift=4)
+        cv2.addWeighted(overlay, min(1.0, g[6] / 5.0) * 0.7, canvas, 1 - min(1.0, g[6] / 5.0) * 0.7,
+                        0, dst=canvas)
+        for corner, out in ((36, -1), (45, 1)):
+            for k in (-1, 0, 1):
+                p0 = P[corner] + np.array([out * 0.05, k * 0.05]) * unit
+                blend_line(p0, p0 + np.array([out * 0.12, k * 0.06]) * unit, g[6] * 0.8, 0.015)
+    if g[1] + g[2] > 0:  # forehead wrinkles
+        mid = (P[21] + P[22]) / 2
+        for k in (0.18, 0.28):
+            y = mid[1] - k * unit
+            span = 0.25 * unit if g[2] == 0 else 0.5 * unit
+            blend_line((mid[0] - span, y), (mid[0] + span, y), max(g[1], g[2]) * 0.7)
+    if g[4] > 0:  # glabella lines
+        mid = (P[21] + P[22]) / 2
+        for dx in (-0.05, 0.05):
+            blend_line(mid + np.array([dx, -0.08]) * unit, mid + np.array([dx, 0.08]) * unit, g[4])
+    if g[9] > 0:  # nose wrinkles
+        for dy in (-0.08, -0.02):
+            c = P[28] + np.array([0, dy]) * unit
+            blend_line(c - [0.08 * unit, 0], c + [0.08 * unit, 0], g[9])
+    nasolabial = max(g[6] * 0.4, g[9] * 0.6, g[10], g[12] * 0.8)
+    for wing, corner, out in ((31, 48, -1), (35, 54, 1)):
+        start = P[wing] + np.array([out * 0.06, 0.0]) * unit
+        end = P[corner] + np.array([out * 0.08, 0.02]) * unit
+        blend_line(start, end, 1.0 + nasolabial * 0.9)
+    if g[14] > 0:  # dimples
+        for corner, out in ((48, -1), (54, 1)):
+            c = P[corner] + np.array([out * 0.07, 0.0]) * unit
+            blend_line(c - [0, 0.04 * unit], c + [0, 0.04 * unit], g[14] * 1.2, 0.03)
+    if g[17] > 0:  # chin boss wrinkles
+        c = (P[57] + P[8]) / 2
+        blend_line(c - [0.1 * unit, 0], c + [0.1 * unit, 0], g[17], 0.02)
+
+    # features
+    line(np.arange(27, 31), identity.skin * 0.7, 0.025 * unit)
+    line(np.arange(31, 36), identity.skin * 0.6, 0.03 * unit)
+    for eye in (np.arange(36, 42), np.arange(42, 48)):
+        fill(eye, np.array([235.0, 235.0, 235.0]))
+        c = P[eye].mean(0)
+        r = max(1, int(0.055 * unit * 16))
+        cv2.circle(canvas, tuple(np.round(c * 16).astype(int)), r, identity.iris.tolist(), -1,
+                   cv2.LINE_AA, shift=4)
+        line(eye, identity.skin * 0.45, 0.02 * unit, closed=True)
+    for brow in (_R_BROW, _L_BROW):
+        line(brow, identity.brow, identity.brow_thickness * unit)
+    fill(np.arange(48, 60), identity.lip * (1.0 - 0.05 * g[24]))
+    opening = float(np.mean(P[_LOWER_INNER_LIP, 1] - P[_UPPER_INNER_LIP, 1]))
+    if opening > 0.02 * unit:
+        fill(np.arange(60, 68), np.array([40.0, 30.0, 60.0]))
+        if opening > 0.06 * unit:  # teeth
+            cv2.fillPoly(canvas, [ipts(np.array([60, 61, 62, 63, 64]))], (225, 225, 225),
+                         cv2.LINE_AA, shift=4)
+    line(np.array([60, 61, 62, 63, 64]), identity.lip * 0.55, 0.02 * unit)
+
+    img = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    gain, gradient = light
+    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1) - 0.5
+    img *= gain * (1.0 + profile.light_gradient * (gradient[0] * xx + gradient[1] * yy))[..., None]
+    img += rng.normal(0.0, profile.noise_std, img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Labels: temporally smooth, correlated latent processes thresholded at Table 1's rates.
+# --------------------------------------------------------------------------------------------
+def correlation_matrix(aus: list[int]) -> np.ndarray:
+    k = len(aus)
+    corr = np.eye(k)
+    for (a, b), rho in CO_OCCURRENCE.items():
+        if a in aus and b in aus:
+            i, j = aus.index(a), aus.index(b)
+            corr[i, j] = corr[j, i] = rho
+    vals, vecs = np.linalg.eigh(corr)
+    if vals.min() < 1e-3:  # nearest valid correlation matrix by eigenvalue clipping
+        corr = vecs @ np.diag(np.clip(vals, 1e-3, None)) @ vecs.T
+        d = np.sqrt(np.diag(corr))
+        corr = corr / d[:, None] / d[None, :]
+    return corr
+
+
+def latent_intensities(rng: np.random.Generator, profile: Profile, n_frames: list[int]) -> np.ndarray:
+    """Intensities (sum(n_frames), K) in [0, 5] for one subject's sequences; >= 2 means active."""
+    from scipy.stats import norm
+
+    aus = list(profile.aus)
+    chol = np.linalg.cholesky(correlation_matrix(aus))
+    thresholds = norm.ppf(1.0 - np.array([profile.rates[a] for a in aus]))
+    offset = chol @ rng.standard_normal(len(aus))  # per-subject base-rate variation
+    rho = TEMPORAL_CORRELATION
+    out = []
+    for n in n_frames:
+        eps = rng.standard_normal((n, len(aus))) @ chol.T
+        proc = np.empty_like(eps)
+        proc[0] = eps[0]
+        for t in range(1, n):
+            proc[t] = rho * proc[t - 1] + np.sqrt(1 - rho**2) * eps[t]
+        latent = np.sqrt(1 - SUBJECT_SHARE) * proc + np.sqrt(SUBJECT_SHARE) * offset
+        out.append(np.clip(2.0 + 2.0 * (latent - thresholds), 0.0, 5.0))
+    return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Subjects, splits and the dataset on disk
+# --------------------------------------------------------------------------------------------
+def subject_ids(profile: Profile, n_subjects: int) -> list[str]:
+    if profile.split == "cv3":
+        parts = PARTITIONS[profile.name]
+        if n_subjects > sum(map(len, parts)):
+            raise AunceError(f"profile {profile.name} has at most {sum(map(len, parts))} subjects "
+                             f"(its real partitions), asked for {n_subjects}")
+        # round-robin over the partitions keeps the three folds balanced for small sizes
+        ordered = [p[i] for i in range(max(map(len, parts))) for p in parts if i < len(p)]
+        return ordered[:n_subjects]
+    prefix = {"gft": "S", "bp4d_plus": "F", "affwild2": "video"}[profile.name]
+    ids = [f"{prefix}{i:03d}" for i in range(1, n_subjects + 1)]
+    if profile.name == "affwild2":  # some Aff-Wild2 videos hold two people
+        ids = [f"{s}_left" if i % 7 == 3 else f"{s}_right" if i % 7 == 4 else s
+               for i, s in enumerate(ids)]
+    return ids
+
+
+def _split_columns(profile: Profile, subjects: list[str], rng: np.random.Generator) -> dict:
+    from aunce.data.catalog import test_fold_of_subject
+
+    if profile.split == "cv3":
+        mapping = test_fold_of_subject(profile.name)
+        return {"test_fold": {s: mapping[s] for s in subjects}}
+    if profile.split == "test":
+        return {"split": dict.fromkeys(subjects, "test")}
+    held_name = "validation" if profile.split == "validation" else "test"
+    n_held = max(1, int(round(profile.test_fraction * len(subjects))))
+    held = set(rng.choice(len(subjects), size=n_held, replace=False).tolist())
+    return {"split": {s: held_name if i in held else "train" for i, s in enumerate(subjects)}}
+
+
+def _generate_subject(args) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    profile_name, subject, seed_seq, image_size, frames, out_dir = args
+    import cv2
+
+    profile = PROFILES[profile_name]
+    rng = np.random.default_rng(seed_seq)
+    identity = make_identity(rng)
+    n_seq = len(profile.sequences)
+    per_seq = [frames // n_seq + (1 if i < frames % n_seq else 0) for i in range(n_seq)]
+    seqs = [(name, n) for name, n in zip(profile.sequences, per_seq, strict=True) if n > 0]
+    intens = latent_intensities(rng, profile, [n for _, n in seqs])
+    rows, landmarks = [], []
+    row = 0
+    for seq, n in seqs:
+        seq_roll = rng.normal(0.0, np.radians(profile.roll_deg))
+        seq_yaw = rng.normal(0.0, profile.yaw)
+        seq_light = (rng.uniform(*profile.light), rng.normal(0.0, 1.0, 2))
+        folder = out_dir / "images" / subject / seq
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame in range(n):
+            values = dict(zip(profile.aus, intens[row], strict=True))
+            shape = deform(identity.shape, values)
+            roll = seq_roll + rng.normal(0.0, np.radians(1.5))
+            yaw = seq_yaw + rng.normal(0.0, 0.03)
+            scale = 0.62 * rng.uniform(0.92, 1.08)
+            shift = rng.normal(0.0, 0.03 * image_size, 2)
+            pts = pose(shape, roll, scale, shift, yaw, image_size)
+            img = render(identity, pts, values, image_size, rng, profile, seq_light)
+            rel = f"images/{subject}/{seq}/{frame:04d}.png"
+            cv2.imwrite(str(out_dir / rel), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            rows.append({"image": rel, "subject": subject, "sequence": seq, "frame": frame})
+            landmarks.append(pts)
+            row += 1
+    return rows, np.asarray(landmarks, np.float32), intens.astype(np.float32)
+
+
+def generate(profile: str, out_dir: str | os.PathLike, *, seed: int = 0, image_size: int = 64,
+             n_subjects: int | None = None, frames_per_subject: int | None = None,
+             label_noise: float = 0.0, workers: int | None = None) -> Path:
+    """Write a synthetic dataset (images, labels, landmarks) to ``out_dir`` and return it.
+
+    The folder holds ``images/<subject>/<sequence>/<frame>.png``, ``labels.csv`` (the manifest of
+    shared spec datasets.md, plus ``AU<n>_clean`` columns when ``label_noise`` > 0),
+    ``landmarks.npy`` (N, 68, 2) in image pixels, ``intensities.npy`` (N, K) and ``dataset.json``.
+    It is written to a temporary folder and renamed into place when complete.
+    """
+    import pandas as pd
+
+    if profile not in PROFILES:
+        raise AunceError(f"unknown synthetic profile '{profile}' (known: {', '.join(PROFILES)})")
+    if not 0.0 <= label_noise <= 0.5:
+        raise AunceError(f"label_noise must lie in [0, 0.5], got {label_noise}")
+    prof = PROFILES[profile]
+    n_subjects = n_subjects or prof.n_subjects
+    frames = frames_per_subject or prof.frames_per_subject
+    subjects = subject_ids(prof, n_subjects)
+    root_seq = np.random.SeedSequence(seed)
+    split_seq, noise_seq, *subject_seqs = root_seq.spawn(2 + len(subjects))
+    out_dir = Path(out_dir)
+    workers = workers or min(len(subjects), os.cpu_count() or 1)
+    with atomic_dir(out_dir) as tmp:
+        jobs = [(profile, s, subject_seqs[i], image_size, frames, tmp) for i, s in enumerate(subjects)]
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                results = list(pool.map(_generate_subject, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+        else:
+            results = [_generate_subject(job) for job in jobs]
+        rows = [r for res in results for r in res[0]]
+        landmarks = np.concatenate([res[1] for res in results])
+        intens = np.concatenate([res[2] for res in results])
+        df = pd.DataFrame(rows)
+        order = df.sort_values(["subject", "sequence", "frame"], kind="stable").index.to_numpy()
+        df = df.loc[order].reset_index(drop=True)
+        landmarks, intens = landmarks[order], intens[order]
+        for column, mapping in _split_columns(prof, subjects, np.random.default_rng(split_seq)).items():
+            df[column] = df["subject"].map(mapping)
+        labels = (intens >= 2.0).astype(np.int8)
+        if prof.invalid_fraction > 0:
+            invalid = np.random.default_rng(noise_seq).random(len(df)) < prof.invalid_fraction
+            labels[invalid] = -1
+        columns = au_columns(list(prof.aus))
+        noisy = flip_labels(labels, label_noise, np.random.default_rng(noise_seq.spawn(1)[0]))
+        for k, col in enumerate(columns):
+            df[col] = noisy[:, k]
+        if label_noise > 0:
+            for k, col in enumerate(columns):
+                df[f"{col}_clean"] = labels[:, k]
+        df.to_csv(tmp / "labels.csv", index=False)
+        np.save(tmp / "landmarks.npy", landmarks)
+        np.save(tmp / "intensities.npy", intens)
+        write_json(tmp / "dataset.json", {
+            "generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed,
+            "image_size": image_size, "n_subjects": n_subjects, "frames_per_subject": frames,
+            "label_noise": label_noise, "aus": list(prof.aus), "n_frames": len(df),
+        })
+    return out_dir
+
+
+def flip_labels(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Flip exactly ``round(rate * n_known)`` known labels of each AU, chosen uniformly."""
+    noisy = labels.copy()
+    if rate <= 0:
+        return noisy
+    for k in range(labels.shape[1]):
+        known = np.flatnonzero(labels[:, k] >= 0)
+        chosen = rng.choice(known, size=int(round(rate * len(known))), replace=False)
+        noisy[chosen, k] = 1 - noisy[chosen, k]
+    return noisy
+
+
+def read_synthetic(root: str | os.PathLike):
+    """The manifest of a generated dataset (the ``synthetic`` reader of :func:`read_dataset`)."""
+    import pandas as pd
+
+    root = Path(root)
+    meta_path = root / "dataset.json"
+    if not meta_path.exists():
+        raise AunceError(f"{root}: not a synthetic dataset (no dataset.json); make one with "
+                         "`aunce synth --profile bp4d --out DIR`")
+    meta = json.loads(meta_path.read_text())
+    df = pd.read_csv(root / "labels.csv")
+    columns = au_columns(meta["aus"])
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise AunceError(f"{root / 'labels.csv'}: missing AU columns {', '.join(missing)}")
+    for col in df.columns:
+        if col.startswith("AU"):
+            df[col] = df[col].astype(np.int8)
+    if len(df) != meta["n_frames"]:
+        raise AunceError(f"{root / 'labels.csv'}: {len(df)} rows, dataset.json says {meta['n_frames']}")
+    return df
+
+
+def read_synthetic_landmarks(root: str | os.PathLike, n_rows: int) -> np.ndarray:
+    path = Path(root) / "landmarks.npy"
+    landmarks = np.load(path)
+    if landmarks.shape[0] != n_rows:
+        raise AunceError(f"{path}: {landmarks.shape[0]} landmark sets for {n_rows} manifest rows")
+    return landmarks

@@ -1,0 +1,53 @@
+"""Device and precision from settings, with a clean CPU fallback.
+
+``device: cuda`` uses the first GPU that ``CUDA_VISIBLE_DEVICES`` leaves visible; when none is
+visible the job logs a warning and runs on the CPU. Mixed precision (``amp: bf16 | fp16``) applies on
+CUDA only and is switched off, with a warning, on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device must be cpu, cuda or auto, got '{requested}'")
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+        log.warning("device 'cuda' requested but no GPU is visible (CUDA_VISIBLE_DEVICES=%s); "
+                    "running on the CPU", visible)
+    return torch.device("cpu")
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full precision."""
+    if amp == "none":
+        return None
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"amp must be none, bf16 or fp16, got '{amp}'")
+    if device.type != "cuda":
+        log.warning("amp '%s' applies on CUDA only; running in float32 on %s", amp, device)
+        return None
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)

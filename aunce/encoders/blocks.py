@@ -1,0 +1,92 @@
+"""Building blocks shared by the encoders, written once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from aunce import AunceError
+
+
+class LinearBlock(nn.Module):
+    """Linear -> BatchNorm over channels -> ReLU, applied to (B, N, C) tokens or (B, C) vectors.
+
+    As ME-GraphAU's LinearBlock (Luo et al., IJCAI 2022), with optional dropout before the linear.
+    """
+
+    def __init__(self, in_features: int, out_features: int, drop: float = 0.0):
+        super().__init__()
+        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
+        self.fc = nn.Linear(in_features, out_features)
+        self.bn = nn.BatchNorm1d(out_features)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.fc(self.drop(x))
+        if x.ndim == 3:  # (B, N, C): normalise each channel over batch and tokens
+            return self.relu(self.bn(x.transpose(1, 2))).transpose(1, 2)
+        return self.relu(self.bn(x))
+
+
+class PerAULinear(nn.Module):
+    """One logit per AU from that AU's own embedding: (B, K, D) -> (B, K).
+
+    The per-AU linear classifier of the WCE/WFL pretraining head and of the linear evaluation.
+    """
+
+    def __init__(self, num_aus: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_aus, dim))
+        self.bias = nn.Parameter(torch.zeros(num_aus))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.einsum("bkd,kd->bk", z, self.weight) + self.bias
+
+
+def load_pretrained(module: nn.Module, pretrained: str | os.PathLike, *, what: str) -> None:
+    """Load a local state dict into ``module``; a missing file says where to put it. Never downloads."""
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        raise AunceError(
+            f"{what}: pretrained weights '{pretrained}' not found. The harness never downloads; put "
+            f"the file there (e.g. from the timm/Hugging Face cache of a machine with network) or set "
+            f"`pretrained: null` to train from scratch"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing:
+        raise AunceError(f"{path}: weights do not fit {what}: missing {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''}")
+    del unexpected  # classifier heads of ImageNet checkpoints are expected extras
+
+
+def create_timm_model(name: str, pretrained: str | None, **kwargs) -> nn.Module:
+    """A timm model built with ``pretrained=False``, then weights from a local file or the local cache.
+
+    ``pretrained`` is None (from scratch), a path to a state dict, or a timm weight tag (such as
+    ``ms_in1k``) that must already sit in the local Hugging Face cache. Imports timm lazily (2 s).
+    """
+    import timm
+
+    if pretrained is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if Path(pretrained).expanduser().suffix in {".pth", ".pt", ".bin", ".safetensors"} or os.sep in pretrained:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        load_pretrained(model, pretrained, what=name)
+        return model
+    os.environ["HF_HUB_OFFLINE"] = "1"  # never download, even when the network is up
+    try:
+        return timm.create_model(f"{name}.{pretrained}", pretrained=True, **kwargs)
+    except Exception as err:  # timm/huggingface_hub raise several types for a missing file
+        raise AunceError(
+            f"{name}.{pretrained}: weights not in the local cache ({type(err).__name__}). The harness "
+            f"never downloads; on a machine with network run `python -c \"import timm; "
+            f"timm.create_model('{name}.{pretrained}', pretrained=True)\"` and copy "
+            f"~/.cache/huggingface to this machine, or give a local file path"
+        ) from None

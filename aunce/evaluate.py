@@ -1,0 +1,130 @@
+"""Stage 2: embeddings from the frozen encoder, then linear evaluation (protocol.md).
+
+``embed`` runs each pretrained encoder once in eval mode (batch-norm statistics frozen) on the
+centre crops of the training and test frames and stores the per-AU embeddings. ``linear_eval``
+trains a fresh per-AU linear classifier on the training embeddings with WCE (AU weights from the
+training split of the fold) and scores the test split at the fixed threshold. Nothing is tuned on
+the test split: the last epoch is evaluated. With injected label noise, the classifier trains on the
+noisy labels and is scored against the true ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aunce.data.augment import center_crop, normalize, to_float
+from aunce.data.cache import open_cache
+from aunce.device import resolve_device, set_threads
+from aunce.encoders.blocks import PerAULinear
+from aunce.io import atomic_path, read_json, write_json
+from aunce.losses import au_weights, wce_loss
+from aunce.train import load_encoder, run_dir
+
+log = logging.getLogger(__name__)
+EMBED_BATCH = 256
+
+
+@torch.no_grad()
+def extract(encoder: torch.nn.Module, images: np.ndarray, idx: np.ndarray, settings: dict,
+            device: torch.device) -> np.ndarray:
+    """Per-AU embeddings (N, K, D) float16 of the centre crops of ``images[idx]``."""
+    out = []
+    for start in range(0, len(idx), EMBED_BATCH):
+        chunk = np.sort(idx[start:start + EMBED_BATCH])
+        order = np.argsort(np.argsort(idx[start:start + EMBED_BATCH]))
+        x = to_float(torch.from_numpy(np.ascontiguousarray(images[chunk]))).to(device)
+        x, _ = center_crop(x, settings["image"]["input_size"])
+        z = encoder(normalize(x, settings["image"]["normalize"]))
+        out.append(z.float().cpu().numpy()[order].astype(np.float16))
+    if not out:
+        return np.zeros((0, 0, 0), np.float16)
+    return np.concatenate(out)
+
+
+def embed(cache_dir: str | Path, models_root: str | Path, settings: dict, folds: list[str],
+          seeds: list[int], out_root: str | Path) -> None:
+    set_threads(settings.get("threads", 0))
+    cache = open_cache(cache_dir)
+    device = resolve_device(settings["device"])
+    for fold in folds:
+        train_idx, test_idx = cache.split(fold)
+        for seed in seeds:
+            model_dir = run_dir(models_root, fold, seed)
+            encoder, _ = load_encoder(model_dir / "encoder.pt", device)
+            pretrain_settings = read_json(model_dir / "settings.json")
+            out = run_dir(out_root, fold, seed)
+            out.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out / "embeddings.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, train_z=extract(encoder, cache.images, train_idx, settings, device),
+                             train_labels=cache.labels[train_idx], train_index=train_idx,
+                             test_z=extract(encoder, cache.images, test_idx, settings, device),
+                             test_labels=cache.true_labels[test_idx], test_index=test_idx,
+                             aus=np.array(cache.aus),
+                             pretrain_settings=np.array(json.dumps(pretrain_settings)))
+            log.info("embedded fold %s seed %s: %d train, %d test frames", fold, seed,
+                     len(train_idx), len(test_idx))
+
+
+def fit_linear_head(train_z: torch.Tensor, train_labels: torch.Tensor, settings: dict, seed: int,
+                    device: torch.device) -> PerAULinear:
+    """A per-AU linear classifier on frozen embeddings, trained with WCE (AdamW, last epoch kept)."""
+    cfg = settings["linear_eval"]
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n, k, d = train_z.shape
+    weights = au_weights(train_labels, split="training split").to(device)
+    head = PerAULinear(k, d).to(device)
+    optim = torch.optim.AdamW(head.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    train_z, train_labels = train_z.to(device), train_labels.to(device)
+    for _ in range(cfg["epochs"]):
+        perm = torch.randperm(n, generator=gen).to(device)
+        for start in range(0, n, cfg["batch_size"]):
+            batch = perm[start:start + cfg["batch_size"]]
+            loss = wce_loss(head(train_z[batch]), train_labels[batch], weights)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+    return head.eval()
+
+
+def linear_eval(embeddings_root: str | Path, settings: dict, folds: list[str], seeds: list[int],
+                out_root: str | Path) -> None:
+    from aunce.metrics import detection_metrics
+
+    set_threads(settings.get("threads", 0))
+    device = resolve_device(settings["device"])
+    for fold in folds:
+        for seed in seeds:
+            src = run_dir(embeddings_root, fold, seed) / "embeddings.npz"
+            data = np.load(src)
+            aus = [str(a) for a in data["aus"]]
+            head = fit_linear_head(torch.from_numpy(data["train_z"].astype(np.float32)),
+                                   torch.from_numpy(data["train_labels"].astype(np.int64)),
+                                   settings, seed, device)
+            with torch.no_grad():
+                test_z = torch.from_numpy(data["test_z"].astype(np.float32)).to(device)
+                probs = torch.sigmoid(head(test_z)).cpu().numpy()
+            metrics = detection_metrics(data["test_labels"], probs, aus,
+                                        settings["linear_eval"]["threshold"])
+            out = run_dir(out_root, fold, seed)
+            out.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out / "predictions.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, probabilities=probs.astype(np.float32), labels=data["test_labels"],
+                             index=data["test_index"], aus=np.array(aus))
+            pretrain_settings = json.loads(str(data["pretrain_settings"]))
+            write_json(out / "metrics.json", {
+                "run": {"dataset": settings["dataset"], "encoder": settings["encoder"]["name"],
+                        "method": settings["method_name"], "fold": fold, "seed": seed},
+                **metrics,
+                "linear_eval": settings["linear_eval"],
+                "pretrain_settings": pretrain_settings,
+            })
+            log.info("fold %s seed %s: F1-macro %.1f  F1-micro %.1f  accuracy %.1f", fold, seed,
+                     100 * metrics["f1_macro"], 100 * metrics["f1_micro"], 100 * metrics["accuracy"])

@@ -1,0 +1,45 @@
+"""Detection metrics from scikit-learn, with unknown labels (-1) left out (protocol.md).
+
+- ``f1``: F1 of each AU on its known labels;
+- ``f1_macro``: mean of the per-AU F1 (the paper's "F1" and "Avg.");
+- ``f1_micro``: F1 of TP, FP and FN pooled over all AUs;
+- ``accuracy``: per-AU accuracy averaged over AUs (the paper's "correctly classified frames over
+  all frames", read per AU) and ``exact_match``: frames whose every AU is right, over frames whose
+  every label is known. All values are fractions in [0, 1]; tables print percentages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+
+def detection_metrics(y_true: np.ndarray, y_prob: np.ndarray, aus: list[str],
+                      threshold: float = 0.5) -> dict:
+    y_true = np.asarray(y_true)
+    y_prob = np.asarray(y_prob)
+    if y_true.shape != y_prob.shape or y_true.ndim != 2 or y_true.shape[1] != len(aus):
+        raise ValueError(f"labels {y_true.shape}, probabilities {y_prob.shape} and {len(aus)} AUs disagree")
+    y_pred = (y_prob >= threshold).astype(np.int8)
+    known = y_true >= 0
+    f1, acc, support = {}, {}, {}
+    for k, au in enumerate(aus):
+        m = known[:, k]
+        f1[au] = float(f1_score(y_true[m, k], y_pred[m, k], zero_division=0.0)) if m.any() else float("nan")
+        acc[au] = float(accuracy_score(y_true[m, k], y_pred[m, k])) if m.any() else float("nan")
+        support[au] = {"known": int(m.sum()), "positive": int((y_true[m, k] == 1).sum())}
+    micro = f1_score(y_true[known], y_pred[known], zero_division=0.0) if known.any() else float("nan")
+    full = known.all(1)
+    exact = float((y_pred[full] == y_true[full]).all(1).mean()) if full.any() else float("nan")
+    return {
+        "aus": list(aus),
+        "f1": f1,
+        "f1_macro": float(np.nanmean(list(f1.values()))),
+        "f1_micro": float(micro),
+        "accuracy": float(np.nanmean(list(acc.values()))),
+        "accuracy_per_au": acc,
+        "exact_match": exact,
+        "support": support,
+        "threshold": threshold,
+        "n_frames": int(len(y_true)),
+    }

@@ -1,0 +1,33 @@
+# Data: synthetic generation (when a dataset is a stand-in) and the aligned uint8 cache.
+
+
+rule synthesize:
+    output:
+        directory("results/data/{dataset}"),
+    params:
+        args=lambda wc: synth_args(wc.dataset),
+        code=CODE["data"],
+    log:
+        "results/logs/data/{dataset}.synthesize.log",
+    threads: 2
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce synth --out {output} --workers {threads} {params.args} > {log} 2>&1"
+
+
+rule cache:
+    input:
+        cache_source,
+    output:
+        directory("results/cache/{dataset}"),
+    params:
+        args=cache_args,
+        code=CODE["data"],
+    log:
+        "results/logs/data/{dataset}.cache.log",
+    threads: 2
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce cache --out {output} --workers {threads} {params.args} > {log} 2>&1"

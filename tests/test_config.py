@@ -1,0 +1,83 @@
+import copy
+
+import pytest
+import yaml
+
+from aunce import AunceError
+from aunce.config import check_config, dataset_folds, load_config
+from conftest import REPO, SCHEMA
+
+
+def base():
+    return yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+def test_shipped_configs_are_valid(name):
+    cfg = load_config(REPO / "config" / name, SCHEMA)
+    assert cfg["tables"]["table2"]["dataset"] in cfg["datasets"]
+
+
+def test_paper_config_needs_roots_then_validates(tmp_path):
+    with pytest.raises(AunceError, match=r"datasets\.bp4d\.root"):
+        load_config(REPO / "config" / "paper.yaml", SCHEMA)
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cfg["datasets"]["bp4d"]["root"] = str(tmp_path)
+    check_config(cfg, SCHEMA)  # only datasets used by a table need a root
+    assert cfg["pretrain"]["lr"] == 1e-5 and cfg["seeds"][0] == 3407
+
+
+def test_defaults_are_filled():
+    cfg = base()
+    del cfg["pretrain"]["epochs"]
+    check_config(cfg, SCHEMA)
+    assert cfg["pretrain"]["epochs"] == 60  # the paper's value is the schema default
+    assert cfg["pretrain"]["betas"] == [0.9, 0.999]
+    assert cfg["datasets"]["bp4d"]["synthetic"]["label_noise"] == 0.0
+
+
+def test_unknown_key_is_named():
+    cfg = base()
+    cfg["pretrain"]["learning_rate"] = 0.1
+    with pytest.raises(AunceError) as err:
+        check_config(cfg, SCHEMA)
+    assert "pretrain.learning_rate: unknown key" in str(err.value)
+
+
+def test_top_level_typo_is_named():
+    cfg = base()
+    cfg["seed"] = [1]
+    with pytest.raises(AunceError, match=r"  seed: unknown key"):
+        check_config(cfg, SCHEMA)
+
+
+def test_wrong_type_names_key_and_value():
+    cfg = base()
+    cfg["pretrain"]["lr"] = "fast"
+    with pytest.raises(AunceError, match=r"pretrain\.lr: 'fast' is not of type 'number'"):
+        check_config(cfg, SCHEMA)
+
+
+def test_table_must_reference_defined_method():
+    cfg = base()
+    cfg["tables"]["table2"]["methods"] = ["aunce", "nope"]
+    with pytest.raises(AunceError, match=r"tables\.table2\.methods: 'nope' is not defined"):
+        check_config(cfg, SCHEMA)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(AunceError, match="config file .*missing.yaml' not found"):
+        load_config(tmp_path / "missing.yaml", SCHEMA)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seeds: [1, 2\npretrain: {}\n")
+    with pytest.raises(AunceError, match=r"bad.yaml: line \d+: invalid YAML"):
+        load_config(bad, SCHEMA)
+
+
+def test_fold_labels():
+    cfg = base()
+    check_config(cfg, SCHEMA)
+    assert dataset_folds(cfg["datasets"]["bp4d"]) == ["1", "2", "3"]
+    gft = copy.deepcopy(cfg["datasets"]["bp4d"])
+    gft["synthetic"]["profile"] = "gft"
+    assert dataset_folds(gft) == ["split"]

@@ -1,0 +1,216 @@
+"""Losses against slow references written straight from shared spec losses.md (float64, loops)."""
+
+import math
+
+import pytest
+import torch
+
+from aunce.losses import (
+    AUNCELoss,
+    WCELoss,
+    au_weights,
+    aunce_loss,
+    draw_positive_kinds,
+    wce_loss,
+    wfl_loss,
+)
+
+
+def reference_aunce(z, z_aug, labels, weights, tau, beta_min, beta_maj, minority, kinds):
+    """Per-anchor loops over the spec's definitions."""
+    b, k, _ = z.shape
+    pooled = torch.cat([z, z_aug]).double()
+    y = torch.cat([labels, labels])
+    total = 0.0
+    for i in range(k):
+        emb = [pooled[a, i] / pooled[a, i].norm() for a in range(2 * b)]
+        losses = []
+        for a in range(2 * b):
+            if y[a, i] < 0:
+                continue
+            same = [j for j in range(2 * b) if j % b != a % b and y[j, i] == y[a, i]]
+            neg = [j for j in range(2 * b) if y[j, i] >= 0 and y[j, i] != y[a, i]]
+            sim = {j: float(emb[a] @ emb[j]) for j in range(2 * b)}
+            kind = int(kinds[a, i])
+            if not same:
+                kind = 1
+            if kind == 0:
+                s_pos = max(sim[j] for j in same)
+            elif kind == 1:
+                s_pos = sim[(a + b) % (2 * b)]
+            elif kind == 2:
+                proto = sum(emb[j] for j in same) / len(same)
+                s_pos = float(emb[a] @ proto)
+            else:
+                s_pos = min(sim[j] for j in same)
+            beta = beta_min if int(y[a, i]) == int(minority[i]) else beta_maj
+            denom = math.exp(s_pos / tau) + sum(math.exp(beta * sim[j] / tau) for j in neg)
+            losses.append(-math.log(math.exp(s_pos / tau) / denom))
+        if losses:
+            total += float(weights[i]) * sum(losses) / len(losses)
+    return total / k
+
+
+def random_case(seed, b, k, d, unknown=0.1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, k, d, generator=g, dtype=torch.float64)
+    z_aug = z + 0.5 * torch.randn(b, k, d, generator=g, dtype=torch.float64)
+    labels = (torch.rand(b, k, generator=g) < 0.35).long()
+    labels[torch.rand(b, k, generator=g) < unknown] = -1
+    kinds = torch.randint(0, 4, (2 * b, k), generator=g)
+    weights = torch.rand(k, generator=g, dtype=torch.float64) + 0.5
+    minority = torch.randint(0, 2, (k,), generator=g)
+    return z, z_aug, labels, kinds, weights, minority
+
+
+@pytest.mark.parametrize("seed,b,k,d", [(0, 4, 3, 5), (1, 8, 12, 16), (2, 16, 8, 4), (3, 2, 1, 3),
+                                        (4, 12, 10, 8)])
+def test_aunce_matches_reference(seed, b, k, d):
+    z, z_aug, labels, kinds, weights, minority = random_case(seed, b, k, d)
+    fast = aunce_loss(z, z_aug, labels, weights, tau=0.5, beta_minority=1.2, beta_majority=0.4,
+                      minority_label=minority, positive_kind=kinds)
+    slow = reference_aunce(z, z_aug, labels, weights, 0.5, 1.2, 0.4, minority, kinds)
+    assert fast.item() == pytest.approx(slow, rel=1e-6, abs=1e-9)
+
+
+def test_aunce_corner_cases():
+    z, z_aug, labels, kinds, weights, minority = random_case(5, 6, 4, 3, unknown=0.0)
+    labels[:, 0] = -1  # only unknown labels: contributes 0
+    labels[:, 1] = 0  # no negatives
+    labels[:, 2] = 0
+    labels[0, 2] = 1  # a single positive: its same-label set is empty -> twin view
+    loss = aunce_loss(z, z_aug, labels, weights, minority_label=minority, positive_kind=kinds)
+    ref = reference_aunce(z, z_aug, labels, weights, 0.5, 1.2, 0.4, minority, kinds)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(ref, rel=1e-6)
+
+
+def test_aunce_gradcheck():
+    z, z_aug, labels, kinds, weights, minority = random_case(6, 4, 2, 3)
+    z.requires_grad_(True)
+    z_aug.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: aunce_loss(a, b, labels, weights, minority_label=minority, positive_kind=kinds),
+        (z, z_aug))
+
+
+def test_aunce_invariances():
+    z, z_aug, labels, kinds, weights, minority = random_case(7, 8, 5, 6)
+    base = aunce_loss(z, z_aug, labels, weights, minority_label=minority, positive_kind=kinds)
+    scaled = aunce_loss(3.0 * z, 0.2 * z_aug, labels, weights, minority_label=minority,
+                        positive_kind=kinds)
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    perm_kinds = torch.cat([kinds[:8][perm], kinds[8:][perm]])
+    permuted = aunce_loss(z[perm], z_aug[perm], labels[perm], weights, minority_label=minority,
+                          positive_kind=perm_kinds)
+    assert scaled.item() == pytest.approx(base.item(), rel=1e-9)
+    assert permuted.item() == pytest.approx(base.item(), rel=1e-9)
+
+
+def test_aunce_draw_is_seeded():
+    z, z_aug, labels, *_ = random_case(8, 8, 4, 6)
+    a = aunce_loss(z, z_aug, labels, generator=torch.Generator().manual_seed(1))
+    b = aunce_loss(z, z_aug, labels, generator=torch.Generator().manual_seed(1))
+    assert a.item() == b.item()
+    kinds = draw_positive_kinds(10000, 1, (0.15, 0.15, 0.7, 0.0), torch.Generator().manual_seed(0))
+    freq = torch.bincount(kinds.flatten(), minlength=4).double() / 10000
+    assert torch.allclose(freq, torch.tensor([0.15, 0.15, 0.7, 0.0], dtype=torch.float64), atol=0.02)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"tau": 0.0}, "tau must be positive"),
+    ({"positive_probs": (0.5, 0.5, 0.5, 0.0)}, "summing to 1"),
+    ({"positive_kind": torch.zeros(3, 2, dtype=torch.long)}, r"positive_kind must be \(2B, K\)"),
+    ({"variant": "other"}, "unknown AUNCE variant"),
+])
+def test_aunce_errors(kwargs, match):
+    z, z_aug, labels, *_ = random_case(9, 4, 2, 3)
+    with pytest.raises(ValueError, match=match):
+        aunce_loss(z, z_aug, labels, **kwargs)
+
+
+def test_label_values_are_checked():
+    z, z_aug, labels, *_ = random_case(9, 4, 2, 3)
+    labels[0, 0] = 2
+    with pytest.raises(ValueError, match="found 2"):
+        aunce_loss(z, z_aug, labels)
+    with pytest.raises(ValueError, match=r"labels must be \(B, K\)"):
+        aunce_loss(z, z_aug, labels[:, :1])
+
+
+def reference_wce(logits, labels, weights):
+    k = logits.shape[1]
+    total = 0.0
+    for i in range(k):
+        terms = []
+        for b in range(logits.shape[0]):
+            y = int(labels[b, i])
+            if y < 0:
+                continue
+            p = 1 / (1 + math.exp(-float(logits[b, i])))
+            terms.append(-(y * math.log(p) + (1 - y) * math.log(1 - p)))
+        if terms:
+            total += float(weights[i]) * sum(terms) / len(terms)
+    return total / k
+
+
+def reference_wfl(logits, labels, weights, gamma, margin):
+    k = logits.shape[1]
+    total = 0.0
+    for i in range(k):
+        terms = []
+        for b in range(logits.shape[0]):
+            y = int(labels[b, i])
+            if y < 0:
+                continue
+            p = 1 / (1 + math.exp(-float(logits[b, i])))
+            pm = max(p - margin, 0.0)
+            terms.append(-(y * (1 - p) ** gamma * math.log(p) + (1 - y) * pm**gamma * math.log(1 - pm)))
+        if terms:
+            total += float(weights[i]) * sum(terms) / len(terms)
+    return total / k
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_wce_and_wfl_match_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = 3 * torch.randn(10, 6, generator=g, dtype=torch.float64)
+    labels = torch.randint(-1, 2, (10, 6), generator=g)
+    weights = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
+    assert wce_loss(logits, labels, weights).item() == pytest.approx(
+        reference_wce(logits, labels, weights), rel=1e-5)
+    for gamma, margin in ((2.0, 0.0), (1.0, 0.1), (0.0, 0.0)):
+        assert wfl_loss(logits, labels, weights, gamma=gamma, margin=margin).item() == pytest.approx(
+            reference_wfl(logits, labels, weights, gamma, margin), rel=1e-5)
+
+
+def test_wce_is_stable_for_extreme_logits():
+    logits = torch.tensor([[80.0, -80.0]], requires_grad=True)
+    loss = wce_loss(logits, torch.tensor([[0, 1]]))
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(80.0, rel=1e-4)
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_au_weights():
+    labels = torch.tensor([[1, 0, 1], [0, 0, 1], [0, 1, -1], [0, 0, 1]])
+    w = au_weights(labels)
+    rates = torch.tensor([0.25, 0.25, 1.0])
+    expected = (1 / rates) / (1 / rates).sum() * 3
+    assert torch.allclose(w, expected.float()) and w.mean().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="AU4 never active in the training split of fold 2"):
+        au_weights(torch.tensor([[1, 0], [0, 0]]), ["AU1", "AU4"], split="training split of fold 2")
+
+
+def test_modules_hold_weights_as_buffers():
+    w = torch.tensor([0.5, 1.5])
+    module = WCELoss(w)
+    assert "au_weights" in dict(module.named_buffers())
+    assert "au_weights" in module.state_dict()
+    logits, labels = torch.randn(4, 2), torch.randint(0, 2, (4, 2))
+    assert module(logits, labels).item() == pytest.approx(wce_loss(logits, labels, w).item())
+    aunce = AUNCELoss(w, minority_label=torch.tensor([1, 0]))
+    z = torch.randn(4, 2, 3)
+    kinds = torch.ones(8, 2, dtype=torch.long)
+    assert aunce(z, z + 0.1, labels, positive_kind=kinds).item() == pytest.approx(
+        aunce_loss(z, z + 0.1, labels, w, minority_label=torch.tensor([1, 0]),
+                   positive_kind=kinds).item())

@@ -1,0 +1,162 @@
+"""The workflow end to end on the smoke config, in a temporary folder (about a minute)."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+BIN = Path(sys.executable).parent
+SMOKE = REPO / "config" / "smoke.yaml"
+
+
+def snakemake(workdir, *args, configfile=SMOKE, env=None):
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    if configfile is not None:
+        cmd += [f"--configfile={configfile}"]  # `=`: a bare --configfile would swallow targets
+    env = env or dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    proc = snakemake(workdir, "all", "--cores", "1", "--resources", "gpu=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def test_table_numbers_equal_aggregated_metrics(smoke_run):
+    cfg = yaml.safe_load(SMOKE.read_text())
+    seeds = cfg["seeds"]
+    table = pd.read_csv(smoke_run / "results" / "tables" / "table2.csv")
+    md = (smoke_run / "results" / "tables" / "table2.md").read_text()
+    for method, label in (("aunce", "AUNCE"), ("wce", "WCE")):
+        per_seed = {}
+        for seed in seeds:
+            folds = [json.loads((smoke_run / f"results/eval/bp4d/megraph/{method}/fold-{f}/seed-{seed}/"
+                                 "metrics.json").read_text()) for f in ("1", "2", "3")]
+            aus = folds[0]["aus"]
+            per_seed[seed] = {au: np.mean([m["f1"][au] for m in folds]) for au in aus}
+            per_seed[seed]["Avg."] = np.mean([m["f1_macro"] for m in folds])
+        row = table[table["method"] == f"{label} (this run)"].iloc[0]
+        for col in aus + ["Avg."]:
+            values = [100 * per_seed[s][col] for s in seeds]
+            assert row[col] == pytest.approx(np.mean(values), abs=1e-3)
+            assert row[f"{col}_std"] == pytest.approx(np.std(values, ddof=1), abs=1e-3)
+        line = next(x for x in md.splitlines() if x.startswith(f"| {label} (this run)"))
+        avg = re.findall(r"(\d+\.\d)\**(?: ± (\d+\.\d))?", line)[-1]
+        assert float(avg[0]) == pytest.approx(round(row["Avg."], 1), abs=0.051)
+    tex = (smoke_run / "results" / "tables" / "table2.tex").read_text()
+    assert "\\toprule" in tex and "AUNCE (this run)" in tex
+
+
+def test_outputs_logs_and_resolved_config(smoke_run):
+    results = smoke_run / "results"
+    resolved = yaml.safe_load((results / "config.yaml").read_text())
+    assert resolved["seeds"] == [1, 2] and resolved["pretrain"]["betas"] == [0.9, 0.999]
+    run = results / "pretrain/bp4d/megraph/aunce/fold-2/seed-1"
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["fold"] == "2" and settings["seed"] == 1
+    assert settings["loss_settings"]["beta_majority"] == 0.4
+    assert len(settings["au_weights"]) == 12
+    assert (run / "history.csv").exists() and (run / "timing.json").exists()
+    logs = list((results / "logs").rglob("*.log"))
+    assert any("pretrain" in str(p) for p in logs)
+    assert list((results / "benchmarks" / "pretrain").rglob("*.tsv"))
+
+
+def test_rerun_does_nothing(smoke_run):
+    proc = snakemake(smoke_run, "all", "-n", "--cores", "1")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+    proc = snakemake(smoke_run, "-n", "--cores", "1", "results/tables/table2.md")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_one_table_builds_only_what_it_needs(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "results/tables/table2.md")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0
+    assert "resolved_config" not in out and "rule all" not in out
+    for rule in ("synthesize", "cache", "pretrain_bp4d_all", "embed_bp4d_all", "linear_eval_bp4d_all", "table"):
+        assert re.search(rf"^{rule}\s+\d+$", out, re.M), rule
+
+
+def test_run_granularity_lists_jobs_per_fold_and_seed(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "granularity=run")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0
+    for fold in (1, 2, 3):
+        for seed in (1, 2):
+            assert re.search(rf"^pretrain_bp4d_fold{fold}_seed{seed}\s+2$", out, re.M)  # aunce + wce
+
+
+def readme_commands():
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```(?:sh|bash|console)\n(.*?)```", text, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines()
+            if line.strip().startswith("snakemake ")]
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_snakemake_commands_dry_run(tmp_path, command):
+    args = shlex.split(command)[1:]
+    proc = snakemake(tmp_path, "-n", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_readme_has_the_known_forms():
+    commands = readme_commands()
+    assert "snakemake all --cores 1 --resources gpu=1" in commands
+    assert "snakemake --cores 1 results/tables/table2.md" in commands
+
+
+def test_make_run_is_the_documented_command():
+    proc = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True)
+    assert "snakemake all --cores 1 --resources gpu=1" in proc.stdout
+
+
+def test_config_typo_stops_before_any_job(tmp_path):
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["pretrain"]["learnin_rate"] = 0.1
+    cfg["seeds"] = "3407"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "--cores", "1", configfile=bad)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "pretrain.learnin_rate: unknown key" in out
+    assert "seeds: '3407' is not of type 'array'" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_config_file(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", configfile=tmp_path / "nope.yaml")
+    assert proc.returncode != 0 and "nope.yaml" in proc.stdout + proc.stderr
+    proc = snakemake(tmp_path, "-n", "--cores", "1", configfile=None)  # the default is relative
+    assert proc.returncode != 0 and "config/config.yaml" in proc.stdout + proc.stderr
+    make = subprocess.run(["make", "run", "CONFIG=nope.yaml"], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"))
+    assert make.returncode != 0 and "config file 'nope.yaml' not found" in make.stderr
+
+
+def test_unwritable_results_folder(tmp_path):
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    proc = snakemake(tmp_path, "-n", "--cores", "1")
+    assert proc.returncode != 0 and "is not writable" in proc.stdout + proc.stderr
+
+
+def test_missing_aunce_command_is_explained(tmp_path):
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    proc = snakemake(tmp_path, "-n", "--cores", "1", env=env)
+    assert proc.returncode != 0 and "the `aunce` command is not on PATH" in proc.stdout + proc.stderr
