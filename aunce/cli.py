@@ -22,7 +22,9 @@ def _csv(kind):
         try:
             return [kind(v) for v in text.split(",") if v]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got '{text}'") from None
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values, got '{text}'"
+            ) from None
 
     return parse
 
@@ -31,7 +33,9 @@ def _settings(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"--settings is not valid JSON ({err.msg} at column {err.colno})") from None
+        raise argparse.ArgumentTypeError(
+            f"--settings is not valid JSON ({err.msg} at column {err.colno})"
+        ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("--settings must be a JSON object")
     return value
@@ -40,17 +44,25 @@ def _settings(text: str) -> dict:
 def cmd_synth(args) -> None:
     from aunce.data.synthetic import generate
 
-    out = generate(args.profile, args.out, seed=args.seed, image_size=args.image_size,
-                   n_subjects=args.n_subjects, frames_per_subject=args.frames_per_subject,
-                   label_noise=args.label_noise, workers=args.workers)
+    out = generate(
+        args.profile,
+        args.out,
+        seed=args.seed,
+        image_size=args.image_size,
+        n_subjects=args.n_subjects,
+        frames_per_subject=args.frames_per_subject,
+        label_noise=args.label_noise,
+        workers=args.workers,
+    )
     log.info("wrote synthetic %s dataset to %s", args.profile, out)
 
 
 def cmd_cache(args) -> None:
     from aunce.data.cache import build_cache
 
-    out = build_cache(args.reader, args.root, args.out, args.size, aligned=args.aligned,
-                      workers=args.workers)
+    out = build_cache(
+        args.reader, args.root, args.out, args.size, aligned=args.aligned, workers=args.workers
+    )
     log.info("wrote aligned cache %s", out)
 
 
@@ -80,8 +92,13 @@ def cmd_tables(args) -> None:
     records = [read_json(p) for p in args.metrics]
     if not records:
         raise AunceError(f"{args.table}: no metrics files given")
-    table = au_f1_table(args.table, spec["title"], records, [tuple(m) for m in spec["methods"]],
-                        spec.get("notes", []))
+    table = au_f1_table(
+        args.table,
+        spec["title"],
+        records,
+        [tuple(m) for m in spec["methods"]],
+        spec.get("notes", []),
+    )
     write_text(args.md, render_markdown(table))
     write_text(args.tex, render_latex(table))
     if args.csv:
@@ -131,9 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_cache)
 
-    for name, func, helptext in (("pretrain", cmd_pretrain, "pretrain encoders (stage 1)"),
-                                 ("embed", cmd_embed, "extract per-AU embeddings of frozen encoders"),
-                                 ("linear-eval", cmd_linear_eval, "linear evaluation (stage 2)")):
+    for name, func, helptext in (
+        ("pretrain", cmd_pretrain, "pretrain encoders (stage 1)"),
+        ("embed", cmd_embed, "extract per-AU embeddings of frozen encoders"),
+        ("linear-eval", cmd_linear_eval, "linear evaluation (stage 2)"),
+    ):
         p = sub.add_parser(name, help=helptext)
         if name in ("pretrain", "embed"):
             p.add_argument("--cache", required=True, type=Path)
@@ -170,9 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
     try:
         args.func(args)
     except AunceError as err:

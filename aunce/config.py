@@ -114,7 +114,9 @@ def _check_references(config: dict) -> None:
                     f"tables.{table}.methods: '{name}' is not defined under 'methods' "
                     f"(defined: {', '.join(sorted(config.get('methods', {})))})"
                 )
-    used = {name for spec in config.get("tables", {}).values() for name in _as_list(spec.get("dataset"))}
+    used = {
+        name for spec in config.get("tables", {}).values() for name in _as_list(spec.get("dataset"))
+    }
     for name, ds in config.get("datasets", {}).items():
         if name in used and ds["source"] != "synthetic" and not ds.get("root"):
             problems.append(

@@ -25,8 +25,11 @@ def resolve_device(requested: str) -> torch.device:
         return torch.device("cuda")
     if requested == "cuda":
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
-        log.warning("device 'cuda' requested but no GPU is visible (CUDA_VISIBLE_DEVICES=%s); "
-                    "running on the CPU", visible)
+        log.warning(
+            "device 'cuda' requested but no GPU is visible (CUDA_VISIBLE_DEVICES=%s); "
+            "running on the CPU",
+            visible,
+        )
     return torch.device("cpu")
 
 

@@ -30,13 +30,18 @@ EMBED_BATCH = 256
 
 
 @torch.no_grad()
-def extract(encoder: torch.nn.Module, images: np.ndarray, idx: np.ndarray, settings: dict,
-            device: torch.device) -> np.ndarray:
+def extract(
+    encoder: torch.nn.Module,
+    images: np.ndarray,
+    idx: np.ndarray,
+    settings: dict,
+    device: torch.device,
+) -> np.ndarray:
     """Per-AU embeddings (N, K, D) float16 of the centre crops of ``images[idx]``."""
     out = []
     for start in range(0, len(idx), EMBED_BATCH):
-        chunk = np.sort(idx[start:start + EMBED_BATCH])
-        order = np.argsort(np.argsort(idx[start:start + EMBED_BATCH]))
+        chunk = np.sort(idx[start : start + EMBED_BATCH])
+        order = np.argsort(np.argsort(idx[start : start + EMBED_BATCH]))
         x = to_float(torch.from_numpy(np.ascontiguousarray(images[chunk]))).to(device)
         x, _ = center_crop(x, settings["image"]["input_size"])
         z = encoder(normalize(x, settings["image"]["normalize"]))
@@ -46,8 +51,14 @@ def extract(encoder: torch.nn.Module, images: np.ndarray, idx: np.ndarray, setti
     return np.concatenate(out)
 
 
-def embed(cache_dir: str | Path, models_root: str | Path, settings: dict, folds: list[str],
-          seeds: list[int], out_root: str | Path) -> None:
+def embed(
+    cache_dir: str | Path,
+    models_root: str | Path,
+    settings: dict,
+    folds: list[str],
+    seeds: list[int],
+    out_root: str | Path,
+) -> None:
     set_threads(settings.get("threads", 0))
     cache = open_cache(cache_dir)
     device = resolve_device(settings["device"])
@@ -61,18 +72,33 @@ def embed(cache_dir: str | Path, models_root: str | Path, settings: dict, folds:
             out.mkdir(parents=True, exist_ok=True)
             with atomic_path(out / "embeddings.npz") as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, train_z=extract(encoder, cache.images, train_idx, settings, device),
-                             train_labels=cache.labels[train_idx], train_index=train_idx,
-                             test_z=extract(encoder, cache.images, test_idx, settings, device),
-                             test_labels=cache.true_labels[test_idx], test_index=test_idx,
-                             aus=np.array(cache.aus),
-                             pretrain_settings=np.array(json.dumps(pretrain_settings)))
-            log.info("embedded fold %s seed %s: %d train, %d test frames", fold, seed,
-                     len(train_idx), len(test_idx))
+                    np.savez(
+                        fh,
+                        train_z=extract(encoder, cache.images, train_idx, settings, device),
+                        train_labels=cache.labels[train_idx],
+                        train_index=train_idx,
+                        test_z=extract(encoder, cache.images, test_idx, settings, device),
+                        test_labels=cache.true_labels[test_idx],
+                        test_index=test_idx,
+                        aus=np.array(cache.aus),
+                        pretrain_settings=np.array(json.dumps(pretrain_settings)),
+                    )
+            log.info(
+                "embedded fold %s seed %s: %d train, %d test frames",
+                fold,
+                seed,
+                len(train_idx),
+                len(test_idx),
+            )
 
 
-def fit_linear_head(train_z: torch.Tensor, train_labels: torch.Tensor, settings: dict, seed: int,
-                    device: torch.device) -> PerAULinear:
+def fit_linear_head(
+    train_z: torch.Tensor,
+    train_labels: torch.Tensor,
+    settings: dict,
+    seed: int,
+    device: torch.device,
+) -> PerAULinear:
     """A per-AU linear classifier on frozen embeddings, trained with WCE (AdamW, last epoch kept)."""
     cfg = settings["linear_eval"]
     torch.manual_seed(seed)
@@ -85,7 +111,7 @@ def fit_linear_head(train_z: torch.Tensor, train_labels: torch.Tensor, settings:
     for _ in range(cfg["epochs"]):
         perm = torch.randperm(n, generator=gen).to(device)
         for start in range(0, n, cfg["batch_size"]):
-            batch = perm[start:start + cfg["batch_size"]]
+            batch = perm[start : start + cfg["batch_size"]]
             loss = wce_loss(head(train_z[batch]), train_labels[batch], weights)
             optim.zero_grad(set_to_none=True)
             loss.backward()
@@ -93,8 +119,13 @@ def fit_linear_head(train_z: torch.Tensor, train_labels: torch.Tensor, settings:
     return head.eval()
 
 
-def linear_eval(embeddings_root: str | Path, settings: dict, folds: list[str], seeds: list[int],
-                out_root: str | Path) -> None:
+def linear_eval(
+    embeddings_root: str | Path,
+    settings: dict,
+    folds: list[str],
+    seeds: list[int],
+    out_root: str | Path,
+) -> None:
     from aunce.metrics import detection_metrics
 
     set_threads(settings.get("threads", 0))
@@ -104,27 +135,51 @@ def linear_eval(embeddings_root: str | Path, settings: dict, folds: list[str], s
             src = run_dir(embeddings_root, fold, seed) / "embeddings.npz"
             data = np.load(src)
             aus = [str(a) for a in data["aus"]]
-            head = fit_linear_head(torch.from_numpy(data["train_z"].astype(np.float32)),
-                                   torch.from_numpy(data["train_labels"].astype(np.int64)),
-                                   settings, seed, device)
+            head = fit_linear_head(
+                torch.from_numpy(data["train_z"].astype(np.float32)),
+                torch.from_numpy(data["train_labels"].astype(np.int64)),
+                settings,
+                seed,
+                device,
+            )
             with torch.no_grad():
                 test_z = torch.from_numpy(data["test_z"].astype(np.float32)).to(device)
                 probs = torch.sigmoid(head(test_z)).cpu().numpy()
-            metrics = detection_metrics(data["test_labels"], probs, aus,
-                                        settings["linear_eval"]["threshold"])
+            metrics = detection_metrics(
+                data["test_labels"], probs, aus, settings["linear_eval"]["threshold"]
+            )
             out = run_dir(out_root, fold, seed)
             out.mkdir(parents=True, exist_ok=True)
             with atomic_path(out / "predictions.npz") as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, probabilities=probs.astype(np.float32), labels=data["test_labels"],
-                             index=data["test_index"], aus=np.array(aus))
+                    np.savez(
+                        fh,
+                        probabilities=probs.astype(np.float32),
+                        labels=data["test_labels"],
+                        index=data["test_index"],
+                        aus=np.array(aus),
+                    )
             pretrain_settings = json.loads(str(data["pretrain_settings"]))
-            write_json(out / "metrics.json", {
-                "run": {"dataset": settings["dataset"], "encoder": settings["encoder"]["name"],
-                        "method": settings["method_name"], "fold": fold, "seed": seed},
-                **metrics,
-                "linear_eval": settings["linear_eval"],
-                "pretrain_settings": pretrain_settings,
-            })
-            log.info("fold %s seed %s: F1-macro %.1f  F1-micro %.1f  accuracy %.1f", fold, seed,
-                     100 * metrics["f1_macro"], 100 * metrics["f1_micro"], 100 * metrics["accuracy"])
+            write_json(
+                out / "metrics.json",
+                {
+                    "run": {
+                        "dataset": settings["dataset"],
+                        "encoder": settings["encoder"]["name"],
+                        "method": settings["method_name"],
+                        "fold": fold,
+                        "seed": seed,
+                    },
+                    **metrics,
+                    "linear_eval": settings["linear_eval"],
+                    "pretrain_settings": pretrain_settings,
+                },
+            )
+            log.info(
+                "fold %s seed %s: F1-macro %.1f  F1-micro %.1f  accuracy %.1f",
+                fold,
+                seed,
+                100 * metrics["f1_macro"],
+                100 * metrics["f1_micro"],
+                100 * metrics["accuracy"],
+            )

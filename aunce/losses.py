@@ -22,8 +22,9 @@ POSITIVE_KINDS = ("most_similar", "twin_view", "prototype", "least_similar")
 PAPER_POSITIVE_PROBS = (0.15, 0.15, 0.7, 0.0)
 
 
-def au_weights(train_labels: Tensor, au_names: Sequence[str] | None = None,
-               split: str = "training split") -> Tensor:
+def au_weights(
+    train_labels: Tensor, au_names: Sequence[str] | None = None, split: str = "training split"
+) -> Tensor:
     """AU weights lambda (Eq. 1): ``lambda_i = (1/r_i) / sum_j (1/r_j) * K``; they average to 1.
 
     ``r_i`` is the occurrence rate of AU i among the known (non -1) labels of ``train_labels``
@@ -81,8 +82,10 @@ def wce_loss(logits: Tensor, labels: Tensor, au_weights: Tensor | None = None) -
     """
     labels = torch.as_tensor(labels, device=logits.device)
     if logits.ndim != 2 or labels.shape != logits.shape:
-        raise ValueError(f"logits (B, K) and labels (B, K) must match, got {tuple(logits.shape)} "
-                         f"and {tuple(labels.shape)}")
+        raise ValueError(
+            f"logits (B, K) and labels (B, K) must match, got {tuple(logits.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
     _check_labels(labels, "labels", ndim=2)
     logits = _at_least_float32(logits)
     weights = _check_weights(au_weights, logits.shape[1], logits)
@@ -92,8 +95,13 @@ def wce_loss(logits: Tensor, labels: Tensor, au_weights: Tensor | None = None) -
     return _masked_au_mean(bce, known, weights)
 
 
-def wfl_loss(logits: Tensor, labels: Tensor, au_weights: Tensor | None = None, gamma: float = 2.0,
-             margin: float = 0.0) -> Tensor:
+def wfl_loss(
+    logits: Tensor,
+    labels: Tensor,
+    au_weights: Tensor | None = None,
+    gamma: float = 2.0,
+    margin: float = 0.0,
+) -> Tensor:
     """Weighted focal loss with an optional probability margin ``m`` (spec losses.md, WFL).
 
     ``p_m = max(p - m, 0)``;
@@ -103,8 +111,10 @@ def wfl_loss(logits: Tensor, labels: Tensor, au_weights: Tensor | None = None, g
     """
     labels = torch.as_tensor(labels, device=logits.device)
     if logits.ndim != 2 or labels.shape != logits.shape:
-        raise ValueError(f"logits (B, K) and labels (B, K) must match, got {tuple(logits.shape)} "
-                         f"and {tuple(labels.shape)}")
+        raise ValueError(
+            f"logits (B, K) and labels (B, K) must match, got {tuple(logits.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
     _check_labels(labels, "labels", ndim=2)
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
@@ -125,8 +135,12 @@ def wfl_loss(logits: Tensor, labels: Tensor, au_weights: Tensor | None = None, g
     return _masked_au_mean(per_entry, known, weights)
 
 
-def draw_positive_kinds(n_anchors: int, k: int, positive_probs: Sequence[float],
-                        generator: torch.Generator | None = None) -> Tensor:
+def draw_positive_kinds(
+    n_anchors: int,
+    k: int,
+    positive_probs: Sequence[float],
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Draw a positive kind 0..3 independently per (anchor, AU), on the CPU (same draw on any device)."""
     probs = torch.tensor(positive_probs, dtype=torch.float64)
     draws = torch.multinomial(probs, n_anchors * k, replacement=True, generator=generator)
@@ -139,12 +153,21 @@ def _check_probs(positive_probs: Sequence[float]) -> None:
         raise ValueError(f"positive_probs must be 4 non-negative numbers summing to 1, got {probs}")
 
 
-def aunce_loss(z: Tensor, z_aug: Tensor, labels: Tensor, au_weights: Tensor | None = None, *,
-               tau: float = 0.5, beta_minority: float = 1.2, beta_majority: float = 0.4,
-               minority_label: Tensor | None = None,
-               positive_probs: Sequence[float] = PAPER_POSITIVE_PROBS,
-               positive_kind: Tensor | None = None, generator: torch.Generator | None = None,
-               variant: str = "paper") -> Tensor:
+def aunce_loss(
+    z: Tensor,
+    z_aug: Tensor,
+    labels: Tensor,
+    au_weights: Tensor | None = None,
+    *,
+    tau: float = 0.5,
+    beta_minority: float = 1.2,
+    beta_majority: float = 0.4,
+    minority_label: Tensor | None = None,
+    positive_probs: Sequence[float] = PAPER_POSITIVE_PROBS,
+    positive_kind: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    variant: str = "paper",
+) -> Tensor:
     """AUNCE (Eq. 2-4 and 8-10), the harness's reading of the paper (spec losses.md).
 
     For AU i and anchor a among the 2B pooled, L2-normalised embeddings of both views:
@@ -177,8 +200,9 @@ def aunce_loss(z: Tensor, z_aug: Tensor, labels: Tensor, au_weights: Tensor | No
     if variant != "paper":
         raise ValueError(f"unknown AUNCE variant '{variant}' (known: paper)")
     if z.ndim != 3 or z_aug.shape != z.shape:
-        raise ValueError(f"z and z_aug must both be (B, K, D), got {tuple(z.shape)} and "
-                         f"{tuple(z_aug.shape)}")
+        raise ValueError(
+            f"z and z_aug must both be (B, K, D), got {tuple(z.shape)} and {tuple(z_aug.shape)}"
+        )
     b, k, _ = z.shape
     labels = torch.as_tensor(labels, device=z.device)
     if labels.shape != (b, k):
@@ -192,11 +216,15 @@ def aunce_loss(z: Tensor, z_aug: Tensor, labels: Tensor, au_weights: Tensor | No
     else:
         minority = torch.as_tensor(minority_label, device=z.device).long()
         if minority.shape != (k,) or not bool(((minority == 0) | (minority == 1)).all()):
-            raise ValueError(f"minority_label must be (K,) = ({k},) of 0/1, got {minority.tolist()}")
+            raise ValueError(
+                f"minority_label must be (K,) = ({k},) of 0/1, got {minority.tolist()}"
+            )
     if positive_kind is None:
         positive_kind = draw_positive_kinds(2 * b, k, positive_probs, generator)
     positive_kind = torch.as_tensor(positive_kind).to(z.device)
-    if positive_kind.shape != (2 * b, k) or not bool(((positive_kind >= 0) & (positive_kind <= 3)).all()):
+    if positive_kind.shape != (2 * b, k) or not bool(
+        ((positive_kind >= 0) & (positive_kind <= 3)).all()
+    ):
         raise ValueError(f"positive_kind must be (2B, K) = ({2 * b}, {k}) of kinds 0..3")
 
     # Similarities are computed in float32 even under autocast: exp(s / tau) is sensitive.
@@ -239,7 +267,9 @@ class _WeightedLoss(nn.Module):
 
     def __init__(self, au_weights: Tensor | None = None):
         super().__init__()
-        self.register_buffer("au_weights", None if au_weights is None else torch.as_tensor(au_weights).float())
+        self.register_buffer(
+            "au_weights", None if au_weights is None else torch.as_tensor(au_weights).float()
+        )
 
 
 class WCELoss(_WeightedLoss):
@@ -257,19 +287,45 @@ class WFLLoss(_WeightedLoss):
 
 
 class AUNCELoss(_WeightedLoss):
-    def __init__(self, au_weights: Tensor | None = None, *, tau: float = 0.5,
-                 beta_minority: float = 1.2, beta_majority: float = 0.4,
-                 minority_label: Tensor | None = None,
-                 positive_probs: Sequence[float] = PAPER_POSITIVE_PROBS, variant: str = "paper"):
+    def __init__(
+        self,
+        au_weights: Tensor | None = None,
+        *,
+        tau: float = 0.5,
+        beta_minority: float = 1.2,
+        beta_majority: float = 0.4,
+        minority_label: Tensor | None = None,
+        positive_probs: Sequence[float] = PAPER_POSITIVE_PROBS,
+        variant: str = "paper",
+    ):
         super().__init__(au_weights)
-        self.register_buffer("minority_label",
-                             None if minority_label is None else torch.as_tensor(minority_label).long())
+        self.register_buffer(
+            "minority_label",
+            None if minority_label is None else torch.as_tensor(minority_label).long(),
+        )
         self.tau, self.beta_minority, self.beta_majority = tau, beta_minority, beta_majority
         self.positive_probs, self.variant = tuple(positive_probs), variant
 
-    def forward(self, z: Tensor, z_aug: Tensor, labels: Tensor, *,
-                positive_kind: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        return aunce_loss(z, z_aug, labels, self.au_weights, tau=self.tau,
-                          beta_minority=self.beta_minority, beta_majority=self.beta_majority,
-                          minority_label=self.minority_label, positive_probs=self.positive_probs,
-                          positive_kind=positive_kind, generator=generator, variant=self.variant)
+    def forward(
+        self,
+        z: Tensor,
+        z_aug: Tensor,
+        labels: Tensor,
+        *,
+        positive_kind: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        return aunce_loss(
+            z,
+            z_aug,
+            labels,
+            self.au_weights,
+            tau=self.tau,
+            beta_minority=self.beta_minority,
+            beta_majority=self.beta_majority,
+            minority_label=self.minority_label,
+            positive_probs=self.positive_probs,
+            positive_kind=positive_kind,
+            generator=generator,
+            variant=self.variant,
+        )

@@ -14,12 +14,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aunce import AunceError
-from aunce import losses
+from aunce import AunceError, losses
 
 LOSSES = {"aunce": losses.aunce_loss, "wce": losses.wce_loss, "wfl": losses.wfl_loss}
-_NOT_SETTINGS = {"z", "z_aug", "labels", "logits", "au_weights", "minority_label", "positive_kind",
-                 "generator"}
+_NOT_SETTINGS = {
+    "z",
+    "z_aug",
+    "labels",
+    "logits",
+    "au_weights",
+    "minority_label",
+    "positive_kind",
+    "generator",
+}
 
 
 @dataclass
@@ -30,8 +37,14 @@ class Objective:
     loss: Callable[..., Tensor]
     kwargs: dict
 
-    def __call__(self, z: Tensor, z_aug: Tensor | None, logits: Tensor | None, labels: Tensor,
-                 generator: torch.Generator | None) -> Tensor:
+    def __call__(
+        self,
+        z: Tensor,
+        z_aug: Tensor | None,
+        logits: Tensor | None,
+        labels: Tensor,
+        generator: torch.Generator | None,
+    ) -> Tensor:
         if self.two_views:
             return self.loss(z, z_aug, labels, generator=generator, **self.kwargs)
         return self.loss(logits, labels, **self.kwargs)
@@ -43,19 +56,26 @@ def loss_settings(method: dict) -> dict:
     if loss not in LOSSES:
         raise AunceError(f"unknown loss '{loss}' (known: {', '.join(LOSSES)})")
     params = inspect.signature(LOSSES[loss]).parameters
-    out = {name: p.default for name, p in params.items()
-           if name not in _NOT_SETTINGS and p.default is not inspect.Parameter.empty}
+    out = {
+        name: p.default
+        for name, p in params.items()
+        if name not in _NOT_SETTINGS and p.default is not inspect.Parameter.empty
+    }
     for key, value in method.items():
         if key in ("loss", "label", "au_weights"):
             continue
         if key not in out:
-            raise AunceError(f"method setting '{key}' does not apply to loss '{loss}' "
-                             f"(its settings: {', '.join(sorted(out))})")
+            raise AunceError(
+                f"method setting '{key}' does not apply to loss '{loss}' "
+                f"(its settings: {', '.join(sorted(out))})"
+            )
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
 
 
-def build_objective(method: dict, au_weights: Tensor | None, minority_label: Tensor | None) -> Objective:
+def build_objective(
+    method: dict, au_weights: Tensor | None, minority_label: Tensor | None
+) -> Objective:
     loss = method["loss"]
     kwargs = loss_settings(method)
     use_weights = method.get("au_weights", True)

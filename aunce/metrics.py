@@ -14,21 +14,30 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 
-def detection_metrics(y_true: np.ndarray, y_prob: np.ndarray, aus: list[str],
-                      threshold: float = 0.5) -> dict:
+def detection_metrics(
+    y_true: np.ndarray, y_prob: np.ndarray, aus: list[str], threshold: float = 0.5
+) -> dict:
     y_true = np.asarray(y_true)
     y_prob = np.asarray(y_prob)
     if y_true.shape != y_prob.shape or y_true.ndim != 2 or y_true.shape[1] != len(aus):
-        raise ValueError(f"labels {y_true.shape}, probabilities {y_prob.shape} and {len(aus)} AUs disagree")
+        raise ValueError(
+            f"labels {y_true.shape}, probabilities {y_prob.shape} and {len(aus)} AUs disagree"
+        )
     y_pred = (y_prob >= threshold).astype(np.int8)
     known = y_true >= 0
     f1, acc, support = {}, {}, {}
     for k, au in enumerate(aus):
         m = known[:, k]
-        f1[au] = float(f1_score(y_true[m, k], y_pred[m, k], zero_division=0.0)) if m.any() else float("nan")
+        f1[au] = (
+            float(f1_score(y_true[m, k], y_pred[m, k], zero_division=0.0))
+            if m.any()
+            else float("nan")
+        )
         acc[au] = float(accuracy_score(y_true[m, k], y_pred[m, k])) if m.any() else float("nan")
         support[au] = {"known": int(m.sum()), "positive": int((y_true[m, k] == 1).sum())}
-    micro = f1_score(y_true[known], y_pred[known], zero_division=0.0) if known.any() else float("nan")
+    micro = (
+        f1_score(y_true[known], y_pred[known], zero_division=0.0) if known.any() else float("nan")
+    )
     full = known.all(1)
     exact = float((y_pred[full] == y_true[full]).all(1).mean()) if full.any() else float("nan")
     return {

@@ -24,7 +24,9 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     dup = frame.duplicated(CELL + ["fold", "seed"])
     if dup.any():
-        raise ValueError(f"duplicate runs: {frame.loc[dup, CELL + ['fold', 'seed']].to_dict('records')}")
+        raise ValueError(
+            f"duplicate runs: {frame.loc[dup, CELL + ['fold', 'seed']].to_dict('records')}"
+        )
     return frame
 
 
@@ -39,7 +41,9 @@ def aggregate(runs: pd.DataFrame, values: list[str] | None = None) -> pd.DataFra
     folds = runs.groupby(CELL + ["seed"], sort=False)["fold"].nunique()
     uneven = folds.groupby(CELL, sort=False).nunique()
     if (uneven > 1).any():
-        raise ValueError(f"cells whose seeds cover different numbers of folds: {list(uneven[uneven > 1].index)}")
+        raise ValueError(
+            f"cells whose seeds cover different numbers of folds: {list(uneven[uneven > 1].index)}"
+        )
     grouped = per_seed.groupby(CELL, sort=False)
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
     out["n_seeds"] = grouped.size()

@@ -34,7 +34,11 @@ class Table:
     def best(self) -> dict[str, float]:
         out = {}
         for col in self.columns:
-            means = [r.cells[col][0] for r in self.rows if col in r.cells and not math.isnan(r.cells[col][0])]
+            means = [
+                r.cells[col][0]
+                for r in self.rows
+                if col in r.cells and not math.isnan(r.cells[col][0])
+            ]
             if means:
                 out[col] = max(means)
         return out
@@ -51,8 +55,9 @@ class Table:
         return pd.DataFrame(records)
 
 
-def au_f1_table(table_id: str, title: str, records: list[dict], methods: list[tuple[str, str]],
-                notes: list[str]) -> Table:
+def au_f1_table(
+    table_id: str, title: str, records: list[dict], methods: list[tuple[str, str]], notes: list[str]
+) -> Table:
     """Per-AU F1 and their average for each method (``(name, label)`` pairs, in row order)."""
     agg = aggregate(runs_frame(records)).set_index("method")
     aus = list(records[0]["aus"])
@@ -67,7 +72,13 @@ def au_f1_table(table_id: str, title: str, records: list[dict], methods: list[tu
         cell = agg.loc[name]
         cells = {au: (100 * cell[f"f1_{au}_mean"], 100 * cell[f"f1_{au}_std"]) for au in aus}
         cells["Avg."] = (100 * cell["f1_macro_mean"], 100 * cell["f1_macro_std"])
-        rows.append(Row(f"{label} (this run)", f"{int(cell['n_seeds'])} seeds x {int(cell['n_folds'])} folds", cells))
+        rows.append(
+            Row(
+                f"{label} (this run)",
+                f"{int(cell['n_seeds'])} seeds x {int(cell['n_folds'])} folds",
+                cells,
+            )
+        )
     return Table(table_id, title, columns, rows, notes)
 
 
@@ -90,7 +101,14 @@ def _body(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
         line = [r.label, r.source]
         for col in table.columns:
             mean, std = r.cells.get(col, (math.nan, math.nan))
-            line.append(_fmt(mean, std, not math.isnan(mean) and round(mean, 1) == round(best.get(col, math.nan), 1), latex))
+            line.append(
+                _fmt(
+                    mean,
+                    std,
+                    not math.isnan(mean) and round(mean, 1) == round(best.get(col, math.nan), 1),
+                    latex,
+                )
+            )
         body.append(line)
     return header, body
 
@@ -98,16 +116,20 @@ def _body(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
 def render_markdown(table: Table) -> str:
     header, body = _body(table, latex=False)
     notes = "".join(f"\n- {n}" for n in table.notes)
-    return f"### {table.title}\n\n{tabulate(body, header, tablefmt='github', disable_numparse=True)}\n{notes}\n"
+    grid = tabulate(body, header, tablefmt="github", disable_numparse=True)
+    return f"### {table.title}\n\n{grid}\n{notes}\n"
 
 
 def render_latex(table: Table) -> str:
     """A booktabs tabular (pandas Styler); notes become LaTeX comments above it."""
     header, body = _body(table, latex=True)
     esc = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#"})
-    cells = [[c if "$" in c or "\\textbf" in c else c.translate(esc) for c in line] for line in body]
+    cells = [
+        [c if "$" in c or "\\textbf" in c else c.translate(esc) for c in line] for line in body
+    ]
     frame = pd.DataFrame(cells, columns=[h.translate(esc) for h in header])
-    tabular = frame.style.hide(axis="index").to_latex(hrules=True,
-                                                      column_format="ll" + "r" * len(table.columns))
+    tabular = frame.style.hide(axis="index").to_latex(
+        hrules=True, column_format="ll" + "r" * len(table.columns)
+    )
     notes = "".join(f"% {n}\n" for n in table.notes)
     return f"% {table.title}\n{notes}{tabular}"

@@ -36,7 +36,9 @@ def run_dir(out_root: str | Path, fold: str, seed: int) -> Path:
     return Path(out_root) / f"fold-{fold}" / f"seed-{seed}"
 
 
-def training_statistics(cache: Cache, train_idx: np.ndarray, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def training_statistics(
+    cache: Cache, train_idx: np.ndarray, split: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """AU weights lambda and minority labels from the training split of the current fold only."""
     labels = torch.from_numpy(cache.labels[train_idx])
     weights = au_weights(labels, cache.aus, split=split)
@@ -47,12 +49,18 @@ def training_statistics(cache: Cache, train_idx: np.ndarray, split: str) -> tupl
 
 
 def build_encoder(spec: dict, num_aus: int) -> torch.nn.Module:
-    return create_encoder(spec["name"], num_aus, size=spec["size"], pretrained=spec.get("pretrained"),
-                          feature_dim=spec.get("feature_dim"))
+    return create_encoder(
+        spec["name"],
+        num_aus,
+        size=spec["size"],
+        pretrained=spec.get("pretrained"),
+        feature_dim=spec.get("feature_dim"),
+    )
 
 
-def pretrain(cache_dir: str | Path, settings: dict, folds: list[str], seeds: list[int],
-             out_root: str | Path) -> None:
+def pretrain(
+    cache_dir: str | Path, settings: dict, folds: list[str], seeds: list[int], out_root: str | Path
+) -> None:
     """Pretrain one encoder per (fold, seed) with the method in ``settings``."""
     set_threads(settings.get("threads", 0))
     cache = open_cache(cache_dir)
@@ -62,54 +70,102 @@ def pretrain(cache_dir: str | Path, settings: dict, folds: list[str], seeds: lis
         train_idx, _ = cache.split(fold)
         weights, minority = training_statistics(cache, train_idx, f"training split of fold {fold}")
         for seed in seeds:
-            _pretrain_run(cache, train_idx, weights, minority, settings, fold, seed, device, amp,
-                          run_dir(out_root, fold, seed))
+            _pretrain_run(
+                cache,
+                train_idx,
+                weights,
+                minority,
+                settings,
+                fold,
+                seed,
+                device,
+                amp,
+                run_dir(out_root, fold, seed),
+            )
 
 
-def _pretrain_run(cache: Cache, train_idx: np.ndarray, weights: torch.Tensor, minority: torch.Tensor,
-                  settings: dict, fold: str, seed: int, device: torch.device, amp, out: Path) -> None:
+def _pretrain_run(
+    cache: Cache,
+    train_idx: np.ndarray,
+    weights: torch.Tensor,
+    minority: torch.Tensor,
+    settings: dict,
+    fold: str,
+    seed: int,
+    device: torch.device,
+    amp,
+    out: Path,
+) -> None:
     cfg, image = settings["pretrain"], settings["image"]
     method = settings["method"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     encoder = build_encoder(settings["encoder"], len(cache.aus)).to(device)
     if encoder.input_size != image["input_size"]:
-        raise ValueError(f"encoder {settings['encoder']['name']} ({settings['encoder']['size']}) takes "
-                         f"{encoder.input_size} px inputs, config image.input_size is {image['input_size']}")
+        raise ValueError(
+            f"encoder {settings['encoder']['name']} ({settings['encoder']['size']}) takes "
+            f"{encoder.input_size} px inputs, config image.input_size is {image['input_size']}"
+        )
     objective = build_objective(method, weights.to(device), minority.to(device))
-    head = PerAULinear(len(cache.aus), encoder.feature_dim).to(device) if objective.uses_head else None
+    head = (
+        PerAULinear(len(cache.aus), encoder.feature_dim).to(device) if objective.uses_head else None
+    )
     params = list(encoder.parameters()) + (list(head.parameters()) if head is not None else [])
-    optim = torch.optim.AdamW(params, lr=cfg["lr"], betas=tuple(cfg["betas"]),
-                              weight_decay=cfg["weight_decay"])
+    optim = torch.optim.AdamW(
+        params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     labels_all = torch.from_numpy(cache.labels)
     n, bsz = len(train_idx), cfg["batch_size"]
     n_batches = max(1, n // bsz)  # drop the last partial batch (contrastive batches stay full)
     encoder.train()
     history = []
-    log.info("pretrain %s fold %s seed %s: %d training frames, %d batches of %d, %s on %s",
-             objective.name, fold, seed, n, n_batches, min(bsz, n), method["loss"], device)
+    log.info(
+        "pretrain %s fold %s seed %s: %d training frames, %d batches of %d, %s on %s",
+        objective.name,
+        fold,
+        seed,
+        n,
+        n_batches,
+        min(bsz, n),
+        method["loss"],
+        device,
+    )
     for epoch in range(1, cfg["epochs"] + 1):
         perm = torch.randperm(n, generator=gen).numpy()
         start, total, frames = time.perf_counter(), 0.0, 0
         for i in range(n_batches):
-            idx = np.sort(train_idx[perm[i * bsz:(i + 1) * bsz]])  # sorted: sequential memmap reads
+            idx = np.sort(
+                train_idx[perm[i * bsz : (i + 1) * bsz]]
+            )  # sorted: sequential memmap reads
             x = to_float(torch.from_numpy(np.ascontiguousarray(cache.images[idx]))).to(device)
             labels = labels_all[idx].to(device)
             with autocast(device, amp):
                 if objective.two_views:
-                    v1, _ = simclr_view(x, image["input_size"], gen, color_jitter=cfg["color_jitter"],
-                                        blur=cfg["blur"])
-                    v2, _ = simclr_view(x, image["input_size"], gen, color_jitter=cfg["color_jitter"],
-                                        blur=cfg["blur"])
+                    v1, _ = simclr_view(
+                        x,
+                        image["input_size"],
+                        gen,
+                        color_jitter=cfg["color_jitter"],
+                        blur=cfg["blur"],
+                    )
+                    v2, _ = simclr_view(
+                        x,
+                        image["input_size"],
+                        gen,
+                        color_jitter=cfg["color_jitter"],
+                        blur=cfg["blur"],
+                    )
                     z = encoder(normalize(torch.cat([v1, v2]), image["normalize"]))
-                    loss = objective(z[: len(idx)], z[len(idx):], None, labels, gen)
+                    loss = objective(z[: len(idx)], z[len(idx) :], None, labels, gen)
                 else:
                     v, _ = random_crop_flip(x, image["input_size"], gen)
                     z = encoder(normalize(v, image["normalize"]))
                     loss = objective(z, None, head(z), labels, gen)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"fold {fold} seed {seed} epoch {epoch}: loss is {loss.item()}")
+                raise FloatingPointError(
+                    f"fold {fold} seed {seed} epoch {epoch}: loss is {loss.item()}"
+                )
             optim.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optim)
@@ -117,33 +173,70 @@ def _pretrain_run(cache: Cache, train_idx: np.ndarray, weights: torch.Tensor, mi
             total += loss.item()
             frames += len(idx)
         seconds = time.perf_counter() - start
-        history.append({"epoch": epoch, "loss": total / n_batches, "seconds": seconds,
-                        "frames_per_second": frames / seconds})
-        log.info("  epoch %d/%d  loss %.4f  %.1f s  %.0f frames/s", epoch, cfg["epochs"],
-                 total / n_batches, seconds, frames / seconds)
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": total / n_batches,
+                "seconds": seconds,
+                "frames_per_second": frames / seconds,
+            }
+        )
+        log.info(
+            "  epoch %d/%d  loss %.4f  %.1f s  %.0f frames/s",
+            epoch,
+            cfg["epochs"],
+            total / n_batches,
+            seconds,
+            frames / seconds,
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     import pandas as pd
 
     write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
     epoch_seconds = [h["seconds"] for h in history]
-    write_json(out / "timing.json", {
-        "frames_per_second": float(np.mean([h["frames_per_second"] for h in history])),
-        "epoch_seconds": float(np.mean(epoch_seconds)), "epochs": len(history),
-        "train_frames": int(n), "batch_size": bsz, "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(),
-    })
-    write_json(out / "settings.json", {
-        **settings, "fold": fold, "seed": seed, "aunce_version": __version__,
-        "loss_settings": loss_settings(method), "au_weights": weights.tolist(),
-        "minority_label": minority.tolist(), "aus": cache.aus, "cache": str(cache.root),
-        "train_frames": int(n), "torch": torch.__version__,
-    })
+    write_json(
+        out / "timing.json",
+        {
+            "frames_per_second": float(np.mean([h["frames_per_second"] for h in history])),
+            "epoch_seconds": float(np.mean(epoch_seconds)),
+            "epochs": len(history),
+            "train_frames": int(n),
+            "batch_size": bsz,
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(),
+        },
+    )
+    write_json(
+        out / "settings.json",
+        {
+            **settings,
+            "fold": fold,
+            "seed": seed,
+            "aunce_version": __version__,
+            "loss_settings": loss_settings(method),
+            "au_weights": weights.tolist(),
+            "minority_label": minority.tolist(),
+            "aus": cache.aus,
+            "cache": str(cache.root),
+            "train_frames": int(n),
+            "torch": torch.__version__,
+        },
+    )
     with atomic_path(out / "encoder.pt") as tmp:
-        torch.save({"encoder": settings["encoder"], "num_aus": len(cache.aus), "aus": cache.aus,
-                    "state_dict": encoder.state_dict(), "fold": fold, "seed": seed,
-                    "method": method}, tmp)
+        torch.save(
+            {
+                "encoder": settings["encoder"],
+                "num_aus": len(cache.aus),
+                "aus": cache.aus,
+                "state_dict": encoder.state_dict(),
+                "fold": fold,
+                "seed": seed,
+                "method": method,
+            },
+            tmp,
+        )
 
 
 def load_encoder(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:

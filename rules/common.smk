@@ -27,6 +27,8 @@ if shutil.which("aunce") is None:
 TORCH_THREADS = config["threads"]
 SEEDS = config["seeds"]
 TABLES = list(config["tables"])
+# --configfile replaces the Snakefile's default; a file given twice is named once
+CONFIG_FILES = list(dict.fromkeys(os.path.relpath(Path(f).resolve()) for f in workflow.configfiles))
 
 
 def check_writable(folder="results"):
@@ -179,6 +181,6 @@ def table_spec(table):
         "notes": [
             f"Each cell: mean over {len(folds)} fold(s) of the per-fold F1, then mean ± sample std over "
             f"{len(SEEDS)} seed(s) ({', '.join(map(str, SEEDS))}); linear evaluation of the frozen encoder.",
-            f"Config: {', '.join(map(str, workflow.configfiles))}; code {CODE['pretrain']}.",
+            f"Config: {', '.join(CONFIG_FILES)}; code {CODE['pretrain']}.",
         ],
     }

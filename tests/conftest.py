@@ -17,8 +17,14 @@ def synthetic_bp4d(tmp_path_factory) -> Path:
     """A small synthetic BP4D stand-in, generated once per test session."""
     from aunce.data.synthetic import generate
 
-    return generate("bp4d", tmp_path_factory.mktemp("data") / "bp4d", seed=0, n_subjects=6,
-                    frames_per_subject=8, workers=1)
+    return generate(
+        "bp4d",
+        tmp_path_factory.mktemp("data") / "bp4d",
+        seed=0,
+        n_subjects=6,
+        frames_per_subject=8,
+        workers=1,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,7 @@ def test_align_face_warps_image_and_landmarks():
     # a face near the top-left corner: the aligned square reaches beyond the frame there
     face = similarity(to_49(TEMPLATE), 20, 30, np.array([26.0, 26.0]))
     for x, y in face.round().astype(int):
-        img[y - 1:y + 2, x - 1:x + 2] = 255
+        img[y - 1 : y + 2, x - 1 : x + 2] = 255
     out, pts = align_face(img, face, 64)
     assert out.shape == (64, 64, 3) and pts.shape == (49, 2)
     # border is grey 128, landmarks land on bright pixels

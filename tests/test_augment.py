@@ -13,9 +13,57 @@ from aunce.data.augment import (
 )
 from aunce.data.synthetic import TEMPLATE
 
-
-FLIP = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 10, 11, 12, 13, 18, 17, 16, 15, 14, 28, 27, 26, 25, 30, 29,
-        22, 21, 20, 19, 24, 23, 37, 36, 35, 34, 33, 32, 31, 42, 41, 40, 39, 38, 45, 44, 43, 48, 47, 46]
+FLIP = [
+    9,
+    8,
+    7,
+    6,
+    5,
+    4,
+    3,
+    2,
+    1,
+    0,
+    10,
+    11,
+    12,
+    13,
+    18,
+    17,
+    16,
+    15,
+    14,
+    28,
+    27,
+    26,
+    25,
+    30,
+    29,
+    22,
+    21,
+    20,
+    19,
+    24,
+    23,
+    37,
+    36,
+    35,
+    34,
+    33,
+    32,
+    31,
+    42,
+    41,
+    40,
+    39,
+    38,
+    45,
+    44,
+    43,
+    48,
+    47,
+    46,
+]
 
 
 def test_flip_table_is_an_involution_that_mirrors_the_template():
@@ -27,7 +75,9 @@ def test_flip_table_is_an_involution_that_mirrors_the_template():
 
 def test_crop_and_flip_move_landmarks_with_pixels():
     size, crop = 64, 48
-    pts = torch.tensor(to_49(TEMPLATE) * 20 + 32, dtype=torch.float32).round()[None].repeat(16, 1, 1)
+    pts = (
+        torch.tensor(to_49(TEMPLATE) * 20 + 32, dtype=torch.float32).round()[None].repeat(16, 1, 1)
+    )
     img = torch.zeros(16, 1, size, size)
     pixels = [tuple(p) for p in pts[0].round().long().tolist()]
     unique = {i for i, p in enumerate(pixels) if pixels.count(p) == 1}
@@ -70,4 +120,7 @@ def test_color_and_blur_probabilities():
     assert torch.equal(gaussian_blur(x, torch.Generator(), p=0.0), x)
     grey = color_distort(x, torch.Generator().manual_seed(0), p=0.0, p_grey=1.0)
     assert torch.allclose(grey[:, 0], grey[:, 1]) and np.isclose(
-        grey[0, 0, 0, 0].item(), (0.299 * x[0, 0, 0, 0] + 0.587 * x[0, 1, 0, 0] + 0.114 * x[0, 2, 0, 0]).item(), atol=1e-6)
+        grey[0, 0, 0, 0].item(),
+        (0.299 * x[0, 0, 0, 0] + 0.587 * x[0, 1, 0, 0] + 0.114 * x[0, 2, 0, 0]).item(),
+        atol=1e-6,
+    )

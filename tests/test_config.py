@@ -2,10 +2,10 @@ import copy
 
 import pytest
 import yaml
+from conftest import REPO, SCHEMA
 
 from aunce import AunceError
 from aunce.config import check_config, dataset_folds, load_config
-from conftest import REPO, SCHEMA
 
 
 def base():

@@ -63,12 +63,22 @@ def random_case(seed, b, k, d, unknown=0.1):
     return z, z_aug, labels, kinds, weights, minority
 
 
-@pytest.mark.parametrize("seed,b,k,d", [(0, 4, 3, 5), (1, 8, 12, 16), (2, 16, 8, 4), (3, 2, 1, 3),
-                                        (4, 12, 10, 8)])
+@pytest.mark.parametrize(
+    "seed,b,k,d", [(0, 4, 3, 5), (1, 8, 12, 16), (2, 16, 8, 4), (3, 2, 1, 3), (4, 12, 10, 8)]
+)
 def test_aunce_matches_reference(seed, b, k, d):
     z, z_aug, labels, kinds, weights, minority = random_case(seed, b, k, d)
-    fast = aunce_loss(z, z_aug, labels, weights, tau=0.5, beta_minority=1.2, beta_majority=0.4,
-                      minority_label=minority, positive_kind=kinds)
+    fast = aunce_loss(
+        z,
+        z_aug,
+        labels,
+        weights,
+        tau=0.5,
+        beta_minority=1.2,
+        beta_majority=0.4,
+        minority_label=minority,
+        positive_kind=kinds,
+    )
     slow = reference_aunce(z, z_aug, labels, weights, 0.5, 1.2, 0.4, minority, kinds)
     assert fast.item() == pytest.approx(slow, rel=1e-6, abs=1e-9)
 
@@ -89,19 +99,29 @@ def test_aunce_gradcheck():
     z.requires_grad_(True)
     z_aug.requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda a, b: aunce_loss(a, b, labels, weights, minority_label=minority, positive_kind=kinds),
-        (z, z_aug))
+        lambda a, b: aunce_loss(
+            a, b, labels, weights, minority_label=minority, positive_kind=kinds
+        ),
+        (z, z_aug),
+    )
 
 
 def test_aunce_invariances():
     z, z_aug, labels, kinds, weights, minority = random_case(7, 8, 5, 6)
     base = aunce_loss(z, z_aug, labels, weights, minority_label=minority, positive_kind=kinds)
-    scaled = aunce_loss(3.0 * z, 0.2 * z_aug, labels, weights, minority_label=minority,
-                        positive_kind=kinds)
+    scaled = aunce_loss(
+        3.0 * z, 0.2 * z_aug, labels, weights, minority_label=minority, positive_kind=kinds
+    )
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
     perm_kinds = torch.cat([kinds[:8][perm], kinds[8:][perm]])
-    permuted = aunce_loss(z[perm], z_aug[perm], labels[perm], weights, minority_label=minority,
-                          positive_kind=perm_kinds)
+    permuted = aunce_loss(
+        z[perm],
+        z_aug[perm],
+        labels[perm],
+        weights,
+        minority_label=minority,
+        positive_kind=perm_kinds,
+    )
     assert scaled.item() == pytest.approx(base.item(), rel=1e-9)
     assert permuted.item() == pytest.approx(base.item(), rel=1e-9)
 
@@ -113,15 +133,23 @@ def test_aunce_draw_is_seeded():
     assert a.item() == b.item()
     kinds = draw_positive_kinds(10000, 1, (0.15, 0.15, 0.7, 0.0), torch.Generator().manual_seed(0))
     freq = torch.bincount(kinds.flatten(), minlength=4).double() / 10000
-    assert torch.allclose(freq, torch.tensor([0.15, 0.15, 0.7, 0.0], dtype=torch.float64), atol=0.02)
+    assert torch.allclose(
+        freq, torch.tensor([0.15, 0.15, 0.7, 0.0], dtype=torch.float64), atol=0.02
+    )
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"tau": 0.0}, "tau must be positive"),
-    ({"positive_probs": (0.5, 0.5, 0.5, 0.0)}, "summing to 1"),
-    ({"positive_kind": torch.zeros(3, 2, dtype=torch.long)}, r"positive_kind must be \(2B, K\)"),
-    ({"variant": "other"}, "unknown AUNCE variant"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"tau": 0.0}, "tau must be positive"),
+        ({"positive_probs": (0.5, 0.5, 0.5, 0.0)}, "summing to 1"),
+        (
+            {"positive_kind": torch.zeros(3, 2, dtype=torch.long)},
+            r"positive_kind must be \(2B, K\)",
+        ),
+        ({"variant": "other"}, "unknown AUNCE variant"),
+    ],
+)
 def test_aunce_errors(kwargs, match):
     z, z_aug, labels, *_ = random_case(9, 4, 2, 3)
     with pytest.raises(ValueError, match=match):
@@ -164,7 +192,9 @@ def reference_wfl(logits, labels, weights, gamma, margin):
                 continue
             p = 1 / (1 + math.exp(-float(logits[b, i])))
             pm = max(p - margin, 0.0)
-            terms.append(-(y * (1 - p) ** gamma * math.log(p) + (1 - y) * pm**gamma * math.log(1 - pm)))
+            terms.append(
+                -(y * (1 - p) ** gamma * math.log(p) + (1 - y) * pm**gamma * math.log(1 - pm))
+            )
         if terms:
             total += float(weights[i]) * sum(terms) / len(terms)
     return total / k
@@ -177,10 +207,12 @@ def test_wce_and_wfl_match_reference(seed):
     labels = torch.randint(-1, 2, (10, 6), generator=g)
     weights = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
     assert wce_loss(logits, labels, weights).item() == pytest.approx(
-        reference_wce(logits, labels, weights), rel=1e-5)
+        reference_wce(logits, labels, weights), rel=1e-5
+    )
     for gamma, margin in ((2.0, 0.0), (1.0, 0.1), (0.0, 0.0)):
-        assert wfl_loss(logits, labels, weights, gamma=gamma, margin=margin).item() == pytest.approx(
-            reference_wfl(logits, labels, weights, gamma, margin), rel=1e-5)
+        assert wfl_loss(
+            logits, labels, weights, gamma=gamma, margin=margin
+        ).item() == pytest.approx(reference_wfl(logits, labels, weights, gamma, margin), rel=1e-5)
 
 
 def test_wce_is_stable_for_extreme_logits():
@@ -212,5 +244,7 @@ def test_modules_hold_weights_as_buffers():
     z = torch.randn(4, 2, 3)
     kinds = torch.ones(8, 2, dtype=torch.long)
     assert aunce(z, z + 0.1, labels, positive_kind=kinds).item() == pytest.approx(
-        aunce_loss(z, z + 0.1, labels, w, minority_label=torch.tensor([1, 0]),
-                   positive_kind=kinds).item())
+        aunce_loss(
+            z, z + 0.1, labels, w, minority_label=torch.tensor([1, 0]), positive_kind=kinds
+        ).item()
+    )

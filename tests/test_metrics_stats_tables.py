@@ -13,7 +13,8 @@ def test_metrics_by_hand():
     y = np.array([[1, 0], [1, -1], [0, 1], [0, 1]])
     p = np.array([[0.9, 0.2], [0.4, 0.9], [0.6, 0.7], [0.1, 0.3]])
     m = detection_metrics(y, p, ["AU1", "AU2"])
-    # AU1: pred 1,0,1,0 vs 1,1,0,0 -> tp1 fp1 fn1 -> F1 0.5; AU2 (row 2 unknown): pred 0,1,0 vs 0,1,1 -> tp1 fn1 -> 2/3
+    # AU1: pred 1,0,1,0 vs 1,1,0,0 -> tp1 fp1 fn1 -> F1 0.5;
+    # AU2 (row 2 unknown): pred 0,1,0 vs 0,1,1 -> tp1 fn1 -> 2/3
     assert m["f1"] == {"AU1": 0.5, "AU2": pytest.approx(2 / 3)}
     assert m["f1_macro"] == pytest.approx((0.5 + 2 / 3) / 2)
     # pooled: tp 2, fp 1, fn 2 -> 4/7
@@ -24,23 +25,47 @@ def test_metrics_by_hand():
 
 
 def record(method, fold, seed, au1, au2):
-    return {"run": {"dataset": "bp4d", "encoder": "megraph", "method": method, "fold": fold,
-                    "seed": seed}, "aus": ["AU1", "AU2"], "f1": {"AU1": au1, "AU2": au2},
-            "f1_macro": (au1 + au2) / 2, "f1_micro": 0.5, "accuracy": 0.7, "exact_match": 0.3}
+    return {
+        "run": {
+            "dataset": "bp4d",
+            "encoder": "megraph",
+            "method": method,
+            "fold": fold,
+            "seed": seed,
+        },
+        "aus": ["AU1", "AU2"],
+        "f1": {"AU1": au1, "AU2": au2},
+        "f1_macro": (au1 + au2) / 2,
+        "f1_micro": 0.5,
+        "accuracy": 0.7,
+        "exact_match": 0.3,
+    }
 
 
 def records():
     rng = np.random.default_rng(0)
-    return [record(m, f, s, *rng.random(2)) for m in ("aunce", "wce") for f in ("1", "2", "3")
-            for s in (1, 2, 3)]
+    return [
+        record(m, f, s, *rng.random(2))
+        for m in ("aunce", "wce")
+        for f in ("1", "2", "3")
+        for s in (1, 2, 3)
+    ]
 
 
 def test_aggregate_is_mean_over_folds_then_seeds():
     recs = records()
     agg = aggregate(runs_frame(recs)).set_index("method")
     for method in ("aunce", "wce"):
-        per_seed = [np.mean([r["f1_macro"] for r in recs if r["run"]["method"] == method
-                             and r["run"]["seed"] == s]) for s in (1, 2, 3)]
+        per_seed = [
+            np.mean(
+                [
+                    r["f1_macro"]
+                    for r in recs
+                    if r["run"]["method"] == method and r["run"]["seed"] == s
+                ]
+            )
+            for s in (1, 2, 3)
+        ]
         assert agg.loc[method, "f1_macro_mean"] == pytest.approx(np.mean(per_seed))
         assert agg.loc[method, "f1_macro_std"] == pytest.approx(np.std(per_seed, ddof=1))
         assert agg.loc[method, "n_seeds"] == 3 and agg.loc[method, "n_folds"] == 3

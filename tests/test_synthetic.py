@@ -42,15 +42,24 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
 
 
 def test_label_noise_keeps_true_labels(tmp_path):
-    out = generate("bp4d", tmp_path / "noisy", seed=1, n_subjects=6, frames_per_subject=20,
-                   label_noise=0.2, workers=1)
+    out = generate(
+        "bp4d",
+        tmp_path / "noisy",
+        seed=1,
+        n_subjects=6,
+        frames_per_subject=20,
+        label_noise=0.2,
+        workers=1,
+    )
     df = read_synthetic(out)
     flipped = (df["AU12"] != df["AU12_clean"]).mean()
     assert flipped == pytest.approx(0.2, abs=0.01)
 
 
 def test_fixed_split_profile(tmp_path):
-    df = read_synthetic(generate("gft", tmp_path / "gft", n_subjects=10, frames_per_subject=2, workers=1))
+    df = read_synthetic(
+        generate("gft", tmp_path / "gft", n_subjects=10, frames_per_subject=2, workers=1)
+    )
     assert set(df["split"]) == {"train", "test"} and "test_fold" not in df.columns
 
 

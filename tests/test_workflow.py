@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
 
 pytestmark = pytest.mark.workflow
@@ -44,8 +43,15 @@ def test_table_numbers_equal_aggregated_metrics(smoke_run):
     for method, label in (("aunce", "AUNCE"), ("wce", "WCE")):
         per_seed = {}
         for seed in seeds:
-            folds = [json.loads((smoke_run / f"results/eval/bp4d/megraph/{method}/fold-{f}/seed-{seed}/"
-                                 "metrics.json").read_text()) for f in ("1", "2", "3")]
+            folds = [
+                json.loads(
+                    (
+                        smoke_run / f"results/eval/bp4d/megraph/{method}/fold-{f}/seed-{seed}/"
+                        "metrics.json"
+                    ).read_text()
+                )
+                for f in ("1", "2", "3")
+            ]
             aus = folds[0]["aus"]
             per_seed[seed] = {au: np.mean([m["f1"][au] for m in folds]) for au in aus}
             per_seed[seed]["Avg."] = np.mean([m["f1_macro"] for m in folds])
@@ -88,7 +94,14 @@ def test_one_table_builds_only_what_it_needs(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
     assert "resolved_config" not in out and "rule all" not in out
-    for rule in ("synthesize", "cache", "pretrain_bp4d_all", "embed_bp4d_all", "linear_eval_bp4d_all", "table"):
+    for rule in (
+        "synthesize",
+        "cache",
+        "pretrain_bp4d_all",
+        "embed_bp4d_all",
+        "linear_eval_bp4d_all",
+        "table",
+    ):
         assert re.search(rf"^{rule}\s+\d+$", out, re.M), rule
 
 
@@ -98,14 +111,20 @@ def test_run_granularity_lists_jobs_per_fold_and_seed(tmp_path):
     assert proc.returncode == 0
     for fold in (1, 2, 3):
         for seed in (1, 2):
-            assert re.search(rf"^pretrain_bp4d_fold{fold}_seed{seed}\s+2$", out, re.M)  # aunce + wce
+            assert re.search(
+                rf"^pretrain_bp4d_fold{fold}_seed{seed}\s+2$", out, re.M
+            )  # aunce + wce
 
 
 def readme_commands():
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```(?:sh|bash|console)\n(.*?)```", text, re.S)
-    return [line.strip() for block in blocks for line in block.splitlines()
-            if line.strip().startswith("snakemake ")]
+    return [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("snakemake ")
+    ]
 
 
 @pytest.mark.parametrize("command", readme_commands())
@@ -145,8 +164,13 @@ def test_missing_config_file(tmp_path):
     assert proc.returncode != 0 and "nope.yaml" in proc.stdout + proc.stderr
     proc = snakemake(tmp_path, "-n", "--cores", "1", configfile=None)  # the default is relative
     assert proc.returncode != 0 and "config/config.yaml" in proc.stdout + proc.stderr
-    make = subprocess.run(["make", "run", "CONFIG=nope.yaml"], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"))
+    make = subprocess.run(
+        ["make", "run", "CONFIG=nope.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"),
+    )
     assert make.returncode != 0 and "config file 'nope.yaml' not found" in make.stderr
 
 
@@ -159,4 +183,6 @@ def test_unwritable_results_folder(tmp_path):
 def test_missing_aunce_command_is_explained(tmp_path):
     env = dict(os.environ, PATH="/usr/bin:/bin")
     proc = snakemake(tmp_path, "-n", "--cores", "1", env=env)
-    assert proc.returncode != 0 and "the `aunce` command is not on PATH" in proc.stdout + proc.stderr
+    assert (
+        proc.returncode != 0 and "the `aunce` command is not on PATH" in proc.stdout + proc.stderr
+    )

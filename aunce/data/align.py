@@ -53,8 +53,9 @@ def alignment_matrix(landmarks49: np.ndarray, size: int) -> np.ndarray:
     cx, cy = (lo + hi) / 2.0
     half = 0.5 * BOX_ENLARGE * float(np.max(hi - lo))
     scale = (size - 1) / 2.0 / half
-    place = np.array([[scale, 0.0, scale * (half - cx)], [0.0, scale, scale * (half - cy)],
-                      [0.0, 0.0, 1.0]])
+    place = np.array(
+        [[scale, 0.0, scale * (half - cx)], [0.0, scale, scale * (half - cy)], [0.0, 0.0, 1.0]]
+    )
     return (place @ rotate)[:2]
 
 
@@ -63,23 +64,35 @@ def apply_matrix(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Align one face. Returns the ``size x size`` image and its 49 landmarks in output pixels."""
     import cv2
 
     pts49 = to_49(landmarks)
     matrix = alignment_matrix(pts49, size)
-    aligned = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=BORDER_VALUE)
+    aligned = cv2.warpAffine(
+        image,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=BORDER_VALUE,
+    )
     return aligned, apply_matrix(matrix, pts49).astype(np.float32)
 
 
-def resize_face(image: np.ndarray, landmarks: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+def resize_face(
+    image: np.ndarray, landmarks: np.ndarray | None, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """For already-aligned datasets: resize to ``size`` and scale the landmarks (NaN if none)."""
     import cv2
 
     h, w = image.shape[:2]
-    out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_LINEAR)
+    out = cv2.resize(
+        image, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_LINEAR
+    )
     if landmarks is None:
         return out, np.full((49, 2), np.nan, dtype=np.float32)
     pts49 = to_49(landmarks) * np.array([size / w, size / h])

@@ -23,9 +23,57 @@ MEANS = {"imagenet": (0.485, 0.456, 0.406), "cifar": (0.4914, 0.4822, 0.4465)}
 STDS = {"imagenet": (0.229, 0.224, 0.225), "cifar": (0.2470, 0.2435, 0.2616)}
 
 # 49-point landmark index each point maps to under a horizontal flip (left <-> right).
-_FLIP_49 = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 10, 11, 12, 13, 18, 17, 16, 15, 14, 28, 27, 26, 25, 30,
-            29, 22, 21, 20, 19, 24, 23, 37, 36, 35, 34, 33, 32, 31, 42, 41, 40, 39, 38, 45, 44, 43,
-            48, 47, 46]
+_FLIP_49 = [
+    9,
+    8,
+    7,
+    6,
+    5,
+    4,
+    3,
+    2,
+    1,
+    0,
+    10,
+    11,
+    12,
+    13,
+    18,
+    17,
+    16,
+    15,
+    14,
+    28,
+    27,
+    26,
+    25,
+    30,
+    29,
+    22,
+    21,
+    20,
+    19,
+    24,
+    23,
+    37,
+    36,
+    35,
+    34,
+    33,
+    32,
+    31,
+    42,
+    41,
+    40,
+    39,
+    38,
+    45,
+    44,
+    43,
+    48,
+    47,
+    46,
+]
 
 
 @dataclass
@@ -49,7 +97,9 @@ def normalize(x: Tensor, kind: str) -> Tensor:
     return (x - mean) / std
 
 
-def random_crop_flip(x: Tensor, size: int, generator: torch.Generator, flip: bool = True) -> tuple[Tensor, Crop]:
+def random_crop_flip(
+    x: Tensor, size: int, generator: torch.Generator, flip: bool = True
+) -> tuple[Tensor, Crop]:
     """A random ``size x size`` crop per image and a horizontal flip with probability 0.5."""
     b, _, h, w = x.shape
     if size > min(h, w):
@@ -63,8 +113,12 @@ def random_crop_flip(x: Tensor, size: int, generator: torch.Generator, flip: boo
 
 def center_crop(x: Tensor, size: int) -> tuple[Tensor, Crop]:
     b, _, h, w = x.shape
-    crop = Crop(torch.full((b,), (h - size) // 2), torch.full((b,), (w - size) // 2),
-                torch.zeros(b, dtype=torch.bool), size)
+    crop = Crop(
+        torch.full((b,), (h - size) // 2),
+        torch.full((b,), (w - size) // 2),
+        torch.zeros(b, dtype=torch.bool),
+        size,
+    )
     return apply_crop(x, crop), crop
 
 
@@ -72,7 +126,7 @@ def apply_crop(x: Tensor, crop: Crop) -> Tensor:
     b = x.shape[0]
     ar = torch.arange(crop.size)
     rows = (crop.top[:, None] + ar).to(x.device)  # (B, s)
-    cols = (crop.left[:, None] + ar)
+    cols = crop.left[:, None] + ar
     cols = torch.where(crop.flip[:, None], cols.flip(1), cols).to(x.device)
     batch = torch.arange(b, device=x.device)[:, None, None]
     out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, s, s, C)
@@ -96,8 +150,13 @@ def _grey(x: Tensor) -> Tensor:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
-def color_distort(x: Tensor, generator: torch.Generator, p: float = 0.8, strength: float = 1.0,
-                  p_grey: float = 0.2) -> Tensor:
+def color_distort(
+    x: Tensor,
+    generator: torch.Generator,
+    p: float = 0.8,
+    strength: float = 1.0,
+    p_grey: float = 0.2,
+) -> Tensor:
     """SimCLR colour distortion on (B, 3, H, W) in [0, 1]; each image draws its own factors."""
     b = x.shape[0]
 
@@ -152,14 +211,24 @@ def gaussian_blur(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tens
     kern = kern / kern.sum(1, keepdim=True)  # (B, k)
     weight = kern.repeat_interleave(c, 0)  # (B*C, k)
     y = x.reshape(1, b * c, h, -1)
-    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), weight.view(b * c, 1, 1, k), groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), weight.view(b * c, 1, k, 1), groups=b * c)
+    y = F.conv2d(
+        F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), weight.view(b * c, 1, 1, k), groups=b * c
+    )
+    y = F.conv2d(
+        F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), weight.view(b * c, 1, k, 1), groups=b * c
+    )
     y = y.view_as(x)
     return torch.where(apply.view(-1, 1, 1, 1), y, x)
 
 
-def simclr_view(x: Tensor, size: int, generator: torch.Generator, *, color_jitter: float = 0.8,
-                blur: float = 0.5) -> tuple[Tensor, Crop]:
+def simclr_view(
+    x: Tensor,
+    size: int,
+    generator: torch.Generator,
+    *,
+    color_jitter: float = 0.8,
+    blur: float = 0.5,
+) -> tuple[Tensor, Crop]:
     """One SimCLR view of a (B, 3, S, S) batch in [0, 1]: crop + flip, colour distortion, blur."""
     view, crop = random_crop_flip(x, size, generator)
     view = color_distort(view, generator, p=color_jitter)

@@ -67,8 +67,15 @@ class Cache:
         return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def build_cache(reader: str, root: str | os.PathLike, out_dir: str | os.PathLike, size: int, *,
-                aligned: bool = False, workers: int | None = None) -> Path:
+def build_cache(
+    reader: str,
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    size: int,
+    *,
+    aligned: bool = False,
+    workers: int | None = None,
+) -> Path:
     """Read a dataset, align every face to ``size x size`` and write the cache folder."""
     import pandas as pd
 
@@ -79,12 +86,21 @@ def build_cache(reader: str, root: str | os.PathLike, out_dir: str | os.PathLike
     if n == 0:
         raise AunceError(f"{root}: the dataset has no labelled frames")
     with atomic_dir(out_dir) as tmp:
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=(n, size, size, 3))
+        images = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
+        )
         out_landmarks = np.full((n, 49, 2), np.nan, dtype=np.float32)
         chunks = np.array_split(np.arange(n), max(1, min(n, (workers or 1) * 4)))
-        tasks = [(root, manifest["image"].to_numpy()[c], None if landmarks is None else landmarks[c],
-                  size, aligned) for c in chunks]
+        tasks = [
+            (
+                root,
+                manifest["image"].to_numpy()[c],
+                None if landmarks is None else landmarks[c],
+                size,
+                aligned,
+            )
+            for c in chunks
+        ]
         if (workers or 1) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
@@ -99,12 +115,22 @@ def build_cache(reader: str, root: str | os.PathLike, out_dir: str | os.PathLike
         del images
         np.save(tmp / "landmarks.npy", out_landmarks)
         pd.DataFrame(manifest).to_csv(tmp / "manifest.csv", index=False)
-        write_json(tmp / "cache.json", {
-            "cache_version": CACHE_VERSION, "reader": reader, "source": str(root), "size": size,
-            "aligned_input": aligned, "n_frames": n, "aus": au_names(manifest),
-            "sha256": {name: _sha256(tmp / name) for name in ("images.npy", "landmarks.npy",
-                                                              "manifest.csv")},
-        })
+        write_json(
+            tmp / "cache.json",
+            {
+                "cache_version": CACHE_VERSION,
+                "reader": reader,
+                "source": str(root),
+                "size": size,
+                "aligned_input": aligned,
+                "n_frames": n,
+                "aus": au_names(manifest),
+                "sha256": {
+                    name: _sha256(tmp / name)
+                    for name in ("images.npy", "landmarks.npy", "manifest.csv")
+                },
+            },
+        )
     return out_dir
 
 
@@ -124,8 +150,10 @@ def _align_chunk(task) -> tuple[np.ndarray, np.ndarray]:
         lm = None if landmarks is None else landmarks[i]
         if aligned or lm is None:
             if not aligned:
-                raise AunceError(f"{root / rel}: no landmarks to align this face (declare the "
-                                 "dataset `aligned: true` if its images are already aligned)")
+                raise AunceError(
+                    f"{root / rel}: no landmarks to align this face (declare the "
+                    "dataset `aligned: true` if its images are already aligned)"
+                )
             imgs[i], pts[i] = resize_face(rgb, lm, size)
         else:
             imgs[i], pts[i] = align_face(rgb, lm, size)
@@ -139,7 +167,9 @@ def open_cache(path: str | os.PathLike) -> Cache:
     path = Path(path)
     meta_path = path / "cache.json"
     if not meta_path.exists():
-        raise AunceError(f"{path}: not a complete cache (no cache.json); rebuild it with `aunce cache`")
+        raise AunceError(
+            f"{path}: not a complete cache (no cache.json); rebuild it with `aunce cache`"
+        )
     meta = read_json(meta_path)
     images = np.load(path / "images.npy", mmap_mode="r")
     landmarks = np.load(path / "landmarks.npy")

@@ -35,7 +35,9 @@ class Profile:
     """What a synthetic stand-in mirrors of its real dataset."""
 
     name: str
-    split: str  # "cv3": three subject partitions; "fixed": train/test; "validation": train/validation; "test": test only
+    # "cv3": three subject partitions; "fixed": train/test; "validation": train/validation;
+    # "test": test only
+    split: str
     n_subjects: int
     frames_per_subject: int
     sequences: tuple[str, ...]
@@ -54,25 +56,64 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "bp4d": Profile("bp4d", "cv3", 41, 24, tuple(f"T{i}" for i in range(1, 9)),
-                    aus=tuple(DATASET_AUS["bp4d"])),
-    "disfa": Profile("disfa", "cv3", 27, 24, ("video",), roll_deg=3.0, yaw=0.1,
-                     aus=tuple(DATASET_AUS["disfa"])),
-    "gft": Profile("gft", "fixed", 96, 16, ("task",), roll_deg=8.0, yaw=0.35, light=(0.6, 1.0),
-                   light_gradient=0.35, noise_std=5.0, test_fraction=18 / 96,
-                   aus=tuple(DATASET_AUS["gft"])),
-    "bp4d_plus": Profile("bp4d_plus", "test", 140, 8, ("T1", "T6", "T7", "T8"),
-                         aus=tuple(DATASET_AUS["bp4d_plus"])),
-    "affwild2": Profile("affwild2", "validation", 60, 24, ("clip",), roll_deg=10.0, yaw=0.4,
-                        light=(0.5, 1.2), light_gradient=0.4, noise_std=6.0, test_fraction=0.3,
-                        invalid_fraction=0.02, aus=tuple(DATASET_AUS["affwild2"])),
+    "bp4d": Profile(
+        "bp4d", "cv3", 41, 24, tuple(f"T{i}" for i in range(1, 9)), aus=tuple(DATASET_AUS["bp4d"])
+    ),
+    "disfa": Profile(
+        "disfa", "cv3", 27, 24, ("video",), roll_deg=3.0, yaw=0.1, aus=tuple(DATASET_AUS["disfa"])
+    ),
+    "gft": Profile(
+        "gft",
+        "fixed",
+        96,
+        16,
+        ("task",),
+        roll_deg=8.0,
+        yaw=0.35,
+        light=(0.6, 1.0),
+        light_gradient=0.35,
+        noise_std=5.0,
+        test_fraction=18 / 96,
+        aus=tuple(DATASET_AUS["gft"]),
+    ),
+    "bp4d_plus": Profile(
+        "bp4d_plus", "test", 140, 8, ("T1", "T6", "T7", "T8"), aus=tuple(DATASET_AUS["bp4d_plus"])
+    ),
+    "affwild2": Profile(
+        "affwild2",
+        "validation",
+        60,
+        24,
+        ("clip",),
+        roll_deg=10.0,
+        yaw=0.4,
+        light=(0.5, 1.2),
+        light_gradient=0.4,
+        noise_std=6.0,
+        test_fraction=0.3,
+        invalid_fraction=0.02,
+        aus=tuple(DATASET_AUS["affwild2"]),
+    ),
 }
 
 # Pairs of AUs whose latent processes are correlated (FACS co-occurrences seen in BP4D/DISFA).
 CO_OCCURRENCE = {
-    (1, 2): 0.8, (6, 12): 0.7, (6, 7): 0.5, (25, 26): 0.6, (10, 12): 0.5, (17, 24): 0.4,
-    (23, 24): 0.5, (4, 7): 0.3, (9, 10): 0.4, (15, 17): 0.4, (12, 15): -0.3, (1, 4): -0.2,
-    (12, 25): 0.3, (6, 10): 0.4, (7, 10): 0.3, (14, 24): 0.2,
+    (1, 2): 0.8,
+    (6, 12): 0.7,
+    (6, 7): 0.5,
+    (25, 26): 0.6,
+    (10, 12): 0.5,
+    (17, 24): 0.4,
+    (23, 24): 0.5,
+    (4, 7): 0.3,
+    (9, 10): 0.4,
+    (15, 17): 0.4,
+    (12, 15): -0.3,
+    (1, 4): -0.2,
+    (12, 25): 0.3,
+    (6, 10): 0.4,
+    (7, 10): 0.3,
+    (14, 24): 0.2,
 }
 TEMPORAL_CORRELATION = 0.9  # AR(1) coefficient between consecutive frames of a sequence
 SUBJECT_SHARE = 0.3  # share of latent variance that is a per-subject offset (base-rate variation)
@@ -94,25 +135,56 @@ def _template() -> np.ndarray:
     pts[22:27, 1] = pts[17:22, 1][::-1]
     pts[27:31] = [[0, -0.3], [0, -0.15], [0, 0.0], [0, 0.15]]
     pts[31:36] = [[-0.18, 0.25], [-0.09, 0.28], [0, 0.3], [0.09, 0.28], [0.18, 0.25]]
-    pts[36:42] = [[-0.57, -0.25], [-0.47, -0.31], [-0.37, -0.31], [-0.27, -0.25],
-                  [-0.37, -0.2], [-0.47, -0.2]]
+    pts[36:42] = [
+        [-0.57, -0.25],
+        [-0.47, -0.31],
+        [-0.37, -0.31],
+        [-0.27, -0.25],
+        [-0.37, -0.2],
+        [-0.47, -0.2],
+    ]
     pts[42:48] = pts[36:42][[3, 2, 1, 0, 5, 4]] * [-1, 1]
-    pts[48:60] = [[-0.32, 0.55], [-0.2, 0.49], [-0.08, 0.47], [0, 0.48], [0.08, 0.47],
-                  [0.2, 0.49], [0.32, 0.55], [0.2, 0.63], [0.08, 0.66], [0, 0.67],
-                  [-0.08, 0.66], [-0.2, 0.63]]
-    pts[60:68] = [[-0.26, 0.55], [-0.08, 0.53], [0, 0.53], [0.08, 0.53], [0.26, 0.55],
-                  [0.08, 0.57], [0, 0.57], [-0.08, 0.57]]
+    pts[48:60] = [
+        [-0.32, 0.55],
+        [-0.2, 0.49],
+        [-0.08, 0.47],
+        [0, 0.48],
+        [0.08, 0.47],
+        [0.2, 0.49],
+        [0.32, 0.55],
+        [0.2, 0.63],
+        [0.08, 0.66],
+        [0, 0.67],
+        [-0.08, 0.66],
+        [-0.2, 0.63],
+    ]
+    pts[60:68] = [
+        [-0.26, 0.55],
+        [-0.08, 0.53],
+        [0, 0.53],
+        [0.08, 0.53],
+        [0.26, 0.55],
+        [0.08, 0.57],
+        [0, 0.57],
+        [-0.08, 0.57],
+    ]
     return pts
 
 
 TEMPLATE = _template()
 
 # Depth of each landmark (face units) for the simulated yaw: the nose sticks out, the jaw does not.
-DEPTH = np.concatenate([
-    0.1 * np.sin(np.linspace(0, np.pi, 17)),  # jaw: edges at depth 0, chin forward
-    np.full(10, 0.25), [0.3, 0.4, 0.5, 0.6], np.full(5, 0.4),  # brows, nose bridge, nostrils
-    np.full(12, 0.2), np.full(12, 0.3), np.full(8, 0.28),  # eyes, outer lips, inner lips
-])
+DEPTH = np.concatenate(
+    [
+        0.1 * np.sin(np.linspace(0, np.pi, 17)),  # jaw: edges at depth 0, chin forward
+        np.full(10, 0.25),
+        [0.3, 0.4, 0.5, 0.6],
+        np.full(5, 0.4),  # brows, nose bridge, nostrils
+        np.full(12, 0.2),
+        np.full(12, 0.3),
+        np.full(8, 0.28),  # eyes, outer lips, inner lips
+    ]
+)
 
 _R_BROW, _L_BROW = np.arange(17, 22), np.arange(22, 27)
 _UPPER_OUTER_LIP, _LOWER_OUTER_LIP = np.arange(49, 54), np.arange(55, 60)
@@ -124,10 +196,10 @@ def _au_displacements() -> dict[int, np.ndarray]:
     """Landmark displacement (face units) of each AU at intensity 5; intensity scales it linearly."""
     d = {au: np.zeros((68, 2)) for au in (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)}
     inner = [1.0, 0.6, 0.3]  # weight from the inner brow end outwards
-    for w, (r, l) in zip(inner, [(21, 22), (20, 23), (19, 24)], strict=True):
-        d[1][[r, l], 1] = -0.13 * w
-    for w, (r, l) in zip([1.0, 0.8, 0.4], [(17, 26), (18, 25), (19, 24)], strict=True):
-        d[2][[r, l], 1] = -0.12 * w
+    for w, pair in zip(inner, [(21, 22), (20, 23), (19, 24)], strict=True):
+        d[1][list(pair), 1] = -0.13 * w
+    for w, pair in zip([1.0, 0.8, 0.4], [(17, 26), (18, 25), (19, 24)], strict=True):
+        d[2][list(pair), 1] = -0.12 * w
     d[4][_R_BROW, 1] = d[4][_L_BROW, 1] = 0.08
     d[4][_R_BROW, 0], d[4][_L_BROW, 0] = 0.05, -0.05
     d[6][[40, 41, 46, 47], 1] = -0.035
@@ -191,7 +263,9 @@ def make_identity(rng: np.random.Generator) -> Identity:
     shape[27:36, 1] *= rng.uniform(0.9, 1.1)  # nose length
     shape += rng.normal(0.0, 0.01, size=shape.shape)
     tone = rng.uniform(0.25, 1.0)
-    skin = np.array([90 + 100 * tone, 120 + 95 * tone, 150 + 95 * tone]) * rng.uniform(0.95, 1.05, 3)
+    skin = np.array([90 + 100 * tone, 120 + 95 * tone, 150 + 95 * tone]) * rng.uniform(
+        0.95, 1.05, 3
+    )
     return Identity(
         shape=shape,
         skin=np.clip(skin, 0, 255),
@@ -214,8 +288,9 @@ def deform(shape: np.ndarray, intensities: dict[int, float]) -> np.ndarray:
     return out
 
 
-def pose(points: np.ndarray, roll: float, scale: float, shift: np.ndarray, yaw: float,
-         size: int) -> np.ndarray:
+def pose(
+    points: np.ndarray, roll: float, scale: float, shift: np.ndarray, yaw: float, size: int
+) -> np.ndarray:
     """Face units -> pixels: simulated yaw (rotation about the vertical axis), roll, scale, shift."""
     x = points[:, 0] * np.cos(yaw) + DEPTH * np.sin(yaw)
     y = points[:, 1]
@@ -225,8 +300,15 @@ def pose(points: np.ndarray, roll: float, scale: float, shift: np.ndarray, yaw: 
     return np.stack([half + shift[0] + scale * half * xr, half + shift[1] + scale * half * yr], 1)
 
 
-def render(identity: Identity, pts: np.ndarray, intensities: dict[int, float], size: int,
-           rng: np.random.Generator, profile: Profile, light: tuple[float, np.ndarray]) -> np.ndarray:
+def render(
+    identity: Identity,
+    pts: np.ndarray,
+    intensities: dict[int, float],
+    size: int,
+    rng: np.random.Generator,
+    profile: Profile,
+    light: tuple[float, np.ndarray],
+) -> np.ndarray:
     """Draw one face (uint8 BGR, ``size x size``) from its posed landmarks ``pts`` (pixels)."""
     import cv2
 
@@ -241,8 +323,9 @@ def render(identity: Identity, pts: np.ndarray, intensities: dict[int, float], s
         return np.round(P[idx] * 16).astype(np.int32)  # 4 fractional bits for cv2
 
     def line(idx, colour, width, closed=False):
-        cv2.polylines(canvas, [ipts(idx)], closed, colour.tolist(), max(1, int(width)),
-                      cv2.LINE_AA, shift=4)
+        cv2.polylines(
+            canvas, [ipts(idx)], closed, colour.tolist(), max(1, int(width)), cv2.LINE_AA, shift=4
+        )
 
     def fill(idx, colour):
         cv2.fillPoly(canvas, [ipts(idx)], colour.tolist(), cv2.LINE_AA, shift=4)
@@ -254,21 +337,44 @@ def render(identity: Identity, pts: np.ndarray, intensities: dict[int, float], s
         overlay = canvas.copy()
         a = np.round(np.asarray(p0) * 16).astype(np.int32)
         b = np.round(np.asarray(p1) * 16).astype(np.int32)
-        cv2.line(overlay, tuple(a), tuple(b), (identity.skin * 0.55).tolist(),
-                 max(1, int(width * unit)), cv2.LINE_AA, shift=4)
+        cv2.line(
+            overlay,
+            tuple(a),
+            tuple(b),
+            (identity.skin * 0.55).tolist(),
+            max(1, int(width * unit)),
+            cv2.LINE_AA,
+            shift=4,
+        )
         alpha = min(1.0, strength / 5.0) * 0.8
         cv2.addWeighted(overlay, alpha, canvas, 1 - alpha, 0, dst=canvas)
 
     # hair and face
     top = (P[19] + P[24]) / 2 - (P[8] - P[27]) * 0.55
-    cv2.ellipse(canvas, tuple(np.round(top * 16).astype(int)),
-                (int(unit * 1.05 * 16), int(unit * 0.7 * 16)), 0, 0, 360,
-                identity.hair.tolist(), -1, cv2.LINE_AA, shift=4)
-    forehead = np.array([P[26] + (P[26] - P[45]) * 0.3, P[24] - (P[8] - P[27]) * 0.35,
-                         P[19] - (P[8] - P[27]) * 0.35, P[17] + (P[17] - P[36]) * 0.3])
+    cv2.ellipse(
+        canvas,
+        tuple(np.round(top * 16).astype(int)),
+        (int(unit * 1.05 * 16), int(unit * 0.7 * 16)),
+        0,
+        0,
+        360,
+        identity.hair.tolist(),
+        -1,
+        cv2.LINE_AA,
+        shift=4,
+    )
+    forehead = np.array(
+        [
+            P[26] + (P[26] - P[45]) * 0.3,
+            P[24] - (P[8] - P[27]) * 0.35,
+            P[19] - (P[8] - P[27]) * 0.35,
+            P[17] + (P[17] - P[36]) * 0.3,
+        ]
+    )
     face = np.concatenate([P[0:17], forehead])
-    cv2.fillPoly(canvas, [np.round(face * 16).astype(np.int32)], identity.skin.tolist(),
-                 cv2.LINE_AA, shift=4)
+    cv2.fillPoly(
+        canvas, [np.round(face * 16).astype(np.int32)], identity.skin.tolist(), cv2.LINE_AA, shift=4
+    )
     texture = np.random.default_rng(identity.texture_seed).normal(0, 3.0, (big // 8, big // 8, 1))
     tex = cv2.resize(texture, (big, big), interpolation=cv2.INTER_CUBIC)[..., None]
     mask = np.zeros((big, big), np.uint8)
@@ -279,13 +385,28 @@ def render(identity: Identity, pts: np.ndarray, intensities: dict[int, float], s
     # appearance cues that landmarks cannot show
     if g[6] > 0:  # raised cheeks: brighter bulges below the eyes, crow's feet
         overlay = canvas.copy()
-        for eye, corner, out in ((np.arange(36, 42), 36, -1), (np.arange(42, 48), 45, 1)):
+        for eye in (np.arange(36, 42), np.arange(42, 48)):
             c = P[eye].mean(0) + (P[33] - P[27]) * 0.45
-            cv2.ellipse(overlay, tuple(np.round(c * 16).astype(int)),
-                        (int(unit * 0.2 * 16), int(unit * 0.1 * 16)), 0, 0, 360,
-                        np.clip(identity.skin * 1.12, 0, 255).tolist(), -1, cv2.LINE_AA, shift=4)
-        cv2.addWeighted(overlay, min(1.0, g[6] / 5.0) * 0.7, canvas, 1 - min(1.0, g[6] / 5.0) * 0.7,
-                        0, dst=canvas)
+            cv2.ellipse(
+                overlay,
+                tuple(np.round(c * 16).astype(int)),
+                (int(unit * 0.2 * 16), int(unit * 0.1 * 16)),
+                0,
+                0,
+                360,
+                np.clip(identity.skin * 1.12, 0, 255).tolist(),
+                -1,
+                cv2.LINE_AA,
+                shift=4,
+            )
+        cv2.addWeighted(
+            overlay,
+            min(1.0, g[6] / 5.0) * 0.7,
+            canvas,
+            1 - min(1.0, g[6] / 5.0) * 0.7,
+            0,
+            dst=canvas,
+        )
         for corner, out in ((36, -1), (45, 1)):
             for k in (-1, 0, 1):
                 p0 = P[corner] + np.array([out * 0.05, k * 0.05]) * unit
@@ -324,8 +445,15 @@ def render(identity: Identity, pts: np.ndarray, intensities: dict[int, float], s
         fill(eye, np.array([235.0, 235.0, 235.0]))
         c = P[eye].mean(0)
         r = max(1, int(0.055 * unit * 16))
-        cv2.circle(canvas, tuple(np.round(c * 16).astype(int)), r, identity.iris.tolist(), -1,
-                   cv2.LINE_AA, shift=4)
+        cv2.circle(
+            canvas,
+            tuple(np.round(c * 16).astype(int)),
+            r,
+            identity.iris.tolist(),
+            -1,
+            cv2.LINE_AA,
+            shift=4,
+        )
         line(eye, identity.skin * 0.45, 0.02 * unit, closed=True)
     for brow in (_R_BROW, _L_BROW):
         line(brow, identity.brow, identity.brow_thickness * unit)
@@ -334,8 +462,13 @@ def render(identity: Identity, pts: np.ndarray, intensities: dict[int, float], s
     if opening > 0.02 * unit:
         fill(np.arange(60, 68), np.array([40.0, 30.0, 60.0]))
         if opening > 0.06 * unit:  # teeth
-            cv2.fillPoly(canvas, [ipts(np.array([60, 61, 62, 63, 64]))], (225, 225, 225),
-                         cv2.LINE_AA, shift=4)
+            cv2.fillPoly(
+                canvas,
+                [ipts(np.array([60, 61, 62, 63, 64]))],
+                (225, 225, 225),
+                cv2.LINE_AA,
+                shift=4,
+            )
     line(np.array([60, 61, 62, 63, 64]), identity.lip * 0.55, 0.02 * unit)
 
     img = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -364,7 +497,9 @@ def correlation_matrix(aus: list[int]) -> np.ndarray:
     return corr
 
 
-def latent_intensities(rng: np.random.Generator, profile: Profile, n_frames: list[int]) -> np.ndarray:
+def latent_intensities(
+    rng: np.random.Generator, profile: Profile, n_frames: list[int]
+) -> np.ndarray:
     """Intensities (sum(n_frames), K) in [0, 5] for one subject's sequences; >= 2 means active."""
     from scipy.stats import norm
 
@@ -392,16 +527,20 @@ def subject_ids(profile: Profile, n_subjects: int) -> list[str]:
     if profile.split == "cv3":
         parts = PARTITIONS[profile.name]
         if n_subjects > sum(map(len, parts)):
-            raise AunceError(f"profile {profile.name} has at most {sum(map(len, parts))} subjects "
-                             f"(its real partitions), asked for {n_subjects}")
+            raise AunceError(
+                f"profile {profile.name} has at most {sum(map(len, parts))} subjects "
+                f"(its real partitions), asked for {n_subjects}"
+            )
         # round-robin over the partitions keeps the three folds balanced for small sizes
         ordered = [p[i] for i in range(max(map(len, parts))) for p in parts if i < len(p)]
         return ordered[:n_subjects]
     prefix = {"gft": "S", "bp4d_plus": "F", "affwild2": "video"}[profile.name]
     ids = [f"{prefix}{i:03d}" for i in range(1, n_subjects + 1)]
     if profile.name == "affwild2":  # some Aff-Wild2 videos hold two people
-        ids = [f"{s}_left" if i % 7 == 3 else f"{s}_right" if i % 7 == 4 else s
-               for i, s in enumerate(ids)]
+        ids = [
+            f"{s}_left" if i % 7 == 3 else f"{s}_right" if i % 7 == 4 else s
+            for i, s in enumerate(ids)
+        ]
     return ids
 
 
@@ -455,9 +594,17 @@ def _generate_subject(args) -> tuple[list[dict], np.ndarray, np.ndarray]:
     return rows, np.asarray(landmarks, np.float32), intens.astype(np.float32)
 
 
-def generate(profile: str, out_dir: str | os.PathLike, *, seed: int = 0, image_size: int = 64,
-             n_subjects: int | None = None, frames_per_subject: int | None = None,
-             label_noise: float = 0.0, workers: int | None = None) -> Path:
+def generate(
+    profile: str,
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    image_size: int = 64,
+    n_subjects: int | None = None,
+    frames_per_subject: int | None = None,
+    label_noise: float = 0.0,
+    workers: int | None = None,
+) -> Path:
     """Write a synthetic dataset (images, labels, landmarks) to ``out_dir`` and return it.
 
     The folder holds ``images/<subject>/<sequence>/<frame>.png``, ``labels.csv`` (the manifest of
@@ -480,10 +627,14 @@ def generate(profile: str, out_dir: str | os.PathLike, *, seed: int = 0, image_s
     out_dir = Path(out_dir)
     workers = workers or min(len(subjects), os.cpu_count() or 1)
     with atomic_dir(out_dir) as tmp:
-        jobs = [(profile, s, subject_seqs[i], image_size, frames, tmp) for i, s in enumerate(subjects)]
+        jobs = [
+            (profile, s, subject_seqs[i], image_size, frames, tmp) for i, s in enumerate(subjects)
+        ]
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
-                results = list(pool.map(_generate_subject, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+                results = list(
+                    pool.map(_generate_subject, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+                )
         else:
             results = [_generate_subject(job) for job in jobs]
         rows = [r for res in results for r in res[0]]
@@ -493,7 +644,9 @@ def generate(profile: str, out_dir: str | os.PathLike, *, seed: int = 0, image_s
         order = df.sort_values(["subject", "sequence", "frame"], kind="stable").index.to_numpy()
         df = df.loc[order].reset_index(drop=True)
         landmarks, intens = landmarks[order], intens[order]
-        for column, mapping in _split_columns(prof, subjects, np.random.default_rng(split_seq)).items():
+        for column, mapping in _split_columns(
+            prof, subjects, np.random.default_rng(split_seq)
+        ).items():
             df[column] = df["subject"].map(mapping)
         labels = (intens >= 2.0).astype(np.int8)
         if prof.invalid_fraction > 0:
@@ -509,11 +662,20 @@ def generate(profile: str, out_dir: str | os.PathLike, *, seed: int = 0, image_s
         df.to_csv(tmp / "labels.csv", index=False)
         np.save(tmp / "landmarks.npy", landmarks)
         np.save(tmp / "intensities.npy", intens)
-        write_json(tmp / "dataset.json", {
-            "generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed,
-            "image_size": image_size, "n_subjects": n_subjects, "frames_per_subject": frames,
-            "label_noise": label_noise, "aus": list(prof.aus), "n_frames": len(df),
-        })
+        write_json(
+            tmp / "dataset.json",
+            {
+                "generator_version": GENERATOR_VERSION,
+                "profile": profile,
+                "seed": seed,
+                "image_size": image_size,
+                "n_subjects": n_subjects,
+                "frames_per_subject": frames,
+                "label_noise": label_noise,
+                "aus": list(prof.aus),
+                "n_frames": len(df),
+            },
+        )
     return out_dir
 
 
@@ -536,8 +698,10 @@ def read_synthetic(root: str | os.PathLike):
     root = Path(root)
     meta_path = root / "dataset.json"
     if not meta_path.exists():
-        raise AunceError(f"{root}: not a synthetic dataset (no dataset.json); make one with "
-                         "`aunce synth --profile bp4d --out DIR`")
+        raise AunceError(
+            f"{root}: not a synthetic dataset (no dataset.json); make one with "
+            "`aunce synth --profile bp4d --out DIR`"
+        )
     meta = json.loads(meta_path.read_text())
     df = pd.read_csv(root / "labels.csv")
     columns = au_columns(meta["aus"])
@@ -548,7 +712,9 @@ def read_synthetic(root: str | os.PathLike):
         if col.startswith("AU"):
             df[col] = df[col].astype(np.int8)
     if len(df) != meta["n_frames"]:
-        raise AunceError(f"{root / 'labels.csv'}: {len(df)} rows, dataset.json says {meta['n_frames']}")
+        raise AunceError(
+            f"{root / 'labels.csv'}: {len(df)} rows, dataset.json says {meta['n_frames']}"
+        )
     return df
 
 

@@ -61,8 +61,10 @@ def load_pretrained(module: nn.Module, pretrained: str | os.PathLike, *, what: s
         state = state["state_dict"]
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing:
-        raise AunceError(f"{path}: weights do not fit {what}: missing {', '.join(missing[:5])}"
-                         f"{' ...' if len(missing) > 5 else ''}")
+        raise AunceError(
+            f"{path}: weights do not fit {what}: missing {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}"
+        )
     del unexpected  # classifier heads of ImageNet checkpoints are expected extras
 
 
@@ -76,7 +78,10 @@ def create_timm_model(name: str, pretrained: str | None, **kwargs) -> nn.Module:
 
     if pretrained is None:
         return timm.create_model(name, pretrained=False, **kwargs)
-    if Path(pretrained).expanduser().suffix in {".pth", ".pt", ".bin", ".safetensors"} or os.sep in pretrained:
+    if (
+        Path(pretrained).expanduser().suffix in {".pth", ".pt", ".bin", ".safetensors"}
+        or os.sep in pretrained
+    ):
         model = timm.create_model(name, pretrained=False, **kwargs)
         load_pretrained(model, pretrained, what=name)
         return model
@@ -86,7 +91,7 @@ def create_timm_model(name: str, pretrained: str | None, **kwargs) -> nn.Module:
     except Exception as err:  # timm/huggingface_hub raise several types for a missing file
         raise AunceError(
             f"{name}.{pretrained}: weights not in the local cache ({type(err).__name__}). The harness "
-            f"never downloads; on a machine with network run `python -c \"import timm; "
+            f'never downloads; on a machine with network run `python -c "import timm; '
             f"timm.create_model('{name}.{pretrained}', pretrained=True)\"` and copy "
             f"~/.cache/huggingface to this machine, or give a local file path"
         ) from None

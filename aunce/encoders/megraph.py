@@ -102,9 +102,14 @@ class ConvTokens(nn.Module):
         super().__init__()
         layers, prev = [], 3
         for width in widths:
-            layers += [nn.Conv2d(prev, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, 1, 1, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(prev, width, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, width, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             prev = width
         self.body = nn.Sequential(*layers)
         self.out_dim = prev
@@ -118,8 +123,9 @@ class SwinTokens(nn.Module):
 
     def __init__(self, drop_path: float, pretrained: str | None):
         super().__init__()
-        self.model = create_timm_model("swin_base_patch4_window7_224", pretrained,
-                                       num_classes=0, drop_path_rate=drop_path)
+        self.model = create_timm_model(
+            "swin_base_patch4_window7_224", pretrained, num_classes=0, drop_path_rate=drop_path
+        )
         self.out_dim = self.model.num_features
 
     def forward(self, x: Tensor) -> Tensor:
@@ -128,8 +134,9 @@ class SwinTokens(nn.Module):
 
 
 class MEGraphEncoder(nn.Module):
-    def __init__(self, num_aus: int, backbone: nn.Module, feature_dim: int, input_size: int,
-                 neighbors: int):
+    def __init__(
+        self, num_aus: int, backbone: nn.Module, feature_dim: int, input_size: int, neighbors: int
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = ANFL(num_aus, backbone.out_dim, feature_dim, neighbors)
@@ -137,8 +144,10 @@ class MEGraphEncoder(nn.Module):
 
     def forward(self, images: Tensor, landmarks: Tensor | None = None) -> Tensor:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-2:] != (self.input_size,) * 2:
-            raise ValueError(f"MEGraph expects images (B, 3, {self.input_size}, {self.input_size}), "
-                             f"got {tuple(images.shape)}")
+            raise ValueError(
+                f"MEGraph expects images (B, 3, {self.input_size}, {self.input_size}), "
+                f"got {tuple(images.shape)}"
+            )
         return self.head(self.backbone(images))
 
 

@@ -26,8 +26,9 @@ def list_encoders() -> list[str]:
     return list(_BUILDERS)
 
 
-def create_encoder(name: str, num_aus: int, *, size: str = "paper", pretrained: str | None = None,
-                   **overrides) -> nn.Module:
+def create_encoder(
+    name: str, num_aus: int, *, size: str = "paper", pretrained: str | None = None, **overrides
+) -> nn.Module:
     """Build an encoder by name. Unknown names and sizes raise ``ValueError`` listing the known ones.
 
     ``pretrained`` is a local checkpoint file or a timm weight tag found in the local cache;
