@@ -118,8 +118,9 @@ def cmd_write_config(args) -> None:
 def cmd_check_config(args) -> None:
     from aunce.config import load_config
 
-    load_config(args.config, args.schema) if args.schema else load_config(args.config)
-    print(f"{args.config}: valid")
+    kwargs = {"schema_path": args.schema} if args.schema else {}
+    load_config(*args.config, **kwargs)
+    print(f"{' + '.join(map(str, args.config))}: valid")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_write_config)
 
-    p = sub.add_parser("check-config", help="validate a config file against the schema")
-    p.add_argument("config", type=Path)
+    p = sub.add_parser(
+        "check-config", help="validate config files (merged in order) against the schema"
+    )
+    p.add_argument("config", type=Path, nargs="+")
     p.add_argument("--schema", type=Path)
     p.set_defaults(func=cmd_check_config)
     return parser

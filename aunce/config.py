@@ -59,12 +59,25 @@ def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     return config
 
 
-def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    config = load_yaml(path) or {}
+def load_config(*paths: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Load one config file, or several merged in order as Snakemake merges ``--configfile A B``."""
+    config: dict = {}
+    for path in paths:
+        merge_config(config, load_yaml(path) or {})
     try:
         return check_config(config, schema_path)
     except AunceError as err:
-        raise AunceError(f"{path}: {err}") from None
+        raise AunceError(f"{' + '.join(map(str, paths))}: {err}") from None
+
+
+def merge_config(base: dict, overlay: dict) -> dict:
+    """Recursively update ``base`` with ``overlay`` (nested mappings merge, other values replace)."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_config(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
 
 
 def fill_defaults(instance: dict, schema: dict) -> None:

@@ -106,7 +106,8 @@ def fit_linear_head(
     n, k, d = train_z.shape
     weights = au_weights(train_labels, split="training split").to(device)
     head = PerAULinear(k, d).to(device)
-    optim = torch.optim.AdamW(head.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg["optimizer"]]
+    optim = optimizer(head.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     train_z, train_labels = train_z.to(device), train_labels.to(device)
     for _ in range(cfg["epochs"]):
         perm = torch.randperm(n, generator=gen).to(device)

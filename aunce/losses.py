@@ -11,6 +11,7 @@ Labels are 1 (AU active), 0 (inactive) or -1 (unknown); unknown entries never ta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,52 @@ from torch import Tensor, nn
 #: Positive kinds of the positive-sampling strategy (Section 3.3.2), in the order of ``positive_probs``.
 POSITIVE_KINDS = ("most_similar", "twin_view", "prototype", "least_similar")
 PAPER_POSITIVE_PROBS = (0.15, 0.15, 0.7, 0.0)
+#: The released code: "max" with 0.2, "mean" with 0.6, the twin view with 0.2 (no least-similar).
+RELEASED_POSITIVE_PROBS = (0.2, 0.2, 0.6, 0.0)
+VARIANTS = ("paper", "released")
+DEFAULT_POSITIVE_PROBS = {"paper": PAPER_POSITIVE_PROBS, "released": RELEASED_POSITIVE_PROBS}
+
+#: Named AUNCE settings: the ablation models of Table 10 (spec losses.md) and the released code's
+#: configuration. ``au_weights`` switches lambda; "negative re-weighting off" is beta = 1 for all.
+AUNCE_PRESETS: dict[str, dict] = {
+    "A": {
+        "au_weights": False,
+        "positive_probs": (1.0, 0.0, 0.0, 0.0),
+        "beta_minority": 1.0,
+        "beta_majority": 1.0,
+    },
+    "B": {
+        "au_weights": True,
+        "positive_probs": (1.0, 0.0, 0.0, 0.0),
+        "beta_minority": 1.0,
+        "beta_majority": 1.0,
+    },
+    "C": {
+        "au_weights": True,
+        "positive_probs": PAPER_POSITIVE_PROBS,
+        "beta_minority": 1.0,
+        "beta_majority": 1.0,
+    },
+    "D": {
+        "au_weights": True,
+        "positive_probs": (1.0, 0.0, 0.0, 0.0),
+        "beta_minority": 1.2,
+        "beta_majority": 0.4,
+    },
+    "E": {
+        "au_weights": True,
+        "positive_probs": PAPER_POSITIVE_PROBS,
+        "beta_minority": 1.2,
+        "beta_majority": 0.4,
+    },
+    "released": {
+        "variant": "released",
+        "au_weights": False,
+        "positive_probs": RELEASED_POSITIVE_PROBS,
+        "beta_minority": 1.2,
+        "beta_majority": 0.8,
+    },
+}
 
 
 def au_weights(
@@ -163,14 +210,15 @@ def aunce_loss(
     beta_minority: float = 1.2,
     beta_majority: float = 0.4,
     minority_label: Tensor | None = None,
-    positive_probs: Sequence[float] = PAPER_POSITIVE_PROBS,
+    positive_probs: Sequence[float] | None = None,
     positive_kind: Tensor | None = None,
     generator: torch.Generator | None = None,
     variant: str = "paper",
 ) -> Tensor:
-    """AUNCE (Eq. 2-4 and 8-10), the harness's reading of the paper (spec losses.md).
+    """AUNCE (Eq. 2-4 and 8-10): the paper's reading, or the authors' released code (spec losses.md).
 
-    For AU i and anchor a among the 2B pooled, L2-normalised embeddings of both views:
+    ``variant="paper"`` (default). For AU i and anchor a among the 2B pooled, L2-normalised
+    embeddings of both views:
     ``l(a, i) = -log( exp(s+/tau) / (exp(s+/tau) + sum_{j in Neg(a)} exp(beta s(a,j)/tau)) )``,
     where ``s+`` is the similarity to the positive chosen by the positive-sampling strategy
     (kind 0: most similar same-label sample of another image, Eq. 8; kind 1: the twin view, Eq. 9;
@@ -180,25 +228,35 @@ def aunce_loss(
     beta_minority`` for anchors of AU i's minority label and ``beta_majority`` otherwise.
     ``L = (1/K) sum_i lambda_i mean_a l(a, i)`` over anchors with a known label; an AU without any
     contributes 0. The paper's alpha is this 1/K: it equals each dataset's number of AUs.
-
     Readings the spec fixes: kinds 0, 2 and 3 fall back to the twin view when no other image in the
     batch shares the anchor's label; the prototype is the mean of the normalised embeddings and is
     not renormalised, so ``s+ = <z_a, mean_j z_j> = mean_j s(a, j)``.
+
+    ``variant="released"`` reproduces the released ``losses.py`` point by point: one positive kind
+    per AU per batch (default probabilities 0.2 max, 0.2 twin, 0.6 mean); "max" and "mean" run over
+    all same-label samples including the anchor itself, so "max" is the constant ``exp(1/tau)``;
+    "mean" is ``(1/2B) sum_{j same label} exp(s(a,j)/tau)``; beta is ``beta_minority`` for anchors
+    labelled 1 and ``beta_majority`` for anchors labelled 0 (``minority_label`` is ignored; the
+    released configuration used 1.2 and 0.8); the loss is the mean over anchors, then over AUs,
+    weighted by ``au_weights`` if given (the released configuration passes none). Unknown labels,
+    which the released code never sees, are left out as in the paper variant.
 
     Args:
         z, z_aug: (B, K, D) per-AU embeddings of two augmented views of the same B images.
         labels: (B, K) in {1, 0, -1}.
         au_weights: (K,) lambda, or None for uniform weights.
         minority_label: (K,) 0/1, the minority label of each AU (1 when its training occurrence
-            rate is below 0.5); None means 1 for every AU.
-        positive_probs: probabilities of kinds 0..3.
-        positive_kind: optional (2B, K) long tensor of kinds overriding the draw; rows 0..B-1 are
-            the anchors from ``z``, rows B..2B-1 those from ``z_aug``.
-        generator: torch.Generator for the draw (drawn on the CPU).
-        variant: "paper" (this reading).
+            rate is below 0.5); None means 1 for every AU. Paper variant only.
+        positive_probs: probabilities of kinds 0..3 (None: the variant's default,
+            (0.15, 0.15, 0.7, 0) for paper, (0.2, 0.2, 0.6, 0) for released).
+        positive_kind: optional long tensor of kinds overriding the draw: (2B, K) for the paper
+            variant, rows 0..B-1 the anchors from ``z`` and B..2B-1 those from ``z_aug``; (K,) (or
+            (2B, K) with equal rows) for the released variant.
+        generator: torch.Generator for the draw (drawn on the CPU, so any device draws the same).
+        variant: "paper" or "released".
     """
-    if variant != "paper":
-        raise ValueError(f"unknown AUNCE variant '{variant}' (known: paper)")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown AUNCE variant '{variant}' (known: {', '.join(VARIANTS)})")
     if z.ndim != 3 or z_aug.shape != z.shape:
         raise ValueError(
             f"z and z_aug must both be (B, K, D), got {tuple(z.shape)} and {tuple(z_aug.shape)}"
@@ -210,56 +268,104 @@ def aunce_loss(
     _check_labels(labels, "labels", ndim=2)
     if tau <= 0:
         raise ValueError(f"tau must be positive, got {tau}")
-    _check_probs(positive_probs)
-    if minority_label is None:
-        minority = torch.ones(k, dtype=torch.long, device=z.device)
-    else:
-        minority = torch.as_tensor(minority_label, device=z.device).long()
-        if minority.shape != (k,) or not bool(((minority == 0) | (minority == 1)).all()):
-            raise ValueError(
-                f"minority_label must be (K,) = ({k},) of 0/1, got {minority.tolist()}"
-            )
-    if positive_kind is None:
-        positive_kind = draw_positive_kinds(2 * b, k, positive_probs, generator)
-    positive_kind = torch.as_tensor(positive_kind).to(z.device)
-    if positive_kind.shape != (2 * b, k) or not bool(
-        ((positive_kind >= 0) & (positive_kind <= 3)).all()
-    ):
-        raise ValueError(f"positive_kind must be (2B, K) = ({2 * b}, {k}) of kinds 0..3")
+    probs = DEFAULT_POSITIVE_PROBS[variant] if positive_probs is None else tuple(positive_probs)
+    _check_probs(probs)
+    kind = _positive_kinds(variant, positive_kind, probs, b, k, generator).to(z.device).T  # (k, a)
 
-    # Similarities are computed in float32 even under autocast: exp(s / tau) is sensitive.
-    pooled = _at_least_float32(torch.cat([z, z_aug]))  # (a, k, d)
-    pooled = F.normalize(pooled, dim=-1)
-    sim = torch.einsum("akd,jkd->kaj", pooled, pooled)  # (k, a, j)
+    # Similarities in at least float32, also under autocast: exp(s / tau) is sensitive.
+    with torch.autocast(z.device.type, enabled=False):
+        sim = cosine_similarities(_at_least_float32(torch.cat([z, z_aug])))  # (k, a, j)
     y = torch.cat([labels, labels]).T  # (k, a)
     known = y >= 0
     both_known = known[:, :, None] & known[:, None, :]
-    same_label = (y[:, :, None] == y[:, None, :]) & both_known
-    image = torch.arange(2 * b, device=z.device) % b
-    other_image = image[:, None] != image[None, :]  # (a, j)
-    same = same_label & other_image  # Same(a): other images with the anchor's label
+    same_label = (y[:, :, None] == y[:, None, :]) & both_known  # includes the anchor itself
     negative = both_known & ~same_label  # Neg(a)
-
-    n_same = same.sum(-1)  # (k, a)
-    has_same = n_same > 0
     twin = (torch.arange(2 * b, device=z.device) + b) % (2 * b)
-    s_twin = sim.gather(2, twin.view(1, -1, 1).expand(k, -1, 1)).squeeze(-1)
-    s_max = sim.masked_fill(~same, float("-inf")).amax(-1)
-    s_min = sim.masked_fill(~same, float("inf")).amin(-1)
-    s_proto = (sim * same).sum(-1) / n_same.clamp(min=1)
-    candidates = torch.stack([s_max, s_twin, s_proto, s_min], -1)  # (k, a, 4)
-    kind = positive_kind.T  # (k, a)
-    kind = torch.where(has_same | (kind == 1), kind, torch.ones_like(kind))
-    s_pos = candidates.gather(-1, kind.unsqueeze(-1)).squeeze(-1)  # (k, a)
+    s_twin = sim.gather(2, twin.view(1, -1, 1).expand(k, -1, 1)).squeeze(-1)  # (k, a)
 
-    beta = torch.where(y == minority[:, None], beta_minority, beta_majority).to(sim.dtype)  # (k, a)
-    neg_logits = (beta[:, :, None] * sim / tau).masked_fill(~negative, float("-inf"))
-    pos_logit = s_pos / tau
+    if variant == "paper":
+        minority = _minority(minority_label, k, z.device)
+        image = torch.arange(2 * b, device=z.device) % b
+        same = same_label & (image[:, None] != image[None, :])  # Same(a): other images
+        pos_logit = _paper_positive(sim, same, s_twin, kind) / tau
+        beta = torch.where(y == minority[:, None], beta_minority, beta_majority)
+    else:
+        pos_logit = _released_positive(sim, same_label, s_twin, kind, tau)
+        beta = torch.where(y == 1, beta_minority, beta_majority)
+    neg_logits = (beta.to(sim.dtype)[:, :, None] * sim / tau).masked_fill(~negative, float("-inf"))
     all_logits = torch.cat([pos_logit.unsqueeze(-1), neg_logits], -1)
     per_anchor = torch.logsumexp(all_logits, -1) - pos_logit  # (k, a)
 
     weights = _check_weights(au_weights, k, per_anchor)
     return _masked_au_mean(per_anchor.T, known.T, weights)
+
+
+def cosine_similarities(pooled: Tensor, eps: float = 1e-12) -> Tensor:
+    """Per-AU cosine similarities (k, a, j) of (a, k, d) embeddings, as ``F.normalize`` then dot.
+
+    Normalising the Gram matrix by its diagonal rather than the embeddings keeps the backward pass on
+    (K, 2B, 2B) tensors instead of (2B, K, D) ones (1.5x faster at B = 32, D = 1024; BENCHMARKS.md).
+    """
+    gram = torch.einsum("akd,jkd->kaj", pooled, pooled)
+    norms = gram.diagonal(dim1=1, dim2=2).clamp(min=0).sqrt().clamp(min=eps)  # (k, a)
+    return gram / (norms[:, :, None] * norms[:, None, :])
+
+
+def _minority(minority_label: Tensor | None, k: int, device) -> Tensor:
+    if minority_label is None:
+        return torch.ones(k, dtype=torch.long, device=device)
+    minority = torch.as_tensor(minority_label, device=device).long()
+    if minority.shape != (k,) or not bool(((minority == 0) | (minority == 1)).all()):
+        raise ValueError(f"minority_label must be (K,) = ({k},) of 0/1, got {minority.tolist()}")
+    return minority
+
+
+def _positive_kinds(variant, positive_kind, probs, b, k, generator) -> Tensor:
+    """(2B, K) kinds: drawn per (anchor, AU) for the paper, once per AU for the released code."""
+    if variant == "released" and probs[3] > 0:
+        raise ValueError(
+            f"the released variant has no least-similar positive (kind 3), got {probs}"
+        )
+    if positive_kind is None:
+        rows = 2 * b if variant == "paper" else 1
+        return draw_positive_kinds(rows, k, probs, generator).expand(2 * b, k)
+    kinds = torch.as_tensor(positive_kind).long().cpu()
+    if variant == "released":
+        if kinds.shape == (k,):
+            kinds = kinds.expand(2 * b, k)
+        elif kinds.shape != (2 * b, k) or not bool((kinds == kinds[:1]).all()):
+            raise ValueError(
+                f"released positive_kind must be (K,) = ({k},) or (2B, K) with equal rows"
+            )
+    if kinds.shape != (2 * b, k):
+        raise ValueError(f"positive_kind must be (2B, K) = ({2 * b}, {k}) of kinds 0..3")
+    if not bool(((kinds >= 0) & (kinds <= (3 if variant == "paper" else 2))).all()):
+        raise ValueError(
+            f"positive_kind holds a kind outside 0..3 (or 0..2 for released): {kinds.unique().tolist()}"
+        )
+    return kinds
+
+
+def _paper_positive(sim: Tensor, same: Tensor, s_twin: Tensor, kind: Tensor) -> Tensor:
+    """s+ per (AU, anchor): Eq. 8 (max), Eq. 9 (twin), Eq. 10 (prototype), or least similar."""
+    n_same = same.sum(-1)
+    s_max = sim.masked_fill(~same, float("-inf")).amax(-1)
+    s_min = sim.masked_fill(~same, float("inf")).amin(-1)
+    s_proto = (sim * same).sum(-1) / n_same.clamp(min=1)
+    candidates = torch.stack([s_max, s_twin, s_proto, s_min], -1)  # (k, a, 4)
+    kind = torch.where((n_same > 0) | (kind == 1), kind, torch.ones_like(kind))  # twin fallback
+    return candidates.gather(-1, kind.unsqueeze(-1)).squeeze(-1)
+
+
+def _released_positive(
+    sim: Tensor, same_label: Tensor, s_twin: Tensor, kind: Tensor, tau: float
+) -> Tensor:
+    """log of the released positive score: max or (1/2B)-mean of exp(s/tau) over the anchor's label."""
+    scaled = (sim / tau).masked_fill(~same_label, float("-inf"))
+    log_max = scaled.amax(-1)  # the anchor itself: 1/tau
+    log_mean = torch.logsumexp(scaled, -1) - math.log(sim.shape[-1])
+    candidates = torch.stack([log_max, s_twin / tau, log_mean], -1)  # kinds 0, 1, 2
+    return candidates.gather(-1, kind.unsqueeze(-1)).squeeze(-1)
 
 
 class _WeightedLoss(nn.Module):
@@ -295,7 +401,7 @@ class AUNCELoss(_WeightedLoss):
         beta_minority: float = 1.2,
         beta_majority: float = 0.4,
         minority_label: Tensor | None = None,
-        positive_probs: Sequence[float] = PAPER_POSITIVE_PROBS,
+        positive_probs: Sequence[float] | None = None,
         variant: str = "paper",
     ):
         super().__init__(au_weights)
@@ -304,7 +410,8 @@ class AUNCELoss(_WeightedLoss):
             None if minority_label is None else torch.as_tensor(minority_label).long(),
         )
         self.tau, self.beta_minority, self.beta_majority = tau, beta_minority, beta_majority
-        self.positive_probs, self.variant = tuple(positive_probs), variant
+        self.positive_probs = None if positive_probs is None else tuple(positive_probs)
+        self.variant = variant
 
     def forward(
         self,

@@ -50,8 +50,26 @@ class Objective:
         return self.loss(logits, labels, **self.kwargs)
 
 
+def expand_preset(method: dict) -> dict:
+    """A method with its ``preset`` (Table 10's A-E, ``released``) expanded; explicit keys win."""
+    if "preset" not in method:
+        return dict(method)
+    name = method["preset"]
+    if method["loss"] != "aunce" or name not in losses.AUNCE_PRESETS:
+        raise AunceError(
+            f"unknown preset '{name}' for loss '{method['loss']}' "
+            f"(AUNCE presets: {', '.join(losses.AUNCE_PRESETS)})"
+        )
+    expanded = {
+        key: list(v) if isinstance(v, tuple) else v for key, v in losses.AUNCE_PRESETS[name].items()
+    }
+    expanded.update({key: v for key, v in method.items() if key != "preset"})
+    return expanded
+
+
 def loss_settings(method: dict) -> dict:
-    """The method's loss settings with every default filled in (what the run records)."""
+    """The method's loss settings with presets expanded and every default filled in (what runs record)."""
+    method = expand_preset(method)
     loss = method["loss"]
     if loss not in LOSSES:
         raise AunceError(f"unknown loss '{loss}' (known: {', '.join(LOSSES)})")
@@ -62,7 +80,7 @@ def loss_settings(method: dict) -> dict:
         if name not in _NOT_SETTINGS and p.default is not inspect.Parameter.empty
     }
     for key, value in method.items():
-        if key in ("loss", "label", "au_weights"):
+        if key in ("loss", "label", "au_weights", "preset"):
             continue
         if key not in out:
             raise AunceError(
@@ -70,12 +88,15 @@ def loss_settings(method: dict) -> dict:
                 f"(its settings: {', '.join(sorted(out))})"
             )
         out[key] = tuple(value) if isinstance(value, list) else value
+    if loss == "aunce" and out["positive_probs"] is None:
+        out["positive_probs"] = losses.DEFAULT_POSITIVE_PROBS[out["variant"]]
     return out
 
 
 def build_objective(
     method: dict, au_weights: Tensor | None, minority_label: Tensor | None
 ) -> Objective:
+    method = expand_preset(method)
     loss = method["loss"]
     kwargs = loss_settings(method)
     use_weights = method.get("au_weights", True)

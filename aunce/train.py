@@ -114,6 +114,10 @@ def _pretrain_run(
     optim = torch.optim.AdamW(
         params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
     )
+    # the step schedule of the released code: lr x factor from each listed epoch (counted from 1)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(
+        optim, milestones=[e - 1 for e in cfg["lr_step_epochs"]], gamma=cfg["lr_step_factor"]
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     labels_all = torch.from_numpy(cache.labels)
     n, bsz = len(train_idx), cfg["batch_size"]
@@ -173,9 +177,12 @@ def _pretrain_run(
             total += loss.item()
             frames += len(idx)
         seconds = time.perf_counter() - start
+        lr = optim.param_groups[0]["lr"]
+        schedule.step()
         history.append(
             {
                 "epoch": epoch,
+                "lr": lr,
                 "loss": total / n_batches,
                 "seconds": seconds,
                 "frames_per_second": frames / seconds,
@@ -216,7 +223,7 @@ def _pretrain_run(
             "seed": seed,
             "aunce_version": __version__,
             "loss_settings": loss_settings(method),
-            "au_weights": weights.tolist(),
+            "au_weights": None if objective.kwargs["au_weights"] is None else weights.tolist(),
             "minority_label": minority.tolist(),
             "aus": cache.aus,
             "cache": str(cache.root),

@@ -14,13 +14,13 @@ def base():
 
 @pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
 def test_shipped_configs_are_valid(name):
-    cfg = load_config(REPO / "config" / name, SCHEMA)
+    cfg = load_config(REPO / "config" / name, schema_path=SCHEMA)
     assert cfg["tables"]["table2"]["dataset"] in cfg["datasets"]
 
 
 def test_paper_config_needs_roots_then_validates(tmp_path):
     with pytest.raises(AunceError, match=r"datasets\.bp4d\.root"):
-        load_config(REPO / "config" / "paper.yaml", SCHEMA)
+        load_config(REPO / "config" / "paper.yaml", schema_path=SCHEMA)
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     cfg["datasets"]["bp4d"]["root"] = str(tmp_path)
     check_config(cfg, SCHEMA)  # only datasets used by a table need a root
@@ -67,11 +67,11 @@ def test_table_must_reference_defined_method():
 
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(AunceError, match="config file .*missing.yaml' not found"):
-        load_config(tmp_path / "missing.yaml", SCHEMA)
+        load_config(tmp_path / "missing.yaml", schema_path=SCHEMA)
     bad = tmp_path / "bad.yaml"
     bad.write_text("seeds: [1, 2\npretrain: {}\n")
     with pytest.raises(AunceError, match=r"bad.yaml: line \d+: invalid YAML"):
-        load_config(bad, SCHEMA)
+        load_config(bad, schema_path=SCHEMA)
 
 
 def test_fold_labels():
@@ -81,3 +81,19 @@ def test_fold_labels():
     gft = copy.deepcopy(cfg["datasets"]["bp4d"])
     gft["synthetic"]["profile"] = "gft"
     assert dataset_folds(gft) == ["split"]
+
+
+def test_released_overlay_merges_like_snakemake(tmp_path):
+    roots = tmp_path / "roots.yaml"
+    roots.write_text(f"datasets:\n  bp4d: {{root: {tmp_path}}}\n")
+    cfg = load_config(
+        REPO / "config" / "paper.yaml", roots, REPO / "config" / "released.yaml", schema_path=SCHEMA
+    )
+    aunce = cfg["methods"]["aunce"]
+    assert aunce["variant"] == "released" and aunce["beta_majority"] == 0.8
+    assert aunce["tau"] == 0.5  # kept from the paper's protocol
+    assert cfg["image"]["normalize"] == "cifar" and cfg["image"]["cache_size"] == 256
+    assert cfg["datasets"]["bp4d"]["source"] == "bp4d"  # merged, not replaced
+    from aunce.methods import loss_settings
+
+    assert loss_settings(aunce)["positive_probs"] == (0.2, 0.2, 0.6, 0.0)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from reference import literal_released, reference_aunce, reference_wce, reference_wfl
 
 from aunce.losses import (
     AUNCELoss,
@@ -14,41 +15,6 @@ from aunce.losses import (
     wce_loss,
     wfl_loss,
 )
-
-
-def reference_aunce(z, z_aug, labels, weights, tau, beta_min, beta_maj, minority, kinds):
-    """Per-anchor loops over the spec's definitions."""
-    b, k, _ = z.shape
-    pooled = torch.cat([z, z_aug]).double()
-    y = torch.cat([labels, labels])
-    total = 0.0
-    for i in range(k):
-        emb = [pooled[a, i] / pooled[a, i].norm() for a in range(2 * b)]
-        losses = []
-        for a in range(2 * b):
-            if y[a, i] < 0:
-                continue
-            same = [j for j in range(2 * b) if j % b != a % b and y[j, i] == y[a, i]]
-            neg = [j for j in range(2 * b) if y[j, i] >= 0 and y[j, i] != y[a, i]]
-            sim = {j: float(emb[a] @ emb[j]) for j in range(2 * b)}
-            kind = int(kinds[a, i])
-            if not same:
-                kind = 1
-            if kind == 0:
-                s_pos = max(sim[j] for j in same)
-            elif kind == 1:
-                s_pos = sim[(a + b) % (2 * b)]
-            elif kind == 2:
-                proto = sum(emb[j] for j in same) / len(same)
-                s_pos = float(emb[a] @ proto)
-            else:
-                s_pos = min(sim[j] for j in same)
-            beta = beta_min if int(y[a, i]) == int(minority[i]) else beta_maj
-            denom = math.exp(s_pos / tau) + sum(math.exp(beta * sim[j] / tau) for j in neg)
-            losses.append(-math.log(math.exp(s_pos / tau) / denom))
-        if losses:
-            total += float(weights[i]) * sum(losses) / len(losses)
-    return total / k
 
 
 def random_case(seed, b, k, d, unknown=0.1):
@@ -165,41 +131,6 @@ def test_label_values_are_checked():
         aunce_loss(z, z_aug, labels[:, :1])
 
 
-def reference_wce(logits, labels, weights):
-    k = logits.shape[1]
-    total = 0.0
-    for i in range(k):
-        terms = []
-        for b in range(logits.shape[0]):
-            y = int(labels[b, i])
-            if y < 0:
-                continue
-            p = 1 / (1 + math.exp(-float(logits[b, i])))
-            terms.append(-(y * math.log(p) + (1 - y) * math.log(1 - p)))
-        if terms:
-            total += float(weights[i]) * sum(terms) / len(terms)
-    return total / k
-
-
-def reference_wfl(logits, labels, weights, gamma, margin):
-    k = logits.shape[1]
-    total = 0.0
-    for i in range(k):
-        terms = []
-        for b in range(logits.shape[0]):
-            y = int(labels[b, i])
-            if y < 0:
-                continue
-            p = 1 / (1 + math.exp(-float(logits[b, i])))
-            pm = max(p - margin, 0.0)
-            terms.append(
-                -(y * (1 - p) ** gamma * math.log(p) + (1 - y) * pm**gamma * math.log(1 - pm))
-            )
-        if terms:
-            total += float(weights[i]) * sum(terms) / len(terms)
-    return total / k
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_wce_and_wfl_match_reference(seed):
     g = torch.Generator().manual_seed(seed)
@@ -247,4 +178,113 @@ def test_modules_hold_weights_as_buffers():
         aunce_loss(
             z, z + 0.1, labels, w, minority_label=torch.tensor([1, 0]), positive_kind=kinds
         ).item()
+    )
+
+
+# --- the released variant ---------------------------------------------------------------------
+@pytest.mark.parametrize("seed,b,k,d", [(0, 4, 3, 5), (1, 8, 12, 16), (2, 16, 8, 4), (3, 3, 2, 6)])
+@pytest.mark.parametrize("betas", [(1.2, 0.8), (1.0, 1.0), (1.5, 0.4)])
+def test_released_matches_literal_transcription(seed, b, k, d, betas):
+    z, z_aug, labels, _, weights, _ = random_case(seed, b, k, d, unknown=0.0)
+    kinds = torch.randint(0, 3, (k,), generator=torch.Generator().manual_seed(seed))
+    fast = aunce_loss(
+        z,
+        z_aug,
+        labels,
+        weights,
+        beta_minority=betas[0],
+        beta_majority=betas[1],
+        positive_kind=kinds,
+        variant="released",
+    )
+    slow = literal_released(z, z_aug, labels, kinds, 0.5, betas[0], betas[1], weights)
+    assert fast.item() == pytest.approx(slow, rel=1e-7)
+    unweighted = aunce_loss(
+        z,
+        z_aug,
+        labels,
+        positive_kind=kinds,
+        variant="released",
+        beta_minority=betas[0],
+        beta_majority=betas[1],
+    )
+    assert unweighted.item() == pytest.approx(
+        literal_released(z, z_aug, labels, kinds, 0.5, betas[0], betas[1]), rel=1e-7
+    )
+
+
+def test_released_max_positive_is_the_constant_exp_one_over_tau():
+    z, z_aug, labels, *_ = random_case(11, 6, 2, 4, unknown=0.0)
+    labels[:] = 1  # no negatives: -log(pos / pos) = 0 whatever the positive
+    max_kind = torch.zeros(2, dtype=torch.long)
+    assert aunce_loss(z, z_aug, labels, positive_kind=max_kind, variant="released").item() == 0.0
+    labels[0, 0] = 0  # AU 0 gets negatives; "max" is then exp(1/tau) for every anchor
+    loss = aunce_loss(
+        z, z_aug, labels, positive_kind=max_kind, variant="released", beta_majority=0.8
+    )
+    zn = torch.nn.functional.normalize(torch.cat([z, z_aug])[:, 0], dim=-1)
+    sim, y = zn @ zn.T, torch.cat([labels, labels])[:, 0]
+    by_hand = 0.0
+    for a in range(12):
+        beta = 1.2 if y[a] == 1 else 0.8
+        neg = torch.exp(beta * sim[a][y != y[a]] / 0.5).sum()
+        by_hand += float(torch.log1p(neg / math.exp(1 / 0.5))) / 12
+    assert loss.item() == pytest.approx(by_hand / 2)  # AU 1 contributes 0 to the mean over AUs
+
+
+def test_released_draws_one_kind_per_au_per_batch():
+    z, z_aug, labels, *_ = random_case(12, 8, 6, 4)
+    drawn = aunce_loss(
+        z, z_aug, labels, variant="released", generator=torch.Generator().manual_seed(3)
+    )
+    kinds = draw_positive_kinds(1, 6, (0.2, 0.2, 0.6, 0.0), torch.Generator().manual_seed(3))[0]
+    given = aunce_loss(z, z_aug, labels, variant="released", positive_kind=kinds)
+    assert drawn.item() == given.item()
+    rows = kinds.expand(16, 6)
+    assert (
+        aunce_loss(z, z_aug, labels, variant="released", positive_kind=rows).item() == given.item()
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"positive_kind": torch.tensor([[0, 1]] * 7 + [[1, 1]])}, "equal rows"),
+        ({"positive_kind": torch.tensor([3, 0])}, "kind outside"),
+        ({"positive_probs": (0.1, 0.1, 0.6, 0.2)}, "no least-similar positive"),
+    ],
+)
+def test_released_errors(kwargs, match):
+    z, z_aug, labels, *_ = random_case(13, 4, 2, 3)
+    with pytest.raises(ValueError, match=match):
+        aunce_loss(z, z_aug, labels, variant="released", **kwargs)
+
+
+def test_released_gradcheck():
+    z, z_aug, labels, _, weights, _ = random_case(14, 4, 2, 3)
+    z.requires_grad_(True)
+    z_aug.requires_grad_(True)
+    kinds = torch.tensor([2, 1])
+    assert torch.autograd.gradcheck(
+        lambda a, b: aunce_loss(a, b, labels, weights, positive_kind=kinds, variant="released"),
+        (z, z_aug),
+    )
+
+
+@pytest.mark.parametrize("variant", ["paper", "released"])
+def test_half_precision_inputs_are_safe(variant):
+    z, z_aug, labels, *_ = random_case(15, 32, 12, 64)
+    kinds = torch.randint(0, 3, (64, 12), generator=torch.Generator().manual_seed(0))
+    if variant == "released":
+        kinds = kinds[0]
+    full = aunce_loss(z.float(), z_aug.float(), labels, positive_kind=kinds, variant=variant)
+    half = aunce_loss(z.bfloat16(), z_aug.bfloat16(), labels, positive_kind=kinds, variant=variant)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    assert half.item() == pytest.approx(full.item(), rel=2e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = aunce_loss(z.float(), z_aug.float(), labels, positive_kind=kinds, variant=variant)
+    assert auto.item() == pytest.approx(full.item(), rel=1e-6)
+    logits = (3 * z[:, :, 0]).bfloat16()
+    assert wce_loss(logits, labels).item() == pytest.approx(
+        wce_loss(logits.float(), labels).item(), rel=1e-6
     )
