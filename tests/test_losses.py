@@ -288,3 +288,38 @@ def test_half_precision_inputs_are_safe(variant):
     assert wce_loss(logits, labels).item() == pytest.approx(
         wce_loss(logits.float(), labels).item(), rel=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: wce_loss(torch.zeros(4, 3), torch.zeros(4, 2)), r"logits \(B, K\) and labels"),
+        (
+            lambda: wce_loss(torch.zeros(4, 3), torch.zeros(4, 3), torch.ones(2)),
+            r"au_weights must have shape \(3,\)",
+        ),
+        (lambda: wfl_loss(torch.zeros(2, 2), torch.zeros(2, 2), gamma=-1.0), "gamma must be >= 0"),
+        (
+            lambda: wfl_loss(torch.zeros(2, 2), torch.zeros(2, 2), margin=1.0),
+            r"margin must lie in \[0, 1\)",
+        ),
+        (lambda: wfl_loss(torch.zeros(2, 2), torch.full((2, 2), 3)), "found 3"),
+        (lambda: au_weights(torch.zeros(3)), "must have 2 dimensions"),
+        (
+            lambda: aunce_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.zeros(2, 3)),
+            "must both be",
+        ),
+        (
+            lambda: aunce_loss(
+                torch.randn(2, 3, 4),
+                torch.randn(2, 3, 4),
+                torch.zeros(2, 3),
+                minority_label=torch.tensor([0, 2, 1]),
+            ),
+            "minority_label must be",
+        ),
+    ],
+)
+def test_documented_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
