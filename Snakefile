@@ -21,3 +21,4 @@ rule all:
     input:
         "results/config.yaml",
         expand("results/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]),
+        CONTACT_SHEETS,

@@ -52,6 +52,7 @@ def cmd_synth(args) -> None:
         n_subjects=args.n_subjects,
         frames_per_subject=args.frames_per_subject,
         label_noise=args.label_noise,
+        miss_ratio=args.miss_ratio,
         workers=args.workers,
     )
     log.info("wrote synthetic %s dataset to %s", args.profile, out)
@@ -86,24 +87,42 @@ def cmd_linear_eval(args) -> None:
 
 def cmd_tables(args) -> None:
     from aunce.io import read_json, write_text
-    from aunce.tables import au_f1_table, render_latex, render_markdown
+    from aunce.tables import build, render_latex, render_markdown
 
-    spec = args.spec
-    records = [read_json(p) for p in args.metrics]
-    if not records:
-        raise AunceError(f"{args.table}: no metrics files given")
-    table = au_f1_table(
-        args.table,
-        spec["title"],
-        records,
-        [tuple(m) for m in spec["methods"]],
-        spec.get("notes", []),
-    )
+    table = build(args.table, args.spec, read_json)
     write_text(args.md, render_markdown(table))
     write_text(args.tex, render_latex(table))
-    if args.csv:
-        write_text(args.csv, table.frame().to_csv(index=False, float_format="%.4f"))
-    log.info("wrote %s and %s", args.md, args.tex)
+    write_text(args.csv, table.frame().to_csv(index=False, float_format="%.4f"))
+    log.info("wrote %s, %s and %s", args.md, args.tex, args.csv)
+
+
+def cmd_contact_sheet(args) -> None:
+    import tempfile
+
+    from aunce.data.synthetic import generate
+    from aunce.figures import contact_sheet
+
+    if (args.data is None) == (args.profile is None):
+        raise AunceError("give either --data DIR (a generated dataset) or --profile NAME")
+    if args.data is not None:
+        out = contact_sheet(args.data, args.out, n=args.n, seed=args.seed)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = generate(
+                args.profile,
+                Path(tmp) / args.profile,
+                seed=args.seed,
+                n_subjects=max(3, args.n // 2),
+                frames_per_subject=8,
+            )
+            out = contact_sheet(
+                data,
+                args.out,
+                n=args.n,
+                seed=args.seed,
+                title=f"Synthetic {args.profile} stand-in: active AUs under each face",
+            )
+    log.info("wrote %s", out)
 
 
 def cmd_write_config(args) -> None:
@@ -123,6 +142,12 @@ def cmd_check_config(args) -> None:
     print(f"{' + '.join(map(str, args.config))}: valid")
 
 
+def cmd_audit(args) -> None:
+    from aunce.baselines import audit, load_published, render_audit
+
+    sys.stdout.write(render_audit(audit(load_published(args.published))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aunce", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"aunce {__version__}")
@@ -136,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--n-subjects", type=int)
     p.add_argument("--frames-per-subject", type=int)
-    p.add_argument("--label-noise", type=float, default=0.0)
+    p.add_argument("--label-noise", type=float, default=0.0, help="fraction of labels flipped")
+    p.add_argument(
+        "--miss-ratio",
+        type=float,
+        default=1.0,
+        help="a positive label is this many times as likely to flip as a negative one",
+    )
     p.add_argument("--workers", type=int, help="processes (default: one per core)")
     p.set_defaults(func=cmd_synth)
 
@@ -169,12 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tables", help="render one table as Markdown and LaTeX")
     p.add_argument("table", help="table id, e.g. table2")
-    p.add_argument("--spec", required=True, type=_settings, help="table spec (JSON)")
-    p.add_argument("--metrics", nargs="*", default=[], type=Path)
+    p.add_argument(
+        "--spec", required=True, type=_settings, help="table spec with its inputs (JSON)"
+    )
     p.add_argument("--md", required=True, type=Path)
     p.add_argument("--tex", required=True, type=Path)
-    p.add_argument("--csv", type=Path)
+    p.add_argument("--csv", required=True, type=Path)
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("contact-sheet", help="a PNG grid of synthetic faces with their active AUs")
+    p.add_argument("--data", type=Path, help="a generated dataset folder")
+    p.add_argument("--profile", help="generate a small dataset of this profile first")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("-n", type=int, default=24, help="faces on the sheet")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_contact_sheet)
 
     p = sub.add_parser("write-config", help="save the resolved configuration as YAML")
     p.add_argument("--settings", required=True, type=_settings)
@@ -187,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, nargs="+")
     p.add_argument("--schema", type=Path)
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser(
+        "audit", help="list published averages that differ from the mean of their per-AU F1"
+    )
+    p.add_argument("published", type=Path, help="baselines/published.csv")
+    p.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -114,22 +114,27 @@ def _check_references(config: dict) -> None:
     """Cross-key checks a JSON schema cannot express: tables name known datasets/methods/encoders."""
     problems = []
     for table, spec in config.get("tables", {}).items():
-        for kind, known in (("dataset", "datasets"), ("encoder", "encoders")):
-            for name in _as_list(spec.get(kind)):
+        for key, known in (
+            ("dataset", "datasets"),
+            ("datasets", "datasets"),
+            ("encoder", "encoders"),
+            ("methods", "methods"),
+        ):
+            for name in _as_list(spec.get(key)):
                 if name not in config.get(known, {}):
+                    defined = ", ".join(sorted(config.get(known, {}))) or "none"
                     problems.append(
-                        f"tables.{table}.{kind}: '{name}' is not defined under '{known}' "
-                        f"(defined: {', '.join(sorted(config.get(known, {}))) or 'none'})"
+                        f"tables.{table}.{key}: '{name}' is not defined under '{known}' "
+                        f"(defined: {defined})"
                     )
-        for name in spec.get("methods", []):
-            if name not in config.get("methods", {}):
+        if spec.get("kind") == "noise" and spec.get("dataset") in config.get("datasets", {}):
+            if config["datasets"][spec["dataset"]]["source"] != "synthetic":
                 problems.append(
-                    f"tables.{table}.methods: '{name}' is not defined under 'methods' "
-                    f"(defined: {', '.join(sorted(config.get('methods', {})))})"
+                    f"tables.{table}.dataset: a noise table needs a synthetic dataset "
+                    f"(only there are the true labels known), '{spec['dataset']}' is not"
                 )
-    used = {
-        name for spec in config.get("tables", {}).values() for name in _as_list(spec.get("dataset"))
-    }
+    used = {name for spec in config.get("tables", {}).values()
+            for key in ("dataset", "datasets") for name in _as_list(spec.get(key))}  # fmt: skip
     for name, ds in config.get("datasets", {}).items():
         if name in used and ds["source"] != "synthetic" and not ds.get("root"):
             problems.append(

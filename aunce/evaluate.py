@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aunce.data.augment import center_crop, normalize, to_float
+from aunce.data.augment import center_crop, crop_landmarks, normalize, to_float
 from aunce.data.cache import open_cache
 from aunce.device import resolve_device, set_threads
 from aunce.encoders.blocks import PerAULinear
 from aunce.io import atomic_path, read_json, write_json
 from aunce.losses import au_weights, wce_loss
-from aunce.train import load_encoder, run_dir
+from aunce.train import load_encoder, require_landmarks, run_dir
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256
@@ -36,15 +36,26 @@ def extract(
     idx: np.ndarray,
     settings: dict,
     device: torch.device,
+    landmarks: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-AU embeddings (N, K, D) float16 of the centre crops of ``images[idx]``."""
+    """Per-AU embeddings (N, K, D) float16 of the centre crops of ``images[idx]``.
+
+    Encoders that need landmarks get ``landmarks[idx]`` (the cache's (N, 49, 2)) moved into the crop.
+    """
+    if encoder.needs_landmarks and landmarks is None:
+        raise ValueError("this encoder needs landmarks: pass the cache's landmarks to extract")
     out = []
     for start in range(0, len(idx), EMBED_BATCH):
         chunk = np.sort(idx[start : start + EMBED_BATCH])
         order = np.argsort(np.argsort(idx[start : start + EMBED_BATCH]))
         x = to_float(torch.from_numpy(np.ascontiguousarray(images[chunk]))).to(device)
-        x, _ = center_crop(x, settings["image"]["input_size"])
-        z = encoder(normalize(x, settings["image"]["normalize"]))
+        x, crop = center_crop(x, settings["image"]["input_size"])
+        x = normalize(x, settings["image"]["normalize"])
+        if encoder.needs_landmarks:
+            lm = torch.from_numpy(np.ascontiguousarray(landmarks[chunk])).to(device)
+            z = encoder(x, crop_landmarks(lm, crop))
+        else:
+            z = encoder(x)
         out.append(z.float().cpu().numpy()[order].astype(np.float16))
     if not out:
         return np.zeros((0, 0, 0), np.float16)
@@ -66,7 +77,11 @@ def embed(
         train_idx, test_idx = cache.split(fold)
         for seed in seeds:
             model_dir = run_dir(models_root, fold, seed)
-            encoder, _ = load_encoder(model_dir / "encoder.pt", device)
+            encoder, ckpt = load_encoder(model_dir / "encoder.pt", device)
+            if encoder.needs_landmarks:
+                require_landmarks(
+                    cache, np.concatenate([train_idx, test_idx]), ckpt["encoder"]["name"]
+                )
             pretrain_settings = read_json(model_dir / "settings.json")
             out = run_dir(out_root, fold, seed)
             out.mkdir(parents=True, exist_ok=True)
@@ -74,10 +89,14 @@ def embed(
                 with open(tmp, "wb") as fh:
                     np.savez(
                         fh,
-                        train_z=extract(encoder, cache.images, train_idx, settings, device),
+                        train_z=extract(
+                            encoder, cache.images, train_idx, settings, device, cache.landmarks
+                        ),
                         train_labels=cache.labels[train_idx],
                         train_index=train_idx,
-                        test_z=extract(encoder, cache.images, test_idx, settings, device),
+                        test_z=extract(
+                            encoder, cache.images, test_idx, settings, device, cache.landmarks
+                        ),
                         test_labels=cache.true_labels[test_idx],
                         test_index=test_idx,
                         aus=np.array(cache.aus),

@@ -1,26 +1,33 @@
-"""Tables as Markdown (tabulate) and LaTeX (booktabs), from aggregated runs.
+"""Tables as Markdown (tabulate) and LaTeX (booktabs), built from this run's files.
 
-Every number printed is a mean (and standard deviation over seeds) of this run's metrics files,
-in percent; the best value per column is in bold. Rows this run trained are marked "(this run)".
+Every number printed is computed here from the metrics files or dataset manifests a table's spec
+names (the Snakemake rule declares the same files as inputs), or is a published number labelled with
+its source. Rows this run trained say "(this run)"; the all-positive predictor is a reference row.
+
+One public entry point: :func:`build` (a table id, its spec, and the files its spec names).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
 from aunce.stats import aggregate, runs_frame
+
+NAN = (math.nan, math.nan)
 
 
 @dataclass
 class Row:
     label: str
     source: str
-    cells: dict[str, tuple[float, float]]  # column -> (mean, std) in percent; std NaN if undefined
-    ours: bool = True
+    cells: dict[str, tuple[float, float]]  # column -> (mean, std); std NaN when undefined
+    kind: str = "this run"  # "this run", "reference" or "published"
 
 
 @dataclass
@@ -30,15 +37,13 @@ class Table:
     columns: list[str]
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
+    highlight_best: bool = True  # bold the best mean of each column
+    digits: int = 1
 
     def best(self) -> dict[str, float]:
         out = {}
         for col in self.columns:
-            means = [
-                r.cells[col][0]
-                for r in self.rows
-                if col in r.cells and not math.isnan(r.cells[col][0])
-            ]
+            means = [r.cells[col][0] for r in self.rows if not math.isnan(r.cells.get(col, NAN)[0])]
             if means:
                 out[col] = max(means)
         return out
@@ -47,24 +52,28 @@ class Table:
         """Machine-readable numbers: one row per table row, ``<col>`` and ``<col>_std`` columns."""
         records = []
         for r in self.rows:
-            rec = {"method": r.label, "source": r.source, "this_run": r.ours}
+            rec = {"row": r.label, "source": r.source, "kind": r.kind}
             for col in self.columns:
-                mean, std = r.cells.get(col, (math.nan, math.nan))
-                rec[col], rec[f"{col}_std"] = mean, std
+                rec[col], rec[f"{col}_std"] = r.cells.get(col, NAN)
             records.append(rec)
         return pd.DataFrame(records)
 
 
+# --- builders -----------------------------------------------------------------------------------
 def au_f1_table(
-    table_id: str, title: str, records: list[dict], methods: list[tuple[str, str]], notes: list[str]
+    table_id: str,
+    title: str,
+    records: list[dict],
+    methods: list[tuple[str, str]],
+    notes: list[str],
+    reference: bool = True,
 ) -> Table:
-    """Per-AU F1 and their average for each method (``(name, label)`` pairs, in row order)."""
+    """Per-AU F1 and their average for each method (``(name, label)`` pairs, in row order).
+
+    With ``reference``, a last row gives the all-positive predictor on the same test folds.
+    """
+    aus = _common_aus(table_id, records)
     agg = aggregate(runs_frame(records)).set_index("method")
-    aus = list(records[0]["aus"])
-    for rec in records:
-        if list(rec["aus"]) != aus:
-            raise ValueError(f"{table_id}: runs disagree on the AUs ({rec['aus']} vs {aus})")
-    columns = aus + ["Avg."]
     rows = []
     for name, label in methods:
         if name not in agg.index:
@@ -72,43 +81,175 @@ def au_f1_table(
         cell = agg.loc[name]
         cells = {au: (100 * cell[f"f1_{au}_mean"], 100 * cell[f"f1_{au}_std"]) for au in aus}
         cells["Avg."] = (100 * cell["f1_macro_mean"], 100 * cell["f1_macro_std"])
-        rows.append(
-            Row(
-                f"{label} (this run)",
-                f"{int(cell['n_seeds'])} seeds x {int(cell['n_folds'])} folds",
-                cells,
-            )
-        )
-    return Table(table_id, title, columns, rows, notes)
+        source = f"{int(cell['n_seeds'])} seed(s) x {int(cell['n_folds'])} fold(s)"
+        rows.append(Row(f"{label} (this run)", source, cells))
+    if reference:
+        rows.append(all_positive_row(records, aus))
+    return Table(table_id, title, aus + ["Avg."], rows, notes)
 
 
-def _fmt(mean: float, std: float, bold: bool, latex: bool) -> str:
+def all_positive_row(records: list[dict], aus: list[str]) -> Row:
+    """The all-positive predictor's F1 on the test folds the records were scored on (no std:
+    it depends on the labels only)."""
+    per_fold = {}
+    for rec in records:
+        per_fold.setdefault(rec["run"]["fold"], rec["all_positive"])
+    cells = {
+        au: (100 * float(np.mean([f["f1"][au] for f in per_fold.values()])), math.nan) for au in aus
+    }
+    cells["Avg."] = (100 * float(np.mean([f["f1_macro"] for f in per_fold.values()])), math.nan)
+    return Row(
+        "All-positive predictor", f"reference, {len(per_fold)} test fold(s)", cells, "reference"
+    )
+
+
+def occurrence_table(
+    table_id: str,
+    title: str,
+    manifests: dict[str, pd.DataFrame],
+    paper_rates: dict[str, dict[int, float]],
+    notes: list[str],
+) -> Table:
+    """Table 1: AU occurrence rates (%) of each dataset's training set, beside the paper's."""
+    all_aus = sorted(
+        {int(c[2:]) for df in manifests.values() for c in _au_cols(df)}
+        | {au for rates in paper_rates.values() for au in rates}
+    )
+    columns = [f"AU{a}" for a in all_aus]
+    rows = []
+    for name, df in manifests.items():
+        train = training_set(df)
+        cells = {}
+        for col in _au_cols(df):
+            known = train[col] >= 0
+            cells[col] = (100 * float((train.loc[known, col] == 1).mean()), math.nan)
+        rows.append(Row(f"{name} (this run)", f"{len(train)} training frames", cells))
+        if name in paper_rates:
+            paper = {f"AU{a}": (float(v), math.nan) for a, v in paper_rates[name].items()}
+            rows.append(Row(f"{name} (paper)", "Table 1 of the paper", paper, "published"))
+    return Table(table_id, title, columns, rows, notes, highlight_best=False)
+
+
+def noise_table(
+    table_id: str,
+    title: str,
+    records_by_rate: dict[float, list[dict]],
+    methods: list[tuple[str, str]],
+    flip_rates: dict[float, float],
+    notes: list[str],
+) -> Table:
+    """F1-macro (evaluated on the true labels) of each method at each label-noise rate."""
+    columns = [f"{100 * rate:g}% noise" for rate in records_by_rate]
+    rows = {name: Row(f"{label} (this run)", "", {}) for name, label in methods}
+    for rate, col in zip(records_by_rate, columns, strict=True):
+        agg = aggregate(runs_frame(records_by_rate[rate])).set_index("method")
+        for name, _ in methods:
+            if name not in agg.index:
+                raise ValueError(f"{table_id}: no runs of method '{name}' at noise {rate}")
+            cell = agg.loc[name]
+            rows[name].cells[col] = (100 * cell["f1_macro_mean"], 100 * cell["f1_macro_std"])
+            rows[name].source = f"{int(cell['n_seeds'])} seed(s) x {int(cell['n_folds'])} fold(s)"
+    measured = Row(
+        "Measured flip rate (%)",
+        "training labels vs true labels",
+        {c: (100 * flip_rates[r], math.nan) for r, c in zip(records_by_rate, columns, strict=True)},
+        "reference",
+    )
+    reference = Row("All-positive predictor", "reference", {}, "reference")
+    for rate, col in zip(records_by_rate, columns, strict=True):
+        recs = records_by_rate[rate]
+        reference.cells[col] = all_positive_row(recs, _common_aus(table_id, recs)).cells["Avg."]
+    return Table(table_id, title, columns, [*rows.values(), reference, measured], notes)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _au_cols(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("AU") and c[2:].isdigit()]
+
+
+def _common_aus(table_id: str, records: list[dict]) -> list[str]:
+    if not records:
+        raise ValueError(f"{table_id}: no metrics files given")
+    aus = list(records[0]["aus"])
+    for rec in records:
+        if list(rec["aus"]) != aus:
+            raise ValueError(f"{table_id}: runs disagree on the AUs ({rec['aus']} vs {aus})")
+    return aus
+
+
+def training_set(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The rows Table 1 describes: every row of a cross-validated or test-only dataset, the
+    ``train`` rows of a fixed split."""
+    if "split" in manifest.columns and (manifest["split"] == "train").any():
+        return manifest[manifest["split"] == "train"]
+    return manifest
+
+
+def flip_rate(manifest: pd.DataFrame) -> float:
+    """Fraction of known training labels that differ from the true ones (0 without noise)."""
+    train = training_set(manifest)
+    cols = [c for c in _au_cols(train) if f"{c}_clean" in train.columns]
+    if not cols:
+        return 0.0
+    noisy = train[cols].to_numpy()
+    clean = train[[f"{c}_clean" for c in cols]].to_numpy()
+    known = clean >= 0
+    return float((noisy[known] != clean[known]).mean())
+
+
+def build(table_id: str, spec: dict, read_json) -> Table:
+    """Build one table from its spec; the spec names its input files (``inputs``) by role."""
+    kind, inputs = spec["kind"], spec["inputs"]
+    notes = list(spec.get("notes", []))
+    methods = [tuple(m) for m in spec.get("methods", [])]
+    if kind == "au_f1":
+        records = [read_json(p) for p in inputs["metrics"]]
+        return au_f1_table(table_id, spec["title"], records, methods, notes)
+    if kind == "occurrence":
+        manifests = {
+            name: pd.read_csv(Path(p) / "manifest.csv") for name, p in inputs["caches"].items()
+        }
+        paper = {
+            name: {int(a): v for a, v in rates.items()}
+            for name, rates in spec["paper_rates"].items()
+        }
+        return occurrence_table(table_id, spec["title"], manifests, paper, notes)
+    if kind == "noise":
+        records = {
+            float(r): [read_json(p) for p in paths] for r, paths in inputs["metrics"].items()
+        }
+        flips = {float(r): flip_rate(pd.read_csv(Path(p) / "manifest.csv"))
+                 for r, p in inputs["caches"].items()}  # fmt: skip
+        return noise_table(table_id, spec["title"], records, methods, flips, notes)
+    raise ValueError(f"{table_id}: unknown table kind '{kind}'")
+
+
+# --- rendering ----------------------------------------------------------------------------------
+def _fmt(mean: float, std: float, bold: bool, latex: bool, digits: int) -> str:
     if math.isnan(mean):
         return "-"
-    m = f"{mean:.1f}"
+    m = f"{mean:.{digits}f}"
     if bold:
         m = f"\\textbf{{{m}}}" if latex else f"**{m}**"
     if math.isnan(std):
         return m
-    return f"{m} $\\pm$ {std:.1f}" if latex else f"{m} ± {std:.1f}"
+    return f"{m} $\\pm$ {std:.{digits}f}" if latex else f"{m} ± {std:.{digits}f}"
 
 
 def _body(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
-    best = table.best()
-    header = ["Method", "Source"] + table.columns
+    best = table.best() if table.highlight_best else {}
+    header = ["", "Source"] + table.columns
     body = []
     for r in table.rows:
         line = [r.label, r.source]
         for col in table.columns:
-            mean, std = r.cells.get(col, (math.nan, math.nan))
-            line.append(
-                _fmt(
-                    mean,
-                    std,
-                    not math.isnan(mean) and round(mean, 1) == round(best.get(col, math.nan), 1),
-                    latex,
-                )
+            mean, std = r.cells.get(col, NAN)
+            is_best = (
+                col in best
+                and not math.isnan(mean)
+                and round(mean, table.digits) == round(best[col], table.digits)
             )
+            line.append(_fmt(mean, std, is_best, latex, table.digits))
         body.append(line)
     return header, body
 

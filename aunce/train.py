@@ -5,7 +5,8 @@ Several runs share one process on purpose: on a CPU the start-up and imports of 
 
 Each run writes, under ``<out_root>/fold-<f>/seed-<s>/``:
     encoder.pt     the encoder's state dict and what rebuilds it
-    history.csv    loss, seconds and frames per second per epoch
+    history.csv    loss, seconds and frames per second per epoch (and the face-alignment loss of
+                   encoders that have one, JA-Net: the run minimises loss + 0.5 x alignment_loss)
     timing.json    the figures of Table 9 (frames per second, seconds per epoch)
     settings.json  the resolved settings of the run (config, method defaults, AU weights, code version)
 """
@@ -19,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aunce import __version__
-from aunce.data.augment import normalize, random_crop_flip, simclr_view, to_float
+from aunce import AunceError, __version__
+from aunce.data.augment import crop_landmarks, normalize, random_crop_flip, simclr_view, to_float
 from aunce.data.cache import Cache, open_cache
 from aunce.device import autocast, resolve_amp, resolve_device, set_threads
 from aunce.encoders import create_encoder
@@ -48,14 +49,40 @@ def training_statistics(
     return weights, minority
 
 
-def build_encoder(spec: dict, num_aus: int) -> torch.nn.Module:
+def build_encoder(spec: dict, aus: list[str]) -> torch.nn.Module:
     return create_encoder(
         spec["name"],
-        num_aus,
+        len(aus),
         size=spec["size"],
         pretrained=spec.get("pretrained"),
+        aus=aus,  # AU-specific encoders (JA-Net's attention) need to know which AUs
         feature_dim=spec.get("feature_dim"),
+        input_size=spec.get("input_size"),  # the config's image.input_size, stored in checkpoints
     )
+
+
+def require_landmarks(cache: Cache, idx: np.ndarray, encoder_name: str) -> None:
+    """Encoders that need landmarks refuse a cache without them (NaN where the dataset had none)."""
+    if not np.isfinite(cache.landmarks[idx]).all():
+        raise AunceError(
+            f"{cache.root}: encoder {encoder_name} needs landmarks, but some frames have none "
+            "(NaN in landmarks.npy); use a dataset with landmarks or an encoder without"
+        )
+
+
+def encode(
+    encoder: torch.nn.Module, images: torch.Tensor, landmarks: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-AU embeddings, and the face-alignment loss of encoders with an alignment branch (JA-Net).
+
+    ``landmarks`` (B, 49, 2) in crop pixels, for encoders that need them, else None.
+    """
+    if not encoder.needs_landmarks:
+        return encoder(images), None
+    if hasattr(encoder, "alignment_loss"):
+        z, predicted = encoder.forward_with_landmarks(images, landmarks)
+        return z, encoder.alignment_loss(predicted, landmarks)
+    return encoder(images, landmarks), None
 
 
 def pretrain(
@@ -100,12 +127,9 @@ def _pretrain_run(
     method = settings["method"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    encoder = build_encoder(settings["encoder"], len(cache.aus)).to(device)
-    if encoder.input_size != image["input_size"]:
-        raise ValueError(
-            f"encoder {settings['encoder']['name']} ({settings['encoder']['size']}) takes "
-            f"{encoder.input_size} px inputs, config image.input_size is {image['input_size']}"
-        )
+    # the encoder is built for the configured crop size (its preset size is only the default)
+    settings = dict(settings, encoder=dict(settings["encoder"], input_size=image["input_size"]))
+    encoder = build_encoder(settings["encoder"], cache.aus).to(device)
     objective = build_objective(method, weights.to(device), minority.to(device))
     head = (
         PerAULinear(len(cache.aus), encoder.feature_dim).to(device) if objective.uses_head else None
@@ -120,6 +144,11 @@ def _pretrain_run(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     labels_all = torch.from_numpy(cache.labels)
+    landmarks_all = None
+    if encoder.needs_landmarks:
+        require_landmarks(cache, train_idx, settings["encoder"]["name"])
+        landmarks_all = torch.from_numpy(cache.landmarks)  # (N, 49, 2) aligned-face pixels
+    aligns = hasattr(encoder, "alignment_loss")
     n, bsz = len(train_idx), cfg["batch_size"]
     n_batches = max(1, n // bsz)  # drop the last partial batch (contrastive batches stay full)
     encoder.train()
@@ -137,44 +166,55 @@ def _pretrain_run(
     )
     for epoch in range(1, cfg["epochs"] + 1):
         perm = torch.randperm(n, generator=gen).numpy()
-        start, total, frames = time.perf_counter(), 0.0, 0
+        start, total, total_align, frames = time.perf_counter(), 0.0, 0.0, 0
         for i in range(n_batches):
             idx = np.sort(
                 train_idx[perm[i * bsz : (i + 1) * bsz]]
             )  # sorted: sequential memmap reads
             x = to_float(torch.from_numpy(np.ascontiguousarray(cache.images[idx]))).to(device)
             labels = labels_all[idx].to(device)
+            lm = None if landmarks_all is None else landmarks_all[idx].to(device)
             with autocast(device, amp):
                 if objective.two_views:
-                    v1, _ = simclr_view(
+                    v1, c1 = simclr_view(
                         x,
                         image["input_size"],
                         gen,
                         color_jitter=cfg["color_jitter"],
                         blur=cfg["blur"],
                     )
-                    v2, _ = simclr_view(
+                    v2, c2 = simclr_view(
                         x,
                         image["input_size"],
                         gen,
                         color_jitter=cfg["color_jitter"],
                         blur=cfg["blur"],
                     )
-                    z = encoder(normalize(torch.cat([v1, v2]), image["normalize"]))
+                    views_lm = (
+                        None
+                        if lm is None
+                        else torch.cat([crop_landmarks(lm, c1), crop_landmarks(lm, c2)])
+                    )
+                    z, align = encode(
+                        encoder, normalize(torch.cat([v1, v2]), image["normalize"]), views_lm
+                    )
                     loss = objective(z[: len(idx)], z[len(idx) :], None, labels, gen)
                 else:
-                    v, _ = random_crop_flip(x, image["input_size"], gen)
-                    z = encoder(normalize(v, image["normalize"]))
+                    v, crop = random_crop_flip(x, image["input_size"], gen)
+                    view_lm = None if lm is None else crop_landmarks(lm, crop)
+                    z, align = encode(encoder, normalize(v, image["normalize"]), view_lm)
                     loss = objective(z, None, head(z), labels, gen)
-            if not torch.isfinite(loss):
+                total_loss = loss if align is None else loss + encoder.alignment_weight * align
+            if not torch.isfinite(total_loss):
                 raise FloatingPointError(
-                    f"fold {fold} seed {seed} epoch {epoch}: loss is {loss.item()}"
+                    f"fold {fold} seed {seed} epoch {epoch}: loss is {total_loss.item()}"
                 )
             optim.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(total_loss).backward()
             scaler.step(optim)
             scaler.update()
             total += loss.item()
+            total_align += 0.0 if align is None else align.item()
             frames += len(idx)
         seconds = time.perf_counter() - start
         lr = optim.param_groups[0]["lr"]
@@ -184,6 +224,7 @@ def _pretrain_run(
                 "epoch": epoch,
                 "lr": lr,
                 "loss": total / n_batches,
+                **({"alignment_loss": total_align / n_batches} if aligns else {}),
                 "seconds": seconds,
                 "frames_per_second": frames / seconds,
             }
@@ -249,6 +290,6 @@ def _pretrain_run(
 def load_encoder(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """Rebuild a pretrained encoder from ``encoder.pt``, in eval mode (batch-norm statistics frozen)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    encoder = build_encoder(dict(ckpt["encoder"], pretrained=None), ckpt["num_aus"])
+    encoder = build_encoder(dict(ckpt["encoder"], pretrained=None), ckpt["aus"])
     encoder.load_state_dict(ckpt["state_dict"])
     return encoder.to(device).eval(), ckpt

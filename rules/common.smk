@@ -18,6 +18,21 @@ try:
 except AunceError as err:
     raise WorkflowError(f"{err}\n(config files: {', '.join(map(str, workflow.configfiles)) or 'none'})")
 
+def noisy_name(dataset, rate):
+    """The derived dataset of a noise table: the same synthetic data with rate of its labels flipped."""
+    return dataset if rate == 0 else f"{dataset}_noise{round(100 * rate):g}"
+
+
+for _spec in config["tables"].values():
+    if _spec["kind"] == "noise":
+        for _rate in _spec["rates"]:
+            _base = config["datasets"][_spec["dataset"]]
+            if _rate > 0 and noisy_name(_spec["dataset"], _rate) not in config["datasets"]:
+                _derived = json.loads(json.dumps(_base))
+                _derived["synthetic"]["label_noise"] = _rate
+                config["datasets"][noisy_name(_spec["dataset"], _rate)] = _derived
+
+
 # Every job calls the `aunce` command; it must be the one installed beside this Snakemake.
 if shutil.which("aunce") is None:
     raise WorkflowError(
@@ -77,6 +92,13 @@ CODE = {
 # --- datasets, runs and units of work ----------------------------------------------------------
 DATASETS = list(config["datasets"])
 TRAINABLE = [ds for ds in DATASETS if dataset_folds(config["datasets"][ds])]
+# contact sheets of the synthetic datasets the tables use
+CONTACT_SHEETS = sorted(
+    f"results/figures/contact_{name}.png"
+    for spec in config["tables"].values()
+    for name in ([spec["dataset"]] if "dataset" in spec else spec.get("datasets", []))
+    if config["datasets"][name]["source"] == "synthetic"
+)
 
 
 wildcard_constraints:
@@ -139,7 +161,7 @@ def dataset_label(name):
 def synth_args(dataset):
     s = config["datasets"][dataset]["synthetic"]
     args = [f"--profile {s['profile']}", f"--seed {s['seed']}", f"--image-size {s['image_size']}",
-            f"--label-noise {s['label_noise']}"]
+            f"--label-noise {s['label_noise']}", f"--miss-ratio {s['miss_ratio']}"]
     if s["n_subjects"]:
         args.append(f"--n-subjects {s['n_subjects']}")
     if s["frames_per_subject"]:
@@ -163,24 +185,61 @@ def cache_args(wildcards):
 
 
 # --- tables --------------------------------------------------------------------------------------
-def table_metrics(wildcards):
-    spec = config["tables"][wildcards.table]
-    ds = spec["dataset"]
-    return [f"results/eval/{ds}/{spec['encoder']}/{m}/fold-{f}/seed-{s}/metrics.json"
-            for m in spec["methods"] for f in dataset_folds(config["datasets"][ds]) for s in SEEDS]
+def metrics_files(dataset, encoder, methods):
+    folds = dataset_folds(config["datasets"][dataset])
+    return [f"results/eval/{dataset}/{encoder}/{m}/fold-{f}/seed-{s}/metrics.json"
+            for m in methods for f in folds for s in SEEDS]
 
 
 def table_spec(table):
+    """What the table job needs: kind, title, rows, notes and its input files by role."""
     spec = config["tables"][table]
+    kind = spec["kind"]
+    provenance = f"Config: {', '.join(CONFIG_FILES)}; code {CODE['tables']}."
+    methods = [[m, config["methods"][m].get("label", m)] for m in spec.get("methods", [])]
+    if kind == "occurrence":
+        from aunce.data.catalog import OCCURRENCE_RATES
+
+        names = spec["datasets"]
+        kinds = {n: dataset_kind(config["datasets"][n]) for n in names}
+        return {
+            "kind": kind,
+            "title": f"{table}: AU occurrence rates (%) of the training sets",
+            "inputs": {"caches": {n: f"results/cache/{n}" for n in names}},
+            "paper_rates": {n: OCCURRENCE_RATES[kinds[n]] for n in names if kinds[n] in OCCURRENCE_RATES},
+            "notes": [f"{n}: {dataset_label(n)}" for n in names] + [provenance],
+        }
     ds, enc = spec["dataset"], spec["encoder"]
     enc_cfg = config["encoders"][enc]
     folds = dataset_folds(config["datasets"][ds])
+    averaging = (f"Each cell: mean over {len(folds)} fold(s) of the per-fold F1, then mean ± sample std "
+                 f"over {len(SEEDS)} seed(s) ({', '.join(map(str, SEEDS))}); linear evaluation of the frozen encoder.")
+    if kind == "noise":
+        rates = spec["rates"]
+        return {
+            "kind": kind,
+            "title": f"{table}: F1-macro (%) against label noise on {dataset_label(ds)}, encoder {enc} ({enc_cfg['size']})",
+            "methods": methods,
+            "inputs": {
+                "metrics": {str(r): metrics_files(noisy_name(ds, r), enc, spec["methods"]) for r in rates},
+                "caches": {str(r): f"results/cache/{noisy_name(ds, r)}" for r in rates},
+            },
+            "notes": [averaging, "Training (pretraining and linear head) uses the noisy labels; every "
+                      "evaluation uses the true labels.", provenance],
+        }
     return {
+        "kind": kind,
         "title": f"{table}: F1 (%) per AU on {dataset_label(ds)}, encoder {enc} ({enc_cfg['size']})",
-        "methods": [[m, config["methods"][m].get("label", m)] for m in spec["methods"]],
-        "notes": [
-            f"Each cell: mean over {len(folds)} fold(s) of the per-fold F1, then mean ± sample std over "
-            f"{len(SEEDS)} seed(s) ({', '.join(map(str, SEEDS))}); linear evaluation of the frozen encoder.",
-            f"Config: {', '.join(CONFIG_FILES)}; code {CODE['pretrain']}.",
-        ],
+        "methods": methods,
+        "inputs": {"metrics": metrics_files(ds, enc, spec["methods"])},
+        "notes": [averaging, provenance],
     }
+
+
+def table_inputs(wildcards):
+    def flatten(value):
+        if isinstance(value, dict):
+            return [p for v in value.values() for p in flatten(v)]
+        return value if isinstance(value, list) else [value]
+
+    return flatten(table_spec(wildcards.table)["inputs"])

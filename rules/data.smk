@@ -31,3 +31,17 @@ rule cache:
         "../envs/aunce.yaml"
     shell:
         "aunce cache --out {output} --workers {threads} {params.args} > {log} 2>&1"
+
+
+rule contact_sheet:
+    input:
+        "results/data/{dataset}",
+    output:
+        "results/figures/contact_{dataset}.png",
+    log:
+        "results/logs/figures/contact_{dataset}.log",
+    localrule: True
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce contact-sheet --data {input} --out {output} > {log} 2>&1"

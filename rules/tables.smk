@@ -3,7 +3,7 @@
 
 rule table:
     input:
-        metrics=table_metrics,
+        table_inputs,
     output:
         md="results/tables/{table}.md",
         tex="results/tables/{table}.tex",
@@ -17,7 +17,7 @@ rule table:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce tables {wildcards.table} --spec {params.spec:q} --metrics {input.metrics} "
+        "aunce tables {wildcards.table} --spec {params.spec:q} "
         "--md {output.md} --tex {output.tex} --csv {output.csv} > {log} 2>&1"
 
 

@@ -6,7 +6,14 @@ import pytest
 
 from aunce.metrics import detection_metrics
 from aunce.stats import aggregate, runs_frame
-from aunce.tables import au_f1_table, render_latex, render_markdown
+from aunce.tables import (
+    au_f1_table,
+    flip_rate,
+    noise_table,
+    occurrence_table,
+    render_latex,
+    render_markdown,
+)
 
 
 def test_metrics_by_hand():
@@ -22,6 +29,8 @@ def test_metrics_by_hand():
     assert m["accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)
     assert m["exact_match"] == pytest.approx(1 / 3)  # rows 0, 2, 3 fully known; only row 0 right
     assert m["aus"] == ["AU1", "AU2"]
+    # all-positive: AU1 2 of 4 positive -> 2r/(1+r) = 2/3; AU2 2 of 3 known positive -> 0.8
+    assert m["all_positive"]["f1"] == {"AU1": pytest.approx(2 / 3), "AU2": pytest.approx(0.8)}
 
 
 def record(method, fold, seed, au1, au2):
@@ -39,6 +48,10 @@ def record(method, fold, seed, au1, au2):
         "f1_micro": 0.5,
         "accuracy": 0.7,
         "exact_match": 0.3,
+        "all_positive": {
+            "f1": {"AU1": 0.3, "AU2": 0.1 * int(fold)},
+            "f1_macro": (0.3 + 0.1 * int(fold)) / 2,
+        },
     }
 
 
@@ -80,11 +93,13 @@ def test_table_numbers_and_rendering():
     recs = records()
     table = au_f1_table("table2", "t", recs, [("aunce", "AUNCE"), ("wce", "WCE")], ["a note"])
     frame = table.frame()
+    assert list(frame["kind"]) == ["this run", "this run", "reference"]
+    assert frame.loc[2, "AU2"] == pytest.approx(100 * (0.1 + 0.2 + 0.3) / 3)  # mean over folds
     agg = aggregate(runs_frame(recs)).set_index("method")
     assert frame.loc[0, "Avg."] == pytest.approx(100 * agg.loc["aunce", "f1_macro_mean"])
     assert frame.loc[1, "AU2_std"] == pytest.approx(100 * agg.loc["wce", "f1_AU2_std"])
     md = render_markdown(table)
-    best = max(frame["Avg."])
+    best = max(frame["Avg."])  # may be the reference row: bold wherever the best is
     assert f"**{best:.1f}**" in md and "± " in md and "- a note" in md
     tex = render_latex(table)
     assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
@@ -97,3 +112,38 @@ def test_single_seed_has_no_std():
     assert math.isnan(table.rows[0].cells["Avg."][1])
     assert "±" not in render_markdown(table)
     assert isinstance(table.frame(), pd.DataFrame)
+
+
+def test_occurrence_table_uses_the_training_set():
+    cv = pd.DataFrame({"AU1": [1, 0, 0, -1], "AU2": [1, 1, 0, 0], "test_fold": [1, 2, 3, 1]})
+    fixed = pd.DataFrame({"AU1": [1, 1, 0, 0], "split": ["train", "test", "train", "test"]})
+    table = occurrence_table(
+        "table1", "t", {"bp4d": cv, "gft": fixed}, {"bp4d": {1: 21.1, 2: 17.1}}, []
+    )
+    frame = table.frame().set_index("row")
+    assert frame.loc["bp4d (this run)", "AU1"] == pytest.approx(100 / 3)  # unknown left out
+    assert frame.loc["bp4d (this run)", "AU2"] == pytest.approx(50.0)
+    assert frame.loc["gft (this run)", "AU1"] == pytest.approx(50.0)  # train rows only
+    assert (
+        frame.loc["bp4d (paper)", "AU1"] == 21.1
+        and frame.loc["bp4d (paper)", "kind"] == "published"
+    )
+    assert "**" not in render_markdown(table)  # rates are not a contest
+
+
+def test_noise_table_and_flip_rate():
+    manifest = pd.DataFrame(
+        {"AU1": [1, 0, 0, 1], "AU1_clean": [1, 1, 0, 1], "test_fold": [1, 2, 3, 1]}
+    )
+    assert flip_rate(manifest) == pytest.approx(0.25)
+    assert flip_rate(manifest.drop(columns="AU1_clean")) == 0.0
+    recs = records()
+    table = noise_table(
+        "noise", "t", {0.0: recs, 0.2: recs}, [("wce", "WCE")], {0.0: 0.0, 0.2: 0.21}, []
+    )
+    frame = table.frame().set_index("row")
+    agg = aggregate(runs_frame(recs)).set_index("method")
+    assert frame.loc["WCE (this run)", "20% noise"] == pytest.approx(
+        100 * agg.loc["wce", "f1_macro_mean"]
+    )
+    assert frame.loc["Measured flip rate (%)", "20% noise"] == pytest.approx(21.0)

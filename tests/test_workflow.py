@@ -55,7 +55,7 @@ def test_table_numbers_equal_aggregated_metrics(smoke_run):
             aus = folds[0]["aus"]
             per_seed[seed] = {au: np.mean([m["f1"][au] for m in folds]) for au in aus}
             per_seed[seed]["Avg."] = np.mean([m["f1_macro"] for m in folds])
-        row = table[table["method"] == f"{label} (this run)"].iloc[0]
+        row = table[table["row"] == f"{label} (this run)"].iloc[0]
         for col in aus + ["Avg."]:
             values = [100 * per_seed[s][col] for s in seeds]
             assert row[col] == pytest.approx(np.mean(values), abs=1e-3)

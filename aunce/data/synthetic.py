@@ -3,14 +3,21 @@
 Each profile mirrors one real dataset (shared spec datasets.md): its AU list, the occurrence rates of
 the paper's Table 1, its subject partitions or fixed split, and a characteristic domain (pose,
 lighting). A face is a 68-point iBUG landmark template, perturbed per subject (identity), deformed
-per frame by FACS-like AU displacements of continuous intensity 0-5, posed (roll, scale, translation,
-simulated yaw), drawn with OpenCV and lit. Labels come from temporally smooth, correlated latent
-processes per sequence, so AUs co-occur (1 with 2, 6 with 12, 25 with 26, ...) and switch on and
-off smoothly; an AU is labelled active when its intensity is at least 2 (DISFA's rule), so frames
-just below the threshold show a faint deformation with a negative label, as in real coding.
+per frame by FACS-grounded AU displacements of continuous intensity 0-5 plus the appearance changes
+landmarks cannot show (wrinkles, bulges, dimples), posed (roll, scale, translation, simulated yaw),
+drawn with OpenCV, lit and given sensor noise.
 
-Same seed, byte-identical output, whatever the number of worker processes: every subject draws
-from its own child of ``numpy.random.SeedSequence(seed)``.
+Labels come from temporally smooth, correlated latent processes per sequence (an AR(1) process per
+AU, correlated across AUs so that 1 co-occurs with 2, 6 with 12, 25 with 26, ...; a per-subject
+offset varies each subject's base rates). Generation runs in two phases: first every subject's
+latent processes, then one threshold per AU chosen so that the generated training set shows exactly
+the occurrence rate of the paper's Table 1 (at any size), then the rendering, in parallel across
+processes. An AU's intensity is ``clip(2 + 2 (latent - threshold), 0, 5)`` and it is labelled
+active at intensity >= 2 (DISFA's rule), so frames just below threshold show a faint deformation
+with a negative label, as in real coding.
+
+Same seed, byte-identical output, whatever the number of worker processes: every subject draws from
+its own children of ``numpy.random.SeedSequence(seed)``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from aunce import AunceError
 from aunce.data.catalog import DATASET_AUS, OCCURRENCE_RATES, PARTITIONS, au_columns
 from aunce.io import atomic_dir, write_json
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+MAX_LABEL_NOISE = 0.5  # label_noise must lie in [0, MAX_LABEL_NOISE)
 
 
 @dataclass(frozen=True)
@@ -56,67 +64,29 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "bp4d": Profile(
-        "bp4d", "cv3", 41, 24, tuple(f"T{i}" for i in range(1, 9)), aus=tuple(DATASET_AUS["bp4d"])
-    ),
-    "disfa": Profile(
-        "disfa", "cv3", 27, 24, ("video",), roll_deg=3.0, yaw=0.1, aus=tuple(DATASET_AUS["disfa"])
-    ),
-    "gft": Profile(
-        "gft",
-        "fixed",
-        96,
-        16,
-        ("task",),
-        roll_deg=8.0,
-        yaw=0.35,
-        light=(0.6, 1.0),
-        light_gradient=0.35,
-        noise_std=5.0,
-        test_fraction=18 / 96,
-        aus=tuple(DATASET_AUS["gft"]),
-    ),
-    "bp4d_plus": Profile(
-        "bp4d_plus", "test", 140, 8, ("T1", "T6", "T7", "T8"), aus=tuple(DATASET_AUS["bp4d_plus"])
-    ),
-    "affwild2": Profile(
-        "affwild2",
-        "validation",
-        60,
-        24,
-        ("clip",),
-        roll_deg=10.0,
-        yaw=0.4,
-        light=(0.5, 1.2),
-        light_gradient=0.4,
-        noise_std=6.0,
-        test_fraction=0.3,
-        invalid_fraction=0.02,
-        aus=tuple(DATASET_AUS["affwild2"]),
-    ),
-}
+    "bp4d": Profile("bp4d", "cv3", 41, 24, tuple(f"T{i}" for i in range(1, 9)),
+                    aus=tuple(DATASET_AUS["bp4d"])),
+    "disfa": Profile("disfa", "cv3", 27, 24, ("video",), roll_deg=3.0, yaw=0.1,
+                     aus=tuple(DATASET_AUS["disfa"])),
+    "gft": Profile("gft", "fixed", 96, 16, ("task",), roll_deg=8.0, yaw=0.35, light=(0.6, 1.0),
+                   light_gradient=0.35, noise_std=5.0, test_fraction=18 / 96,
+                   aus=tuple(DATASET_AUS["gft"])),
+    "bp4d_plus": Profile("bp4d_plus", "test", 140, 8, ("T1", "T6", "T7", "T8"),
+                         aus=tuple(DATASET_AUS["bp4d_plus"])),
+    "affwild2": Profile("affwild2", "validation", 60, 24, ("clip",), roll_deg=10.0, yaw=0.4,
+                        light=(0.5, 1.2), light_gradient=0.4, noise_std=6.0, test_fraction=0.3,
+                        invalid_fraction=0.02, aus=tuple(DATASET_AUS["affwild2"])),
+}  # fmt: skip
 
 # Pairs of AUs whose latent processes are correlated (FACS co-occurrences seen in BP4D/DISFA).
 CO_OCCURRENCE = {
-    (1, 2): 0.8,
-    (6, 12): 0.7,
-    (6, 7): 0.5,
-    (25, 26): 0.6,
-    (10, 12): 0.5,
-    (17, 24): 0.4,
-    (23, 24): 0.5,
-    (4, 7): 0.3,
-    (9, 10): 0.4,
-    (15, 17): 0.4,
-    (12, 15): -0.3,
-    (1, 4): -0.2,
-    (12, 25): 0.3,
-    (6, 10): 0.4,
-    (7, 10): 0.3,
-    (14, 24): 0.2,
-}
+    (1, 2): 0.8, (6, 12): 0.7, (6, 7): 0.5, (25, 26): 0.6, (10, 12): 0.5, (17, 24): 0.4,
+    (23, 24): 0.5, (4, 7): 0.3, (9, 10): 0.4, (15, 17): 0.4, (12, 15): -0.3, (1, 4): -0.2,
+    (12, 25): 0.3, (6, 10): 0.4, (7, 10): 0.3, (14, 24): 0.2,
+}  # fmt: skip
 TEMPORAL_CORRELATION = 0.9  # AR(1) coefficient between consecutive frames of a sequence
 SUBJECT_SHARE = 0.3  # share of latent variance that is a per-subject offset (base-rate variation)
+SUPERSAMPLE = 2  # faces are drawn at 2x and area-downscaled: smooth edges, sub-pixel detail
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,100 +105,83 @@ def _template() -> np.ndarray:
     pts[22:27, 1] = pts[17:22, 1][::-1]
     pts[27:31] = [[0, -0.3], [0, -0.15], [0, 0.0], [0, 0.15]]
     pts[31:36] = [[-0.18, 0.25], [-0.09, 0.28], [0, 0.3], [0.09, 0.28], [0.18, 0.25]]
-    pts[36:42] = [
-        [-0.57, -0.25],
-        [-0.47, -0.31],
-        [-0.37, -0.31],
-        [-0.27, -0.25],
-        [-0.37, -0.2],
-        [-0.47, -0.2],
-    ]
+    pts[36:42] = [[-0.57, -0.25], [-0.47, -0.31], [-0.37, -0.31], [-0.27, -0.25],
+                  [-0.37, -0.2], [-0.47, -0.2]]  # fmt: skip
     pts[42:48] = pts[36:42][[3, 2, 1, 0, 5, 4]] * [-1, 1]
-    pts[48:60] = [
-        [-0.32, 0.55],
-        [-0.2, 0.49],
-        [-0.08, 0.47],
-        [0, 0.48],
-        [0.08, 0.47],
-        [0.2, 0.49],
-        [0.32, 0.55],
-        [0.2, 0.63],
-        [0.08, 0.66],
-        [0, 0.67],
-        [-0.08, 0.66],
-        [-0.2, 0.63],
-    ]
-    pts[60:68] = [
-        [-0.26, 0.55],
-        [-0.08, 0.53],
-        [0, 0.53],
-        [0.08, 0.53],
-        [0.26, 0.55],
-        [0.08, 0.57],
-        [0, 0.57],
-        [-0.08, 0.57],
-    ]
+    pts[48:60] = [[-0.32, 0.55], [-0.2, 0.49], [-0.08, 0.47], [0, 0.48], [0.08, 0.47],
+                  [0.2, 0.49], [0.32, 0.55], [0.2, 0.63], [0.08, 0.66], [0, 0.67],
+                  [-0.08, 0.66], [-0.2, 0.63]]  # fmt: skip
+    pts[60:68] = [[-0.26, 0.55], [-0.08, 0.53], [0, 0.53], [0.08, 0.53], [0.26, 0.55],
+                  [0.08, 0.57], [0, 0.57], [-0.08, 0.57]]  # fmt: skip
     return pts
 
 
 TEMPLATE = _template()
 
 # Depth of each landmark (face units) for the simulated yaw: the nose sticks out, the jaw does not.
-DEPTH = np.concatenate(
-    [
-        0.1 * np.sin(np.linspace(0, np.pi, 17)),  # jaw: edges at depth 0, chin forward
-        np.full(10, 0.25),
-        [0.3, 0.4, 0.5, 0.6],
-        np.full(5, 0.4),  # brows, nose bridge, nostrils
-        np.full(12, 0.2),
-        np.full(12, 0.3),
-        np.full(8, 0.28),  # eyes, outer lips, inner lips
-    ]
-)
+DEPTH = np.concatenate([
+    0.1 * np.sin(np.linspace(0, np.pi, 17)),  # jaw: edges at depth 0, chin forward
+    np.full(10, 0.25), [0.3, 0.4, 0.5, 0.6], np.full(5, 0.4),  # brows, nose bridge, nostrils
+    np.full(12, 0.2), np.full(12, 0.3), np.full(8, 0.28),  # eyes, outer lips, inner lips
+])  # fmt: skip
 
 _R_BROW, _L_BROW = np.arange(17, 22), np.arange(22, 27)
 _UPPER_OUTER_LIP, _LOWER_OUTER_LIP = np.arange(49, 54), np.arange(55, 60)
 _UPPER_INNER_LIP, _LOWER_INNER_LIP = np.array([61, 62, 63]), np.array([65, 66, 67])
 _CORNERS = np.array([48, 54, 60, 64])
+_LEFT_CORNERS, _RIGHT_CORNERS = np.array([48, 60]), np.array([54, 64])
+
+#: The AUs the renderer knows (FACS names in AU_NAMES).
+AU_NAMES = {
+    1: "inner brow raiser", 2: "outer brow raiser", 4: "brow lowerer", 6: "cheek raiser",
+    7: "lid tightener", 9: "nose wrinkler", 10: "upper lip raiser", 12: "lip corner puller",
+    14: "dimpler", 15: "lip corner depressor", 17: "chin raiser", 23: "lip tightener",
+    24: "lip presser", 25: "lips part", 26: "jaw drop",
+}  # fmt: skip
 
 
 def _au_displacements() -> dict[int, np.ndarray]:
-    """Landmark displacement (face units) of each AU at intensity 5; intensity scales it linearly."""
-    d = {au: np.zeros((68, 2)) for au in (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)}
-    inner = [1.0, 0.6, 0.3]  # weight from the inner brow end outwards
-    for w, pair in zip(inner, [(21, 22), (20, 23), (19, 24)], strict=True):
-        d[1][list(pair), 1] = -0.13 * w
+    """Landmark displacement (face units) of each AU at intensity 5; intensity scales it linearly.
+
+    Sizes follow how far each action moves the face in FACS. AU 23 and 24 move landmarks by two to
+    three hundredths of a face unit (about half a pixel at 64 px when half-active) and add no
+    wrinkle: they stay hard, as they are on real data (F1 around 40-55 on BP4D).
+    """
+    d = {au: np.zeros((68, 2)) for au in AU_NAMES}
+    for w, pair in zip([1.0, 0.65, 0.3], [(21, 22), (20, 23), (19, 24)], strict=True):
+        d[1][list(pair), 1] = -0.16 * w  # inner brow ends rise most
     for w, pair in zip([1.0, 0.8, 0.4], [(17, 26), (18, 25), (19, 24)], strict=True):
-        d[2][list(pair), 1] = -0.12 * w
-    d[4][_R_BROW, 1] = d[4][_L_BROW, 1] = 0.08
-    d[4][_R_BROW, 0], d[4][_L_BROW, 0] = 0.05, -0.05
-    d[6][[40, 41, 46, 47], 1] = -0.035
-    d[6][[48, 54], 1] = -0.015
-    d[7][[37, 38, 43, 44], 1] = 0.025
-    d[7][[40, 41, 46, 47], 1] = -0.03
-    d[9][[31, 35], 1], d[9][[32, 33, 34], 1] = -0.06, -0.04
-    d[9][[21, 22], 1] = 0.04
-    d[10][_UPPER_OUTER_LIP, 1] = -0.07
-    d[10][_UPPER_INNER_LIP, 1] = -0.05
-    d[12][[48, 60], 0], d[12][[54, 64], 0] = -0.08, 0.08
-    d[12][_CORNERS, 1] = -0.08
-    d[14][[48, 60], 0], d[14][[54, 64], 0] = -0.025, 0.025
-    d[15][_CORNERS, 1] = 0.08
-    d[15][[48, 60], 0], d[15][[54, 64], 0] = 0.01, -0.01
-    d[17][_LOWER_OUTER_LIP, 1] = -0.05
-    d[17][_LOWER_INNER_LIP, 1] = -0.03
-    d[17][6:11, 1] = -0.05
-    d[23][_UPPER_OUTER_LIP, 1] = 0.02
-    d[23][_LOWER_OUTER_LIP, 1] = -0.025
-    d[23][[48, 60], 0], d[23][[54, 64], 0] = 0.035, -0.035
-    d[24][_UPPER_OUTER_LIP, 1] = 0.035
-    d[24][_LOWER_OUTER_LIP, 1] = -0.04
-    d[25][_LOWER_INNER_LIP, 1] = 0.07
-    d[25][_UPPER_INNER_LIP, 1] = -0.015
-    d[25][_LOWER_OUTER_LIP, 1] = 0.03
-    d[26][5:12, 1] = 0.12 * np.sin(np.linspace(0.3, np.pi - 0.3, 7))
-    d[26][_LOWER_OUTER_LIP, 1] = 0.12
-    d[26][_LOWER_INNER_LIP, 1] = 0.13
+        d[2][list(pair), 1] = -0.15 * w
+    d[4][_R_BROW, 1] = d[4][_L_BROW, 1] = 0.1
+    d[4][_R_BROW, 0], d[4][_L_BROW, 0] = 0.06, -0.06
+    d[6][[40, 41, 46, 47], 1] = -0.045
+    d[6][_CORNERS, 1] = -0.02
+    d[7][[37, 38, 43, 44], 1] = 0.04
+    d[7][[40, 41, 46, 47], 1] = -0.045
+    d[9][[31, 35], 1], d[9][[32, 33, 34], 1] = -0.07, -0.05
+    d[9][[21, 22], 1] = 0.05
+    d[10][_UPPER_OUTER_LIP, 1] = -0.09
+    d[10][_UPPER_INNER_LIP, 1] = -0.06
+    d[12][_LEFT_CORNERS, 0], d[12][_RIGHT_CORNERS, 0] = -0.1, 0.1
+    d[12][_CORNERS, 1] = -0.1
+    d[14][_LEFT_CORNERS, 0], d[14][_RIGHT_CORNERS, 0] = -0.04, 0.04
+    d[14][_CORNERS, 1] = -0.015
+    d[15][_CORNERS, 1] = 0.1
+    d[15][_LEFT_CORNERS, 0], d[15][_RIGHT_CORNERS, 0] = 0.015, -0.015
+    d[17][_LOWER_OUTER_LIP, 1] = -0.06
+    d[17][_LOWER_INNER_LIP, 1] = -0.04
+    d[17][6:11, 1] = -0.06
+    d[23][_UPPER_OUTER_LIP, 1] = 0.015
+    d[23][_LOWER_OUTER_LIP, 1] = -0.02
+    d[23][_LEFT_CORNERS, 0], d[23][_RIGHT_CORNERS, 0] = 0.03, -0.03
+    d[24][_UPPER_OUTER_LIP, 1] = 0.03
+    d[24][_LOWER_OUTER_LIP, 1] = -0.035
+    d[25][_LOWER_INNER_LIP, 1] = 0.09
+    d[25][_UPPER_INNER_LIP, 1] = -0.02
+    d[25][_LOWER_OUTER_LIP, 1] = 0.04
+    d[26][5:12, 1] = 0.14 * np.sin(np.linspace(0.3, np.pi - 0.3, 7))
+    d[26][_LOWER_OUTER_LIP, 1] = 0.14
+    d[26][_LOWER_INNER_LIP, 1] = 0.15
     return d
 
 
@@ -247,10 +200,12 @@ class Identity:
     hair: np.ndarray
     background: np.ndarray
     brow_thickness: float
-    texture_seed: int
+    texture: np.ndarray  # (S*ss, S*ss, 1) float32 skin texture, in grey levels
 
 
-def make_identity(rng: np.random.Generator) -> Identity:
+def make_identity(rng: np.random.Generator, size: int) -> Identity:
+    import cv2
+
     shape = TEMPLATE.copy()
     shape[:, 0] *= rng.uniform(0.85, 1.12)  # face width
     shape[:, 1] *= rng.uniform(0.92, 1.08)  # face length
@@ -266,6 +221,9 @@ def make_identity(rng: np.random.Generator) -> Identity:
     skin = np.array([90 + 100 * tone, 120 + 95 * tone, 150 + 95 * tone]) * rng.uniform(
         0.95, 1.05, 3
     )
+    big = size * SUPERSAMPLE
+    coarse = rng.normal(0, 3.0, (max(2, big // 8), max(2, big // 8))).astype(np.float32)
+    texture = cv2.resize(coarse, (big, big), interpolation=cv2.INTER_CUBIC)[..., None]
     return Identity(
         shape=shape,
         skin=np.clip(skin, 0, 255),
@@ -275,7 +233,7 @@ def make_identity(rng: np.random.Generator) -> Identity:
         hair=rng.uniform(10, 120, 3),
         background=rng.uniform(40, 220, 3),
         brow_thickness=rng.uniform(0.045, 0.075),
-        texture_seed=int(rng.integers(2**31)),
+        texture=texture,
     )
 
 
@@ -300,6 +258,64 @@ def pose(
     return np.stack([half + shift[0] + scale * half * xr, half + shift[1] + scale * half * yr], 1)
 
 
+class _Canvas:
+    """A super-sampled BGR canvas plus a shading mask (wrinkles darken, bulges brighten)."""
+
+    def __init__(self, size: int, background: np.ndarray):
+        import cv2
+
+        self.cv2 = cv2
+        big = size * SUPERSAMPLE
+        self.img = np.empty((big, big, 3), np.uint8)
+        self.img[:] = background.astype(np.uint8)
+        self.shade = np.zeros((big, big), np.float32)
+
+    @staticmethod
+    def fixed(points) -> np.ndarray:
+        return np.round(np.asarray(points) * SUPERSAMPLE * 16).astype(np.int32)  # 4 fraction bits
+
+    def poly(self, points, colour, closed=False, width=1.0, fill=False):
+        pts = [self.fixed(points)]
+        if fill:
+            self.cv2.fillPoly(self.img, pts, colour.tolist(), self.cv2.LINE_AA, shift=4)
+        else:
+            w = max(1, int(round(width * SUPERSAMPLE)))
+            self.cv2.polylines(self.img, pts, closed, colour.tolist(), w, self.cv2.LINE_AA, shift=4)
+
+    def wrinkle(self, p0, p1, strength, width):
+        """A dark line whose depth grows with the AU's intensity (0-5)."""
+        if strength > 0:
+            a, b = self.fixed(p0), self.fixed(p1)
+            w = max(1, int(round(width * SUPERSAMPLE)))
+            self.cv2.line(
+                self.shade,
+                tuple(a),
+                tuple(b),
+                min(1.0, strength / 5.0) * 0.45,
+                w,
+                self.cv2.LINE_AA,
+                shift=4,
+            )
+
+    def bulge(self, centre, axes, strength):
+        """A brighter ellipse (raised cheek)."""
+        if strength > 0:
+            c = tuple(self.fixed(centre))
+            ax = tuple(int(v) for v in self.fixed(axes))
+            self.cv2.ellipse(
+                self.shade,
+                c,
+                ax,
+                0,
+                0,
+                360,
+                -min(1.0, strength / 5.0) * 0.12,
+                -1,
+                self.cv2.LINE_AA,
+                shift=4,
+            )
+
+
 def render(
     identity: Identity,
     pts: np.ndarray,
@@ -312,49 +328,19 @@ def render(
     """Draw one face (uint8 BGR, ``size x size``) from its posed landmarks ``pts`` (pixels)."""
     import cv2
 
-    ss = 4  # super-sampling factor, then an area downscale: smooth edges, sub-pixel detail
-    big = size * ss
-    canvas = np.empty((big, big, 3), dtype=np.uint8)
-    canvas[:] = identity.background.astype(np.uint8)
-    P = pts * ss
-    unit = float(np.linalg.norm(P[16] - P[0])) / 1.8  # one face unit in super-sampled pixels
+    cv = _Canvas(size, identity.background)
+    P = pts
+    unit = float(np.linalg.norm(P[16] - P[0])) / 1.8  # one face unit, in output pixels
+    up = (P[8] - P[27]) / np.linalg.norm(P[8] - P[27])  # face "down" direction
+    right = np.array([-up[1], up[0]])
+    g = {au: intensities.get(au, 0.0) for au in AU_NAMES}
 
-    def ipts(idx):
-        return np.round(P[idx] * 16).astype(np.int32)  # 4 fractional bits for cv2
-
-    def line(idx, colour, width, closed=False):
-        cv2.polylines(
-            canvas, [ipts(idx)], closed, colour.tolist(), max(1, int(width)), cv2.LINE_AA, shift=4
-        )
-
-    def fill(idx, colour):
-        cv2.fillPoly(canvas, [ipts(idx)], colour.tolist(), cv2.LINE_AA, shift=4)
-
-    def blend_line(p0, p1, strength, width=0.02):
-        """A wrinkle: a dark line whose opacity grows with AU intensity."""
-        if strength <= 0:
-            return
-        overlay = canvas.copy()
-        a = np.round(np.asarray(p0) * 16).astype(np.int32)
-        b = np.round(np.asarray(p1) * 16).astype(np.int32)
-        cv2.line(
-            overlay,
-            tuple(a),
-            tuple(b),
-            (identity.skin * 0.55).tolist(),
-            max(1, int(width * unit)),
-            cv2.LINE_AA,
-            shift=4,
-        )
-        alpha = min(1.0, strength / 5.0) * 0.8
-        cv2.addWeighted(overlay, alpha, canvas, 1 - alpha, 0, dst=canvas)
-
-    # hair and face
+    # hair, face, skin texture
     top = (P[19] + P[24]) / 2 - (P[8] - P[27]) * 0.55
     cv2.ellipse(
-        canvas,
-        tuple(np.round(top * 16).astype(int)),
-        (int(unit * 1.05 * 16), int(unit * 0.7 * 16)),
+        cv.img,
+        tuple(cv.fixed(top)),
+        (int(unit * 1.05 * SUPERSAMPLE * 16), int(unit * 0.7 * SUPERSAMPLE * 16)),
         0,
         0,
         360,
@@ -372,109 +358,83 @@ def render(
         ]
     )
     face = np.concatenate([P[0:17], forehead])
-    cv2.fillPoly(
-        canvas, [np.round(face * 16).astype(np.int32)], identity.skin.tolist(), cv2.LINE_AA, shift=4
-    )
-    texture = np.random.default_rng(identity.texture_seed).normal(0, 3.0, (big // 8, big // 8, 1))
-    tex = cv2.resize(texture, (big, big), interpolation=cv2.INTER_CUBIC)[..., None]
-    mask = np.zeros((big, big), np.uint8)
-    cv2.fillPoly(mask, [np.round(face * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
-    canvas[:] = np.clip(canvas + tex * (mask[..., None] > 0), 0, 255).astype(np.uint8)
+    cv.poly(face, identity.skin, fill=True)
+    mask = np.zeros(cv.shade.shape, np.uint8)
+    cv2.fillPoly(mask, [cv.fixed(face)], 1, cv2.LINE_8, shift=4)
 
-    g = {au: intensities.get(au, 0.0) for au in AU_DISPLACEMENT}
-    # appearance cues that landmarks cannot show
-    if g[6] > 0:  # raised cheeks: brighter bulges below the eyes, crow's feet
-        overlay = canvas.copy()
-        for eye in (np.arange(36, 42), np.arange(42, 48)):
-            c = P[eye].mean(0) + (P[33] - P[27]) * 0.45
-            cv2.ellipse(
-                overlay,
-                tuple(np.round(c * 16).astype(int)),
-                (int(unit * 0.2 * 16), int(unit * 0.1 * 16)),
-                0,
-                0,
-                360,
-                np.clip(identity.skin * 1.12, 0, 255).tolist(),
-                -1,
-                cv2.LINE_AA,
-                shift=4,
+    # appearance cues that landmarks cannot show, drawn into the shading mask
+    for eye in (np.arange(36, 42), np.arange(42, 48)):  # raised cheeks
+        cv.bulge(P[eye].mean(0) + (P[33] - P[27]) * 0.45, (0.2 * unit, 0.1 * unit), g[6])
+    for corner, out in ((36, -1), (45, 1)):  # crow's feet
+        for k in (-1, 0, 1):
+            p0 = P[corner] + (out * 0.05 * right + k * 0.05 * up) * unit
+            cv.wrinkle(
+                p0, p0 + (out * 0.12 * right + k * 0.06 * up) * unit, g[6] * 0.8, 0.015 * unit
             )
-        cv2.addWeighted(
-            overlay,
-            min(1.0, g[6] / 5.0) * 0.7,
-            canvas,
-            1 - min(1.0, g[6] / 5.0) * 0.7,
-            0,
-            dst=canvas,
-        )
-        for corner, out in ((36, -1), (45, 1)):
-            for k in (-1, 0, 1):
-                p0 = P[corner] + np.array([out * 0.05, k * 0.05]) * unit
-                blend_line(p0, p0 + np.array([out * 0.12, k * 0.06]) * unit, g[6] * 0.8, 0.015)
-    if g[1] + g[2] > 0:  # forehead wrinkles
-        mid = (P[21] + P[22]) / 2
+    mid = (P[21] + P[22]) / 2
+    if g[1] + g[2] > 0:  # forehead wrinkles: central for AU 1, across for AU 2
         for k in (0.18, 0.28):
-            y = mid[1] - k * unit
-            span = 0.25 * unit if g[2] == 0 else 0.5 * unit
-            blend_line((mid[0] - span, y), (mid[0] + span, y), max(g[1], g[2]) * 0.7)
-    if g[4] > 0:  # glabella lines
-        mid = (P[21] + P[22]) / 2
-        for dx in (-0.05, 0.05):
-            blend_line(mid + np.array([dx, -0.08]) * unit, mid + np.array([dx, 0.08]) * unit, g[4])
-    if g[9] > 0:  # nose wrinkles
-        for dy in (-0.08, -0.02):
-            c = P[28] + np.array([0, dy]) * unit
-            blend_line(c - [0.08 * unit, 0], c + [0.08 * unit, 0], g[9])
+            span = (0.25 if g[2] < 1 else 0.5) * unit
+            c = mid - k * unit * up
+            cv.wrinkle(c - span * right, c + span * right, max(g[1], g[2]) * 0.8, 0.02 * unit)
+    for dx in (-0.05, 0.05):  # glabella lines
+        c = mid + dx * unit * right
+        cv.wrinkle(c - 0.08 * unit * up, c + 0.08 * unit * up, g[4], 0.02 * unit)
+    for dy in (-0.08, -0.02):  # nose wrinkles
+        c = P[28] + dy * unit * up
+        cv.wrinkle(c - 0.08 * unit * right, c + 0.08 * unit * right, g[9], 0.02 * unit)
     nasolabial = max(g[6] * 0.4, g[9] * 0.6, g[10], g[12] * 0.8)
     for wing, corner, out in ((31, 48, -1), (35, 54, 1)):
-        start = P[wing] + np.array([out * 0.06, 0.0]) * unit
-        end = P[corner] + np.array([out * 0.08, 0.02]) * unit
-        blend_line(start, end, 1.0 + nasolabial * 0.9)
-    if g[14] > 0:  # dimples
-        for corner, out in ((48, -1), (54, 1)):
-            c = P[corner] + np.array([out * 0.07, 0.0]) * unit
-            blend_line(c - [0, 0.04 * unit], c + [0, 0.04 * unit], g[14] * 1.2, 0.03)
-    if g[17] > 0:  # chin boss wrinkles
-        c = (P[57] + P[8]) / 2
-        blend_line(c - [0.1 * unit, 0], c + [0.1 * unit, 0], g[17], 0.02)
+        cv.wrinkle(
+            P[wing] + out * 0.06 * unit * right,
+            P[corner] + (out * 0.08 * right + 0.02 * up) * unit,
+            1.0 + nasolabial * 0.9,
+            0.02 * unit,
+        )
+    for corner, out in ((48, -1), (54, 1)):  # dimples
+        c = P[corner] + out * 0.07 * unit * right
+        cv.wrinkle(c - 0.05 * unit * up, c + 0.05 * unit * up, g[14] * 2.0, 0.04 * unit)
+    for eye in (np.arange(40, 42), np.arange(46, 48)):  # tightened lower lids bulge
+        c = P[eye].mean(0) + 0.05 * unit * up
+        cv.wrinkle(c - 0.08 * unit * right, c + 0.08 * unit * right, g[7] * 1.2, 0.03 * unit)
+    c = (P[57] + P[8]) / 2  # chin boss
+    cv.wrinkle(c - 0.1 * unit * right, c + 0.1 * unit * right, g[17], 0.02 * unit)
 
     # features
-    line(np.arange(27, 31), identity.skin * 0.7, 0.025 * unit)
-    line(np.arange(31, 36), identity.skin * 0.6, 0.03 * unit)
+    cv.poly(P[27:31], identity.skin * 0.7, width=0.025 * unit)
+    cv.poly(P[31:36], identity.skin * 0.6, width=0.03 * unit)
     for eye in (np.arange(36, 42), np.arange(42, 48)):
-        fill(eye, np.array([235.0, 235.0, 235.0]))
-        c = P[eye].mean(0)
-        r = max(1, int(0.055 * unit * 16))
+        cv.poly(P[eye], np.array([235.0, 235.0, 235.0]), fill=True)
+        r = max(1, int(0.055 * unit * SUPERSAMPLE * 16))
         cv2.circle(
-            canvas,
-            tuple(np.round(c * 16).astype(int)),
+            cv.img,
+            tuple(cv.fixed(P[eye].mean(0))),
             r,
             identity.iris.tolist(),
             -1,
             cv2.LINE_AA,
             shift=4,
         )
-        line(eye, identity.skin * 0.45, 0.02 * unit, closed=True)
+        cv.poly(P[eye], identity.skin * 0.45, closed=True, width=0.02 * unit)
     for brow in (_R_BROW, _L_BROW):
-        line(brow, identity.brow, identity.brow_thickness * unit)
-    fill(np.arange(48, 60), identity.lip * (1.0 - 0.05 * g[24]))
-    opening = float(np.mean(P[_LOWER_INNER_LIP, 1] - P[_UPPER_INNER_LIP, 1]))
+        cv.poly(P[brow], identity.brow, width=identity.brow_thickness * unit)
+    cv.poly(P[48:60], identity.lip * (1.0 - 0.08 * g[24] / 5), fill=True)
+    opening = float(np.mean(np.linalg.norm(P[_LOWER_INNER_LIP] - P[_UPPER_INNER_LIP], axis=1)))
     if opening > 0.02 * unit:
-        fill(np.arange(60, 68), np.array([40.0, 30.0, 60.0]))
+        cv.poly(P[60:68], np.array([40.0, 30.0, 60.0]), fill=True)
         if opening > 0.06 * unit:  # teeth
-            cv2.fillPoly(
-                canvas,
-                [ipts(np.array([60, 61, 62, 63, 64]))],
-                (225, 225, 225),
-                cv2.LINE_AA,
-                shift=4,
-            )
-    line(np.array([60, 61, 62, 63, 64]), identity.lip * 0.55, 0.02 * unit)
+            cv.poly(P[[60, 61, 62, 63, 64]], np.array([225.0, 225.0, 225.0]), fill=True)
+    cv.poly(P[[60, 61, 62, 63, 64]], identity.lip * 0.55, width=0.02 * unit)
 
-    img = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    big = cv.img.astype(np.float32)
+    big += identity.texture * mask[..., None]
+    big *= (1.0 - cv.shade)[..., None]
+    img = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
     gain, gradient = light
     yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1) - 0.5
-    img *= gain * (1.0 + profile.light_gradient * (gradient[0] * xx + gradient[1] * yy))[..., None]
+    img *= (gain * (1.0 + profile.light_gradient * (gradient[0] * xx + gradient[1] * yy)))[
+        ..., None
+    ]
     img += rng.normal(0.0, profile.noise_std, img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
@@ -497,16 +457,14 @@ def correlation_matrix(aus: list[int]) -> np.ndarray:
     return corr
 
 
-def latent_intensities(
-    rng: np.random.Generator, profile: Profile, n_frames: list[int]
-) -> np.ndarray:
-    """Intensities (sum(n_frames), K) in [0, 5] for one subject's sequences; >= 2 means active."""
-    from scipy.stats import norm
+def latent_processes(rng: np.random.Generator, aus: list[int], n_frames: list[int]) -> np.ndarray:
+    """Unit-variance latent activations (sum(n_frames), K) for one subject's sequences.
 
-    aus = list(profile.aus)
+    Per sequence an AR(1) process per AU (coefficient TEMPORAL_CORRELATION), correlated across AUs
+    (CO_OCCURRENCE), plus a per-subject offset carrying SUBJECT_SHARE of the variance.
+    """
     chol = np.linalg.cholesky(correlation_matrix(aus))
-    thresholds = norm.ppf(1.0 - np.array([profile.rates[a] for a in aus]))
-    offset = chol @ rng.standard_normal(len(aus))  # per-subject base-rate variation
+    offset = chol @ rng.standard_normal(len(aus))
     rho = TEMPORAL_CORRELATION
     out = []
     for n in n_frames:
@@ -515,9 +473,13 @@ def latent_intensities(
         proc[0] = eps[0]
         for t in range(1, n):
             proc[t] = rho * proc[t - 1] + np.sqrt(1 - rho**2) * eps[t]
-        latent = np.sqrt(1 - SUBJECT_SHARE) * proc + np.sqrt(SUBJECT_SHARE) * offset
-        out.append(np.clip(2.0 + 2.0 * (latent - thresholds), 0.0, 5.0))
+        out.append(np.sqrt(1 - SUBJECT_SHARE) * proc + np.sqrt(SUBJECT_SHARE) * offset)
     return np.concatenate(out)
+
+
+def intensities_from_latent(latent: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """AU intensity 0-5; at least 2 exactly when the latent reaches its threshold (label active)."""
+    return np.clip(2.0 + 2.0 * (latent - thresholds), 0.0, 5.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,7 +506,8 @@ def subject_ids(profile: Profile, n_subjects: int) -> list[str]:
     return ids
 
 
-def _split_columns(profile: Profile, subjects: list[str], rng: np.random.Generator) -> dict:
+def split_columns(profile: Profile, subjects: list[str], rng: np.random.Generator) -> dict:
+    """``test_fold`` (cv3, from the real partitions) or ``split`` per subject."""
     from aunce.data.catalog import test_fold_of_subject
 
     if profile.split == "cv3":
@@ -553,22 +516,31 @@ def _split_columns(profile: Profile, subjects: list[str], rng: np.random.Generat
     if profile.split == "test":
         return {"split": dict.fromkeys(subjects, "test")}
     held_name = "validation" if profile.split == "validation" else "test"
-    n_held = max(1, int(round(profile.test_fraction * len(subjects))))
+    n_held = min(len(subjects) - 1, max(1, int(round(profile.test_fraction * len(subjects)))))
     held = set(rng.choice(len(subjects), size=n_held, replace=False).tolist())
     return {"split": {s: held_name if i in held else "train" for i, s in enumerate(subjects)}}
 
 
-def _generate_subject(args) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    profile_name, subject, seed_seq, image_size, frames, out_dir = args
+def training_rows(profile: Profile, split: dict, subject_of_row: np.ndarray) -> np.ndarray:
+    """Rows of the training set whose rates Table 1 gives (all rows for cv3 and test-only)."""
+    if "split" in split and profile.split != "test":
+        return np.array([split["split"][s] == "train" for s in subject_of_row])
+    return np.ones(len(subject_of_row), dtype=bool)
+
+
+def _sequences(profile: Profile, frames: int) -> list[tuple[str, int]]:
+    n_seq = len(profile.sequences)
+    per_seq = [frames // n_seq + (1 if i < frames % n_seq else 0) for i in range(n_seq)]
+    return [(name, n) for name, n in zip(profile.sequences, per_seq, strict=True) if n > 0]
+
+
+def _render_subject(args) -> tuple[list[dict], np.ndarray]:
+    profile_name, subject, seed_seq, image_size, seqs, intens, out_dir = args
     import cv2
 
     profile = PROFILES[profile_name]
     rng = np.random.default_rng(seed_seq)
-    identity = make_identity(rng)
-    n_seq = len(profile.sequences)
-    per_seq = [frames // n_seq + (1 if i < frames % n_seq else 0) for i in range(n_seq)]
-    seqs = [(name, n) for name, n in zip(profile.sequences, per_seq, strict=True) if n > 0]
-    intens = latent_intensities(rng, profile, [n for _, n in seqs])
+    identity = make_identity(rng, image_size)
     rows, landmarks = [], []
     row = 0
     for seq, n in seqs:
@@ -579,19 +551,40 @@ def _generate_subject(args) -> tuple[list[dict], np.ndarray, np.ndarray]:
         folder.mkdir(parents=True, exist_ok=True)
         for frame in range(n):
             values = dict(zip(profile.aus, intens[row], strict=True))
-            shape = deform(identity.shape, values)
             roll = seq_roll + rng.normal(0.0, np.radians(1.5))
             yaw = seq_yaw + rng.normal(0.0, 0.03)
             scale = 0.62 * rng.uniform(0.92, 1.08)
             shift = rng.normal(0.0, 0.03 * image_size, 2)
-            pts = pose(shape, roll, scale, shift, yaw, image_size)
+            pts = pose(deform(identity.shape, values), roll, scale, shift, yaw, image_size)
             img = render(identity, pts, values, image_size, rng, profile, seq_light)
             rel = f"images/{subject}/{seq}/{frame:04d}.png"
             cv2.imwrite(str(out_dir / rel), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
             rows.append({"image": rel, "subject": subject, "sequence": seq, "frame": frame})
             landmarks.append(pts)
             row += 1
-    return rows, np.asarray(landmarks, np.float32), intens.astype(np.float32)
+    return rows, np.asarray(landmarks, np.float32)
+
+
+def check_parameters(
+    profile: str,
+    image_size: int,
+    n_subjects: int | None,
+    frames_per_subject: int | None,
+    label_noise: float,
+    miss_ratio: float,
+) -> None:
+    if profile not in PROFILES:
+        raise AunceError(f"unknown synthetic profile '{profile}' (known: {', '.join(PROFILES)})")
+    if image_size < 32:
+        raise AunceError(f"image_size must be at least 32 pixels, got {image_size}")
+    if n_subjects is not None and n_subjects < 3:
+        raise AunceError(f"n_subjects must be at least 3 (one per fold), got {n_subjects}")
+    if frames_per_subject is not None and frames_per_subject < 1:
+        raise AunceError(f"frames_per_subject must be positive, got {frames_per_subject}")
+    if not 0.0 <= label_noise < MAX_LABEL_NOISE:
+        raise AunceError(f"label_noise must lie in [0, {MAX_LABEL_NOISE}), got {label_noise}")
+    if miss_ratio <= 0:
+        raise AunceError(f"miss_ratio must be positive, got {miss_ratio}")
 
 
 def generate(
@@ -603,65 +596,87 @@ def generate(
     n_subjects: int | None = None,
     frames_per_subject: int | None = None,
     label_noise: float = 0.0,
+    miss_ratio: float = 1.0,
     workers: int | None = None,
 ) -> Path:
     """Write a synthetic dataset (images, labels, landmarks) to ``out_dir`` and return it.
 
     The folder holds ``images/<subject>/<sequence>/<frame>.png``, ``labels.csv`` (the manifest of
-    shared spec datasets.md, plus ``AU<n>_clean`` columns when ``label_noise`` > 0),
-    ``landmarks.npy`` (N, 68, 2) in image pixels, ``intensities.npy`` (N, K) and ``dataset.json``.
-    It is written to a temporary folder and renamed into place when complete.
+    shared spec datasets.md; with ``label_noise`` > 0 the AU columns hold the noisy labels and
+    ``AU<n>_clean`` the true ones), ``landmarks.npy`` (N, 68, 2) in image pixels,
+    ``intensities.npy`` (N, K) and ``dataset.json``. It is written to a temporary folder and renamed
+    into place when complete.
+
+    ``label_noise`` flips that fraction of each AU's known labels; ``miss_ratio`` makes a positive
+    label that many times more likely to be flipped (missed) than a negative one (invented).
     """
     import pandas as pd
 
-    if profile not in PROFILES:
-        raise AunceError(f"unknown synthetic profile '{profile}' (known: {', '.join(PROFILES)})")
-    if not 0.0 <= label_noise <= 0.5:
-        raise AunceError(f"label_noise must lie in [0, 0.5], got {label_noise}")
+    check_parameters(profile, image_size, n_subjects, frames_per_subject, label_noise, miss_ratio)
     prof = PROFILES[profile]
     n_subjects = n_subjects or prof.n_subjects
     frames = frames_per_subject or prof.frames_per_subject
     subjects = subject_ids(prof, n_subjects)
-    root_seq = np.random.SeedSequence(seed)
-    split_seq, noise_seq, *subject_seqs = root_seq.spawn(2 + len(subjects))
+    split_seq, noise_seq, invalid_seq, *subject_seqs = np.random.SeedSequence(seed).spawn(
+        3 + len(subjects)
+    )
+    seqs = _sequences(prof, frames)
+    # phase 1: latent processes of every subject, then one threshold per AU for Table 1's rates
+    latents = [
+        latent_processes(np.random.default_rng(s.spawn(2)[0]), list(prof.aus), [n for _, n in seqs])
+        for s in subject_seqs
+    ]
+    split = split_columns(prof, subjects, np.random.default_rng(split_seq))
+    subject_of_row = np.repeat(subjects, [len(x) for x in latents])
+    latent = np.concatenate(latents)
+    train = training_rows(prof, split, subject_of_row)
+    thresholds = np.array([np.quantile(latent[train, k], 1.0 - prof.rates[au])
+                           for k, au in enumerate(prof.aus)])  # fmt: skip
+    intens = intensities_from_latent(latent, thresholds)
+    offsets = np.cumsum([0] + [len(x) for x in latents])
+    # phase 2: rendering, in parallel; each subject draws from its own second seed child
     out_dir = Path(out_dir)
     workers = workers or min(len(subjects), os.cpu_count() or 1)
     with atomic_dir(out_dir) as tmp:
         jobs = [
-            (profile, s, subject_seqs[i], image_size, frames, tmp) for i, s in enumerate(subjects)
+            (
+                profile,
+                s,
+                subject_seqs[i].spawn(2)[1],
+                image_size,
+                seqs,
+                intens[offsets[i] : offsets[i + 1]],
+                tmp,
+            )
+            for i, s in enumerate(subjects)
         ]
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 results = list(
-                    pool.map(_generate_subject, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+                    pool.map(_render_subject, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
                 )
         else:
-            results = [_generate_subject(job) for job in jobs]
-        rows = [r for res in results for r in res[0]]
+            results = [_render_subject(job) for job in jobs]
+        df = pd.DataFrame([r for res in results for r in res[0]])
         landmarks = np.concatenate([res[1] for res in results])
-        intens = np.concatenate([res[2] for res in results])
-        df = pd.DataFrame(rows)
-        order = df.sort_values(["subject", "sequence", "frame"], kind="stable").index.to_numpy()
-        df = df.loc[order].reset_index(drop=True)
-        landmarks, intens = landmarks[order], intens[order]
-        for column, mapping in _split_columns(
-            prof, subjects, np.random.default_rng(split_seq)
-        ).items():
+        for column, mapping in split.items():
             df[column] = df["subject"].map(mapping)
         labels = (intens >= 2.0).astype(np.int8)
         if prof.invalid_fraction > 0:
-            invalid = np.random.default_rng(noise_seq).random(len(df)) < prof.invalid_fraction
+            invalid = np.random.default_rng(invalid_seq).random(len(df)) < prof.invalid_fraction
             labels[invalid] = -1
+        noisy = flip_labels(labels, label_noise, np.random.default_rng(noise_seq), miss_ratio)
         columns = au_columns(list(prof.aus))
-        noisy = flip_labels(labels, label_noise, np.random.default_rng(noise_seq.spawn(1)[0]))
         for k, col in enumerate(columns):
             df[col] = noisy[:, k]
         if label_noise > 0:
             for k, col in enumerate(columns):
                 df[f"{col}_clean"] = labels[:, k]
+        order = df.sort_values(["subject", "sequence", "frame"], kind="stable").index.to_numpy()
+        df = df.loc[order].reset_index(drop=True)
         df.to_csv(tmp / "labels.csv", index=False)
-        np.save(tmp / "landmarks.npy", landmarks)
-        np.save(tmp / "intensities.npy", intens)
+        np.save(tmp / "landmarks.npy", landmarks[order])
+        np.save(tmp / "intensities.npy", intens[order].astype(np.float32))
         write_json(
             tmp / "dataset.json",
             {
@@ -672,22 +687,36 @@ def generate(
                 "n_subjects": n_subjects,
                 "frames_per_subject": frames,
                 "label_noise": label_noise,
+                "miss_ratio": miss_ratio,
                 "aus": list(prof.aus),
                 "n_frames": len(df),
+                "thresholds": thresholds.tolist(),
             },
         )
     return out_dir
 
 
-def flip_labels(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """Flip exactly ``round(rate * n_known)`` known labels of each AU, chosen uniformly."""
+def flip_labels(
+    labels: np.ndarray, rate: float, rng: np.random.Generator, miss_ratio: float = 1.0
+) -> np.ndarray:
+    """Flip ``rate`` of each AU's known labels; positives ``miss_ratio`` times as likely as negatives.
+
+    With positive share p of an AU, a negative flips with probability ``q = rate / (p r + 1 - p)``
+    and a positive with ``r q`` (r = miss_ratio), so that the expected flipped fraction is ``rate``;
+    the number flipped in each class is drawn exactly (rounded), without replacement.
+    """
     noisy = labels.copy()
     if rate <= 0:
         return noisy
     for k in range(labels.shape[1]):
-        known = np.flatnonzero(labels[:, k] >= 0)
-        chosen = rng.choice(known, size=int(round(rate * len(known))), replace=False)
-        noisy[chosen, k] = 1 - noisy[chosen, k]
+        pos = np.flatnonzero(labels[:, k] == 1)
+        neg = np.flatnonzero(labels[:, k] == 0)
+        p = len(pos) / max(1, len(pos) + len(neg))
+        q_neg = rate / (p * miss_ratio + 1 - p)
+        q_pos = min(1.0, miss_ratio * q_neg)
+        for idx, q in ((pos, q_pos), (neg, q_neg)):
+            chosen = rng.choice(idx, size=min(len(idx), int(round(q * len(idx)))), replace=False)
+            noisy[chosen, k] = 1 - noisy[chosen, k]
     return noisy
 
 

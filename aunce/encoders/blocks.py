@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from aunce import AunceError
 class LinearBlock(nn.Module):
     """Linear -> BatchNorm over channels -> ReLU, applied to (B, N, C) tokens or (B, C) vectors.
 
-    As ME-GraphAU's LinearBlock (Luo et al., IJCAI 2022), with optional dropout before the linear.
+    As ME-GraphAU's LinearBlock (Luo et al., IJCAI 2022), with optional dropout before the linear,
+    and initialised as there: linear weight ~ N(0, sqrt(2 / out_features)) (linear bias: torch's
+    default), batch-norm weight 1 and bias 0.
     """
 
     def __init__(self, in_features: int, out_features: int, drop: float = 0.0):
@@ -23,12 +26,44 @@ class LinearBlock(nn.Module):
         self.fc = nn.Linear(in_features, out_features)
         self.bn = nn.BatchNorm1d(out_features)
         self.relu = nn.ReLU(inplace=True)
+        nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / out_features))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.fc(self.drop(x))
         if x.ndim == 3:  # (B, N, C): normalise each channel over batch and tokens
             return self.relu(self.bn(x.transpose(1, 2))).transpose(1, 2)
         return self.relu(self.bn(x))
+
+
+class PerAULinearBlocks(nn.Module):
+    """K independent LinearBlocks in one batched op: ME-GraphAU's AU-specific feature generator.
+
+    ``(B, C) -> (B, K, D)``: one vector per image (the per-AU head of ResNet50 and ROI Nets);
+    ``(B, N, C) -> (B, K, N, D)``: every token of an image (MEGraph's AFG, which then averages over
+    tokens). Each AU has its own linear and its own batch norm; initialised as :class:`LinearBlock`.
+    """
+
+    def __init__(self, num_aus: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_aus, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(num_aus, out_features))
+        nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / out_features))
+        bound = 1.0 / math.sqrt(in_features)  # nn.Linear's default bias, per AU
+        nn.init.uniform_(self.bias, -bound, bound)
+        self.bn = nn.BatchNorm1d(num_aus * out_features)  # one BN per AU block
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, _, d = self.weight.shape
+        if x.ndim == 2:
+            h = torch.einsum("bc,kcd->bkd", x, self.weight) + self.bias
+            return self.relu(self.bn(h.reshape(len(x), k * d))).view(len(x), k, d)
+        if x.ndim == 3:
+            b, n, _ = x.shape
+            h = torch.einsum("bnc,kcd->bkdn", x, self.weight) + self.bias[None, :, :, None]
+            h = self.relu(self.bn(h.reshape(b, k * d, n)))
+            return h.view(b, k, d, n).transpose(2, 3)
+        raise ValueError(f"expected (B, C) or (B, N, C) features, got {tuple(x.shape)}")
 
 
 class PerAULinear(nn.Module):
@@ -95,3 +130,11 @@ def create_timm_model(name: str, pretrained: str | None, **kwargs) -> nn.Module:
             f"timm.create_model('{name}.{pretrained}', pretrained=True)\"` and copy "
             f"~/.cache/huggingface to this machine, or give a local file path"
         ) from None
+
+
+def check_images(images: Tensor, input_size: int, what: str) -> None:
+    """A ``ValueError`` naming the shape unless ``images`` is (B, 3, input_size, input_size)."""
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[-2:] != (input_size, input_size):
+        raise ValueError(
+            f"{what} expects images (B, 3, {input_size}, {input_size}), got {tuple(images.shape)}"
+        )

@@ -20,35 +20,21 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
-from aunce.encoders.blocks import LinearBlock, create_timm_model, load_pretrained
-from aunce.encoders.registry import register_encoder
+from aunce.encoders.blocks import (
+    LinearBlock,
+    PerAULinearBlocks,
+    check_images,
+    create_timm_model,
+    load_pretrained,
+)
+from aunce.encoders.registry import register_encoder, resolve_preset
 
-PAPER = {"input_size": 224, "feature_dim": 1024, "backbone_dim": 1024, "drop_path": 0.5}
-TINY = {"input_size": 56, "feature_dim": 64, "backbone_dim": 64, "widths": (16, 32, 64)}
-
-
-class PerAULinearBlocks(nn.Module):
-    """K LinearBlocks applied in one batched op: (B, N, C) -> (B, K, N, C_out) (AFG of ANFL)."""
-
-    def __init__(self, num_aus: int, in_features: int, out_features: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_aus, in_features, out_features))
-        self.bias = nn.Parameter(torch.empty(num_aus, out_features))
-        bound = 1.0 / math.sqrt(in_features)  # nn.Linear's default initialisation, per AU
-        nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
-        self.bn = nn.BatchNorm1d(num_aus * out_features)  # one BN per AU block
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, n, _ = x.shape
-        k, _, c = self.weight.shape
-        h = torch.einsum("bnc,kcd->bkdn", x, self.weight) + self.bias[None, :, :, None]
-        h = self.relu(self.bn(h.reshape(b, k * c, n)))
-        return h.view(b, k, c, n).transpose(2, 3)
+PRESETS = {
+    "paper": {"input_size": 224, "feature_dim": 1024, "drop_path": 0.5, "neighbors": None},
+    "tiny": {"input_size": 56, "feature_dim": 64, "widths": (16, 32, 64), "neighbors": None},
+}
 
 
 def normalize_digraph(adj: Tensor) -> Tensor:
@@ -134,6 +120,8 @@ class SwinTokens(nn.Module):
 
 
 class MEGraphEncoder(nn.Module):
+    needs_landmarks = False
+
     def __init__(
         self, num_aus: int, backbone: nn.Module, feature_dim: int, input_size: int, neighbors: int
     ):
@@ -142,19 +130,15 @@ class MEGraphEncoder(nn.Module):
         self.head = ANFL(num_aus, backbone.out_dim, feature_dim, neighbors)
         self.num_aus, self.feature_dim, self.input_size = num_aus, feature_dim, input_size
 
-    def forward(self, images: Tensor, landmarks: Tensor | None = None) -> Tensor:
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-2:] != (self.input_size,) * 2:
-            raise ValueError(
-                f"MEGraph expects images (B, 3, {self.input_size}, {self.input_size}), "
-                f"got {tuple(images.shape)}"
-            )
+    def forward(self, images: Tensor) -> Tensor:
+        check_images(images, self.input_size, "MEGraph")
         return self.head(self.backbone(images))
 
 
 @register_encoder("megraph")
 def megraph(num_aus: int, size: str = "paper", pretrained: str | None = None, **overrides):
-    preset = dict(PAPER if size == "paper" else TINY, **overrides)
-    neighbors = preset.pop("neighbors", 4 if num_aus > 8 else 3)
+    preset = resolve_preset("megraph", size, PRESETS, overrides)
+    neighbors = preset["neighbors"] or (4 if num_aus > 8 else 3)
     if size == "paper":
         backbone = SwinTokens(preset["drop_path"], pretrained)
     else:
