@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# --configfile replaces the embedded default instead of extending it: a config file is complete.
+if not workflow.configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "rules/common.smk"
@@ -21,4 +25,6 @@ rule all:
     input:
         "results/config.yaml",
         expand("results/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]),
+        expand("results/figures/{figure}.png", figure=FIGURES),
         CONTACT_SHEETS,
+        "results/report.md",

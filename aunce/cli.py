@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import string
 import sys
 from pathlib import Path
 
@@ -58,42 +59,141 @@ def cmd_synth(args) -> None:
     log.info("wrote synthetic %s dataset to %s", args.profile, out)
 
 
+def _pin(text: str) -> tuple[str, str]:
+    name, _, digest = text.partition("=")
+    if not name or len(digest) != 64 or not all(c in string.hexdigits for c in digest):
+        raise argparse.ArgumentTypeError(f"expected FILE=SHA256 (64 hex digits), got '{text}'")
+    return name, digest.lower()
+
+
 def cmd_cache(args) -> None:
     from aunce.data.cache import build_cache
 
+    options = {
+        "split_file": args.split_file,
+        "list_name": args.list_name,
+        "list_sha256": dict(args.list_sha256) if args.list_sha256 else None,
+        "aus": args.aus,
+        "folds": args.folds,
+    }
     out = build_cache(
-        args.reader, args.root, args.out, args.size, aligned=args.aligned, workers=args.workers
+        args.reader,
+        args.root,
+        args.out,
+        args.size,
+        aligned=args.aligned,
+        workers=args.workers,
+        landmarks=args.landmarks,
+        options=options,
     )
     log.info("wrote aligned cache %s", out)
+
+
+def _runs(args) -> list[tuple[str, int]]:
+    """(fold, seed) pairs from --runs F:S,... or from --folds x --seeds."""
+    if args.runs:
+        try:
+            return [(f, int(s)) for f, s in (item.split(":") for item in args.runs)]
+        except ValueError:
+            raise AunceError(
+                f"--runs: expected fold:seed pairs, got {','.join(args.runs)}"
+            ) from None
+    if not (args.folds and args.seeds):
+        raise AunceError("give --runs, or --folds and --seeds")
+    return [(f, s) for f in args.folds for s in args.seeds]
 
 
 def cmd_pretrain(args) -> None:
     from aunce.train import pretrain
 
-    pretrain(args.cache, args.settings, args.folds, args.seeds, args.out)
+    pretrain(args.cache, args.settings, _runs(args), args.out)
 
 
 def cmd_embed(args) -> None:
     from aunce.evaluate import embed
 
-    embed(args.cache, args.models, args.settings, args.folds, args.seeds, args.out)
+    embed(args.cache, args.models, args.settings, _runs(args), args.out)
 
 
 def cmd_linear_eval(args) -> None:
     from aunce.evaluate import linear_eval
 
-    linear_eval(args.embeddings, args.settings, args.folds, args.seeds, args.out)
+    linear_eval(args.embeddings, args.settings, _runs(args), args.out)
+
+
+def cmd_train_eval(args) -> None:
+    """The three stages of a unit of work in one process, for each of its methods (fuse_stages).
+
+    ``--settings`` maps each method name to its per-stage settings; outputs go below
+    ``<results>/<stage>/<cell>/<method>``."""
+    from aunce.evaluate import embed, linear_eval
+    from aunce.train import pretrain
+
+    runs, root = _runs(args), args.results
+    for method, s in args.settings.items():
+        cell = f"{args.cell}/{method}"
+        log.info("method %s: %d run(s)", method, len(runs))
+        pretrain(args.cache, s["pretrain"], runs, root / "pretrain" / cell)
+        embed(args.cache, root / "pretrain" / cell, s["embed"], runs, root / "embed" / cell)
+        linear_eval(root / "embed" / cell, s["linear_eval"], runs, root / "eval" / cell)
 
 
 def cmd_tables(args) -> None:
     from aunce.io import read_json, write_text
-    from aunce.tables import build, render_latex, render_markdown
+    from aunce.tables import build, render_latex, render_markdown, significance
 
     table = build(args.table, args.spec, read_json)
     write_text(args.md, render_markdown(table))
     write_text(args.tex, render_latex(table))
     write_text(args.csv, table.frame().to_csv(index=False, float_format="%.4f"))
+    if args.significance:
+        tests = significance(args.spec, read_json)
+        write_text(args.significance, tests.to_csv(index=False, float_format="%.6g"))
     log.info("wrote %s, %s and %s", args.md, args.tex, args.csv)
+
+
+def cmd_cross_eval(args) -> None:
+    from aunce.evaluate import cross_eval
+
+    try:
+        runs = [(sf, tf, int(s)) for sf, tf, s in (item.split(":") for item in args.runs)]
+    except ValueError:
+        raise AunceError(
+            f"--runs: expected source_fold:target_fold:seed, got {args.runs}"
+        ) from None
+    cross_eval(args.source, args.target, args.models, args.settings, runs, args.out)
+
+
+def cmd_figure(args) -> None:
+    from tabulate import tabulate
+
+    from aunce import figures
+    from aunce.io import read_json, write_text
+
+    spec = args.spec
+    if spec["kind"] == "beta":
+        fig, frame = figures.beta_sweep(spec, read_json)
+    elif spec["kind"] == "tsne":
+        fig, frame = figures.tsne(spec)
+    else:
+        raise AunceError(f"{args.figure}: unknown figure kind '{spec['kind']}'")
+    figures.save_figure(fig, args.png)
+    write_text(args.csv, frame.to_csv(index=False, float_format="%.4f"))
+    if "silhouette" in frame:  # t-SNE: the separation score per model and AU, not every point
+        frame = frame.groupby(["panel", "au"], sort=False)["silhouette"].first().reset_index()
+    body = tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".3g")
+    notes = "".join(f"\n- {n}" for n in spec.get("notes", []))
+    write_text(
+        args.md, f"### {spec['title']}\n\n![{args.figure}]({args.png.name})\n\n{body}\n{notes}\n"
+    )
+    log.info("wrote %s, %s and %s", args.png, args.csv, args.md)
+
+
+def cmd_report(args) -> None:
+    from aunce.report import write_report
+
+    write_report(args.spec, args.out)
+    log.info("wrote %s", args.out)
 
 
 def cmd_contact_sheet(args) -> None:
@@ -176,8 +276,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--aligned", action="store_true", help="images are already aligned faces")
+    p.add_argument(
+        "--aligned",
+        action=argparse.BooleanOptionalAction,
+        help="images are (not) already aligned faces (default: the layout's usual case)",
+    )
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--landmarks",
+        default="landmarks",
+        help="folder of the per-sequence landmark files, relative to the root unless absolute",
+    )
+    p.add_argument("--split-file", help="gft: the file of each subject's split (subject,split)")
+    p.add_argument("--list-name", help="list: the <DS> prefix of the list files")
+    p.add_argument(
+        "--list-sha256",
+        type=_pin,
+        action="append",
+        metavar="FILE=SHA256",
+        help="list: pin a list file by its SHA-256 (repeat for each file)",
+    )
+    p.add_argument("--aus", type=_csv(int), help="list: AU numbers of the label columns")
+    p.add_argument("--folds", type=int, help="list: number of folds the list files hold")
     p.set_defaults(func=cmd_cache)
 
     for name, func, helptext in (
@@ -193,10 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "linear-eval":
             p.add_argument("--embeddings", required=True, type=Path, help="embed output root")
         p.add_argument("--settings", required=True, type=_settings, help="resolved settings (JSON)")
-        p.add_argument("--folds", required=True, type=_csv(str), help="e.g. 1,2,3 or split")
-        p.add_argument("--seeds", required=True, type=_csv(int), help="e.g. 3407,3408")
+        p.add_argument("--runs", type=_csv(str), help="fold:seed pairs, e.g. 1:3407,2:3407")
+        p.add_argument("--folds", type=_csv(str), help="with --seeds: every fold x seed")
+        p.add_argument("--seeds", type=_csv(int), help="e.g. 3407,3408")
         p.add_argument("--out", required=True, type=Path, help="output root (fold-*/seed-*/ below)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("train-eval", help="pretrain, embed and evaluate in one process")
+    p.add_argument("--cache", required=True, type=Path)
+    p.add_argument("--settings", required=True, type=_settings, help="per-stage settings (JSON)")
+    p.add_argument("--runs", required=True, type=_csv(str), help="fold:seed pairs")
+    p.add_argument("--results", required=True, type=Path, help="the results folder")
+    p.add_argument("--cell", required=True, help="<dataset>/<encoder> below each stage")
+    p.set_defaults(func=cmd_train_eval, folds=None, seeds=None)
 
     p = sub.add_parser("tables", help="render one table as Markdown and LaTeX")
     p.add_argument("table", help="table id, e.g. table2")
@@ -206,7 +335,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", required=True, type=Path)
     p.add_argument("--tex", required=True, type=Path)
     p.add_argument("--csv", required=True, type=Path)
+    p.add_argument(
+        "--significance", type=Path, help="paired tests between this run's methods (CSV)"
+    )
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("cross-eval", help="evaluate source-dataset models on a target dataset")
+    p.add_argument("--source", required=True, type=Path, help="source cache")
+    p.add_argument("--target", required=True, type=Path, help="target cache")
+    p.add_argument("--models", required=True, type=Path, help="pretrain output root of the source")
+    p.add_argument("--settings", required=True, type=_settings)
+    p.add_argument("--runs", required=True, type=_csv(str), help="sf:tf:seed,... e.g. 1:split:3407")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_cross_eval)
+
+    p = sub.add_parser("figure", help="render one figure (fig5 t-SNE, fig6 beta sweep)")
+    p.add_argument("figure", help="figure id, e.g. fig6")
+    p.add_argument("--spec", required=True, type=_settings)
+    p.add_argument("--png", required=True, type=Path)
+    p.add_argument("--csv", required=True, type=Path)
+    p.add_argument("--md", required=True, type=Path)
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("report", help="write results/report.md")
+    p.add_argument("--spec", required=True, type=_settings)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("contact-sheet", help="a PNG grid of synthetic faces with their active AUs")
     p.add_argument("--data", type=Path, help="a generated dataset folder")

@@ -104,6 +104,8 @@ def _key_path(error) -> str:
 
 
 def _message(error) -> str:
+    if error.validator == "not":
+        return f"not allowed here ({error.schema.get('description', 'see config/schema.yaml')})"
     if error.validator == "additionalProperties":
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"unknown key (allowed here: {allowed})"
@@ -117,10 +119,18 @@ def _check_references(config: dict) -> None:
         for key, known in (
             ("dataset", "datasets"),
             ("datasets", "datasets"),
+            ("test_dataset", "datasets"),
+            ("pairs", "datasets"),
             ("encoder", "encoders"),
+            ("encoders", "encoders"),
             ("methods", "methods"),
+            ("base", "methods"),
+            ("baseline", "methods"),
         ):
-            for name in _as_list(spec.get(key)):
+            names = _as_list(spec.get(key))
+            if key == "pairs":
+                names = [n for pair in names for n in pair]
+            for name in names:
                 if name not in config.get(known, {}):
                     defined = ", ".join(sorted(config.get(known, {}))) or "none"
                     problems.append(
@@ -133,8 +143,15 @@ def _check_references(config: dict) -> None:
                     f"tables.{table}.dataset: a noise table needs a synthetic dataset "
                     f"(only there are the true labels known), '{spec['dataset']}' is not"
                 )
-    used = {name for spec in config.get("tables", {}).values()
-            for key in ("dataset", "datasets") for name in _as_list(spec.get(key))}  # fmt: skip
+    used = {
+        name
+        for spec in config.get("tables", {}).values()
+        for key in ("dataset", "datasets", "test_dataset")
+        for name in _as_list(spec.get(key))
+    }
+    used |= {
+        n for spec in config.get("tables", {}).values() for p in spec.get("pairs", []) for n in p
+    }
     for name, ds in config.get("datasets", {}).items():
         if name in used and ds["source"] != "synthetic" and not ds.get("root"):
             problems.append(

@@ -1,13 +1,24 @@
-"""Figures (matplotlib, headless): contact sheets of the synthetic datasets."""
+"""Figures (matplotlib, headless): contact sheets of the synthetic datasets and the paper's figures.
+
+- :func:`contact_sheet`: a grid of frames of a synthetic dataset with their active AUs.
+- :func:`beta_sweep`: Fig. 6, F1-macro against beta_minority and beta_majority (Section 4.4).
+- :func:`tsne`: Fig. 5, t-SNE of per-AU test embeddings, with a silhouette score per panel and AU.
+- :func:`save_figure`: write a figure as PNG atomically.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aunce import AunceError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 
 def contact_sheet(
@@ -74,3 +85,195 @@ def contact_sheet(
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return out_png
+
+
+# --- the paper's figures -------------------------------------------------------------------------
+#: Section 4.4 (Fig. 6): the best F1-macro is reached at beta_minority 1.2 with beta_majority 0.4.
+PAPER_BETA = {"beta_minority": 1.2, "beta_majority": 0.4}
+BETA_COLUMNS = ["param", "value", "f1_macro", "f1_macro_std", "n_seeds", "n_folds"]
+TSNE_COLUMNS = ["panel", "au", "x", "y", "label", "silhouette"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def beta_sweep(spec: dict, read_json) -> tuple[Figure, pd.DataFrame]:
+    """Fig. 6: F1-macro (%) against beta_minority and against beta_majority (Section 4.4).
+
+    ``spec``: ``{"title", "points": [{"param": "beta_minority" | "beta_majority", "value",
+    "metrics": [metrics.json paths, one per fold and seed], ...}], "notes", "fixed"}``; ``fixed``
+    (optional) maps each parameter to the value it is held at while the other one is swept, and is
+    shown in the panel titles. ``read_json`` reads one metrics file (aunce.io.read_json).
+
+    Each point is the mean over folds per seed, then the mean and sample std over seeds
+    (protocol.md, "Reported figure per table cell"; aunce.stats.aggregate), in percent. One panel
+    per parameter, in the order the spec first names them: the mean with std error bars (none with
+    a single seed) and the paper's best value as a dotted line. Returns the figure and a frame with
+    columns ``param, value, f1_macro, f1_macro_std, n_seeds, n_folds``, sorted by param and value.
+
+    Raises AunceError on an unknown parameter, a point without metrics, or a point whose metrics
+    span several (dataset, encoder, method) cells.
+    """
+    import pandas as pd
+
+    from aunce.stats import aggregate, runs_frame
+
+    rows = []
+    for point in spec["points"]:
+        param, value = point["param"], float(point["value"])
+        if param not in PAPER_BETA:
+            raise AunceError(
+                f"beta sweep: unknown parameter '{param}' (known: beta_minority, beta_majority)"
+            )
+        if not point["metrics"]:
+            raise AunceError(f"beta sweep: the point {param} = {value:g} names no metrics files")
+        agg = aggregate(runs_frame([read_json(p) for p in point["metrics"]]))
+        if len(agg) != 1:
+            cells = agg[["dataset", "encoder", "method"]].to_dict("records")
+            raise AunceError(
+                f"beta sweep: the point {param} = {value:g} mixes several runs' cells {cells}"
+            )
+        cell = agg.iloc[0]
+        rows.append(
+            {
+                "param": param,
+                "value": value,
+                "f1_macro": 100 * float(cell["f1_macro_mean"]),
+                "f1_macro_std": 100 * float(cell["f1_macro_std"]),
+                "n_seeds": int(cell["n_seeds"]),
+                "n_folds": int(cell["n_folds"]),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=BETA_COLUMNS)
+    frame = frame.sort_values(["param", "value"], kind="stable").reset_index(drop=True)
+    params = list(dict.fromkeys(p["param"] for p in spec["points"]))
+    fixed = spec.get("fixed") or {}
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, max(len(params), 1), figsize=(4.2 * max(len(params), 1), 3.4),
+                             squeeze=False)  # fmt: skip
+    for ax, param in zip(axes[0], params, strict=False):
+        part = frame[frame["param"] == param]
+        ax.plot(part["value"], part["f1_macro"], marker="o", label="this run (mean over seeds)")
+        # a single seed has no spread: no bar, rather than a zero-length bar that reads as certainty
+        spread = part[part["f1_macro_std"].notna()]
+        if len(spread):
+            ax.errorbar(spread["value"], spread["f1_macro"], yerr=spread["f1_macro_std"],
+                        fmt="none", ecolor="tab:blue", capsize=3, label="± std over seeds")  # fmt: skip
+        ax.axvline(PAPER_BETA[param], color="grey", linestyle=":",
+                   label=f"paper's best {param} = {PAPER_BETA[param]:g}")  # fmt: skip
+        other = "beta_majority" if param == "beta_minority" else "beta_minority"
+        held = f"{other} = {fixed[other]:g}" if other in fixed else f"{other} fixed"
+        ax.set_title(f"{param} sweep, {held}", fontsize=8)
+        ax.set_xlabel(param)
+        ax.set_ylabel("F1-macro (%)")
+        ax.legend(fontsize=6)
+    fig.suptitle(spec["title"], fontsize=9)
+    fig.tight_layout()
+    return fig, frame
+
+
+def tsne(spec: dict) -> tuple[Figure, pd.DataFrame]:
+    """Fig. 5: t-SNE of the per-AU test embeddings of ``n_points`` random frames, one row per model.
+
+    ``spec``: ``{"title", "panels": [{"label", "embeddings": embeddings.npz of
+    aunce.evaluate.embed}], "n_points" (default 200, Section 4.4), "seed" (default 0), "aus"
+    (default or null: the first four AUs of the first panel)}``. Every panel draws the same test
+    frames (one seeded permutation of the test set), so rows compare models on the same faces.
+
+    For each shown AU the AU's D-dimensional embeddings ``test_z[:, k]`` of the frames with a known
+    label are mapped to 2-D (sklearn TSNE, PCA init, ``random_state`` the seed, perplexity
+    ``min(30, n - 1)``) and coloured by the AU's true label. The separation of active and inactive
+    frames is measured in the original space by the silhouette score (sklearn, Euclidean; NaN when
+    only one class is present) and printed in each subplot's title. Returns the figure (rows =
+    panels, columns = AUs) and a frame with one row per point: ``panel, au, x, y, label,
+    silhouette`` (the score repeated on every point of its panel and AU).
+
+    Raises AunceError on a spec without panels, an AU a panel does not have, or a panel with
+    fewer than 3 labelled test frames.
+    """
+    import pandas as pd
+    from sklearn.manifold import TSNE
+    from sklearn.metrics import silhouette_score
+
+    panels = spec["panels"]
+    if not panels:
+        raise AunceError("t-SNE: the spec names no panels")
+    seed = int(spec.get("seed") or 0)
+    n_points = int(spec.get("n_points") or 200)
+    loaded = [_load_embeddings(panel["embeddings"]) for panel in panels]
+    aus = list(spec.get("aus") or loaded[0][2][:4])
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(panels), len(aus), figsize=(2.6 * len(aus), 2.5 * len(panels)),
+                             squeeze=False)  # fmt: skip
+    rows = []
+    for r, (panel, (z, labels, names)) in enumerate(zip(panels, loaded, strict=True)):
+        pick = np.random.default_rng(seed).permutation(len(z))[:n_points]
+        for c, au in enumerate(aus):
+            if au not in names:
+                raise AunceError(f"{panel['embeddings']}: no AU '{au}' (has {', '.join(names)})")
+            k = names.index(au)
+            y = labels[pick, k]
+            known = y >= 0  # -1: label unknown for this frame
+            x, y = z[pick, k][known].astype(np.float64), y[known].astype(int)
+            if len(x) < 3:
+                raise AunceError(
+                    f"{panel['embeddings']}: {au}: {len(x)} labelled test frames, t-SNE needs 3"
+                )
+            points = TSNE(2, init="pca", random_state=seed,
+                          perplexity=min(30.0, len(x) - 1.0)).fit_transform(x)  # fmt: skip
+            two_classes = len(np.unique(y)) == 2
+            sil = float(silhouette_score(x, y)) if two_classes else float("nan")
+            ax = axes[r][c]
+            for value, colour, name in ((0, "tab:blue", "inactive"), (1, "tab:red", "active")):
+                mask = y == value
+                ax.scatter(points[mask, 0], points[mask, 1], s=6, c=colour, label=name)
+            ax.set_title(f"{panel['label']}, {au}\nsilhouette {sil:.2f}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            rows += [
+                {
+                    "panel": panel["label"],
+                    "au": au,
+                    "x": float(px),
+                    "y": float(py),
+                    "label": int(lab),
+                    "silhouette": sil,
+                }  # fmt: skip
+                for (px, py), lab in zip(points, y, strict=True)
+            ]
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(spec["title"], fontsize=9)
+    fig.tight_layout()
+    return fig, pd.DataFrame(rows, columns=TSNE_COLUMNS)
+
+
+def _load_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Test embeddings (N, K, D), test labels (N, K) and AU names of an embeddings.npz."""
+    try:
+        with np.load(path) as data:
+            z, labels, names = data["test_z"], data["test_labels"], [str(a) for a in data["aus"]]
+    except FileNotFoundError:
+        raise AunceError(f"{path}: file not found") from None
+    except KeyError as err:
+        raise AunceError(f"{path}: no array {err} (not written by aunce.evaluate.embed?)") from None
+    if z.ndim != 3 or labels.shape != z.shape[:2] or z.shape[1] != len(names):
+        raise AunceError(
+            f"{path}: test_z {z.shape}, test_labels {labels.shape} and {len(names)} AUs disagree"
+        )
+    return z, labels, names
+
+
+def save_figure(fig: Figure, png_path: str | os.PathLike) -> Path:
+    """Write a figure as PNG atomically (a reader never sees a half-written file) and close it."""
+    from aunce.io import atomic_path
+
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    _pyplot().close(fig)
+    return Path(png_path)

@@ -18,55 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: Positive kinds of the positive-sampling strategy (Section 3.3.2), in the order of ``positive_probs``.
-POSITIVE_KINDS = ("most_similar", "twin_view", "prototype", "least_similar")
-PAPER_POSITIVE_PROBS = (0.15, 0.15, 0.7, 0.0)
-#: The released code: "max" with 0.2, "mean" with 0.6, the twin view with 0.2 (no least-similar).
-RELEASED_POSITIVE_PROBS = (0.2, 0.2, 0.6, 0.0)
-VARIANTS = ("paper", "released")
-DEFAULT_POSITIVE_PROBS = {"paper": PAPER_POSITIVE_PROBS, "released": RELEASED_POSITIVE_PROBS}
-
-#: Named AUNCE settings: the ablation models of Table 10 (spec losses.md) and the released code's
-#: configuration. ``au_weights`` switches lambda; "negative re-weighting off" is beta = 1 for all.
-AUNCE_PRESETS: dict[str, dict] = {
-    "A": {
-        "au_weights": False,
-        "positive_probs": (1.0, 0.0, 0.0, 0.0),
-        "beta_minority": 1.0,
-        "beta_majority": 1.0,
-    },
-    "B": {
-        "au_weights": True,
-        "positive_probs": (1.0, 0.0, 0.0, 0.0),
-        "beta_minority": 1.0,
-        "beta_majority": 1.0,
-    },
-    "C": {
-        "au_weights": True,
-        "positive_probs": PAPER_POSITIVE_PROBS,
-        "beta_minority": 1.0,
-        "beta_majority": 1.0,
-    },
-    "D": {
-        "au_weights": True,
-        "positive_probs": (1.0, 0.0, 0.0, 0.0),
-        "beta_minority": 1.2,
-        "beta_majority": 0.4,
-    },
-    "E": {
-        "au_weights": True,
-        "positive_probs": PAPER_POSITIVE_PROBS,
-        "beta_minority": 1.2,
-        "beta_majority": 0.4,
-    },
-    "released": {
-        "variant": "released",
-        "au_weights": False,
-        "positive_probs": RELEASED_POSITIVE_PROBS,
-        "beta_minority": 1.2,
-        "beta_majority": 0.8,
-    },
-}
+# torch-free constants, shared with the workflow planner; re-exported here
+from aunce.presets import AUNCE_PRESETS as AUNCE_PRESETS
+from aunce.presets import DEFAULT_POSITIVE_PROBS as DEFAULT_POSITIVE_PROBS
+from aunce.presets import PAPER_POSITIVE_PROBS as PAPER_POSITIVE_PROBS
+from aunce.presets import POSITIVE_KINDS as POSITIVE_KINDS
+from aunce.presets import RELEASED_POSITIVE_PROBS as RELEASED_POSITIVE_PROBS
+from aunce.presets import VARIANTS as VARIANTS
 
 
 def au_weights(

@@ -67,10 +67,12 @@ def au_f1_table(
     methods: list[tuple[str, str]],
     notes: list[str],
     reference: bool = True,
+    extra: list[str] = (),
 ) -> Table:
     """Per-AU F1 and their average for each method (``(name, label)`` pairs, in row order).
 
     With ``reference``, a last row gives the all-positive predictor on the same test folds.
+    ``extra`` adds "F1-micro" and/or "Acc." (per-AU accuracy averaged over AUs) columns.
     """
     aus = _common_aus(table_id, records)
     agg = aggregate(runs_frame(records)).set_index("method")
@@ -81,11 +83,14 @@ def au_f1_table(
         cell = agg.loc[name]
         cells = {au: (100 * cell[f"f1_{au}_mean"], 100 * cell[f"f1_{au}_std"]) for au in aus}
         cells["Avg."] = (100 * cell["f1_macro_mean"], 100 * cell["f1_macro_std"])
+        for col, key in (("F1-micro", "f1_micro"), ("Acc.", "accuracy")):
+            if col in extra:
+                cells[col] = (100 * cell[f"{key}_mean"], 100 * cell[f"{key}_std"])
         source = f"{int(cell['n_seeds'])} seed(s) x {int(cell['n_folds'])} fold(s)"
         rows.append(Row(f"{label} (this run)", source, cells))
     if reference:
         rows.append(all_positive_row(records, aus))
-    return Table(table_id, title, aus + ["Avg."], rows, notes)
+    return Table(table_id, title, aus + ["Avg.", *extra], rows, notes)
 
 
 def all_positive_row(records: list[dict], aus: list[str]) -> Row:
@@ -198,13 +203,19 @@ def flip_rate(manifest: pd.DataFrame) -> float:
 
 
 def build(table_id: str, spec: dict, read_json) -> Table:
-    """Build one table from its spec; the spec names its input files (``inputs``) by role."""
+    """Build one table from its spec (aunce.plan); the spec names its input files by role."""
     kind, inputs = spec["kind"], spec["inputs"]
     notes = list(spec.get("notes", []))
     methods = [tuple(m) for m in spec.get("methods", [])]
-    if kind == "au_f1":
+    published = _published_frame(spec)
+    if kind in ("au_f1", "ablation", "probs"):
         records = [read_json(p) for p in inputs["metrics"]]
-        return au_f1_table(table_id, spec["title"], records, methods, notes)
+        extra = {"ablation": ["F1-micro", "Acc."], "probs": ["F1-micro", "Acc."]}.get(kind, [])
+        table = au_f1_table(table_id, spec["title"], records, methods, notes, extra=extra)
+        if kind == "probs":  # Table 11 prints the average only
+            table.columns = ["Avg.", "F1-micro", "Acc."]
+        table.rows += published_rows(published, table.columns)
+        return table
     if kind == "occurrence":
         manifests = {
             name: pd.read_csv(Path(p) / "manifest.csv") for name, p in inputs["caches"].items()
@@ -221,7 +232,145 @@ def build(table_id: str, spec: dict, read_json) -> Table:
         flips = {float(r): flip_rate(pd.read_csv(Path(p) / "manifest.csv"))
                  for r, p in inputs["caches"].items()}  # fmt: skip
         return noise_table(table_id, spec["title"], records, methods, flips, notes)
+    if kind == "cross":
+        return cross_table(table_id, spec, read_json, published)
+    if kind == "grid":
+        return grid_table(table_id, spec, read_json, published)
+    if kind == "cost":
+        return cost_table(table_id, spec, read_json)
     raise ValueError(f"{table_id}: unknown table kind '{kind}'")
+
+
+def significance(spec: dict, read_json) -> pd.DataFrame:
+    """Paired tests between the methods a table ran (pairs: same fold and seed), Holm-corrected
+    over the table (aunce.stats.significance_table). Empty (header only) when fewer than two methods
+    ran in a cell or the kind compares nothing (occurrence, cost)."""
+    from aunce.stats import COMPARISON, significance_table
+
+    empty = pd.DataFrame(columns=[*COMPARISON, "p_ttest_holm", "p_wilcoxon_holm"])
+    kind = spec["kind"]
+    if kind in ("occurrence", "cost") or "metrics" not in spec["inputs"]:
+        return empty
+    metrics = spec["inputs"]["metrics"]
+    files = [p for ps in metrics.values() for p in ps] if isinstance(metrics, dict) else metrics
+    runs = runs_frame([read_json(p) for p in files])
+    if kind == "grid":
+        base = spec["baseline"]
+        pairs = sorted({(m, base) for m in runs["method"].unique() if m != base})
+    else:
+        names = list(dict.fromkeys(runs["method"]))
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    if not pairs:
+        return empty
+    values = ["f1_macro"] + [c for c in runs.columns if c.startswith("f1_AU")]
+    return significance_table(runs, pairs, values)
+
+
+def _published_frame(spec: dict) -> pd.DataFrame | None:
+    """The published rows of the spec's paper table (and dataset), or None."""
+    where = spec.get("published")
+    if not where:
+        return None
+    from aunce.baselines import load_published
+
+    frame = load_published(where["file"])
+    frame = frame[frame["table"] == where["table"]]
+    if where.get("dataset"):
+        frame = frame[frame["dataset"] == where["dataset"]]
+    return frame
+
+
+def published_rows(frame: pd.DataFrame | None, columns: list[str]) -> list[Row]:
+    """One row per published method (in file order), cells where its AU/avg is a column."""
+    if frame is None or frame.empty:
+        return []
+    rows = []
+    for (method, source), group in frame.groupby(["method", "source"], sort=False):
+        cells = {
+            ("Avg." if au == "avg" else au): (float(f1), math.nan)
+            for au, f1 in zip(group["au"], group["f1"], strict=True)
+        }
+        cells = {c: v for c, v in cells.items() if c in columns}
+        if cells:
+            rows.append(Row(f"{method} (published)", f"{source}", cells, "published"))
+    return rows
+
+
+def cross_table(table_id: str, spec: dict, read_json, published) -> Table:
+    """Table 7: per direction and method, per-AU F1 on the shared AUs, beside published rows."""
+    aus = spec["aus"]
+    rows = []
+    for d in spec["directions"]:
+        for name, label in spec["methods"]:
+            records = [read_json(p) for p in d["metrics"][name]]
+            agg = aggregate(runs_frame(records)).iloc[0]
+            cells = {au: (100 * agg[f"f1_{au}_mean"], 100 * agg[f"f1_{au}_std"]) for au in aus}
+            macro = runs_frame(records)[[f"f1_{au}" for au in aus]].mean(axis=1)
+            per_seed = macro.groupby(runs_frame(records)["seed"]).mean()
+            cells["Avg."] = (100 * per_seed.mean(), 100 * per_seed.std(ddof=1))
+            source = f"{int(agg['n_seeds'])} seed(s) x {int(agg['n_folds'])} evaluation(s)"
+            rows.append(Row(f"{label} (this run), {d['label']}", source, cells))
+        if published is not None:
+            for row in published_rows(published[published["dataset"] == d["name"]], aus + ["Avg."]):
+                row.label = f"{row.label}, {d['name']}"
+                rows.append(row)
+    return Table(table_id, spec["title"], aus + ["Avg."], rows, list(spec["notes"]))
+
+
+def grid_table(table_id: str, spec: dict, read_json, published) -> Table:
+    """Table 8: F1-macro per (encoder, loss) and dataset, with the gain over the baseline loss."""
+    datasets = spec["datasets"]
+    columns = [c for ds in datasets for c in (ds, f"{ds} gain")]
+    rows: dict[tuple[str, str], Row] = {}
+    means: dict[tuple[str, str, str], float] = {}
+    for cell in spec["cells"]:
+        agg = aggregate(runs_frame([read_json(p) for p in cell["metrics"]])).iloc[0]
+        key = (cell["encoder"], cell["method"])
+        label = f"{cell['encoder_label']} + {cell['loss_label']} (this run)"
+        source = f"{int(agg['n_seeds'])} seed(s) x {int(agg['n_folds'])} fold(s)"
+        row = rows.setdefault(key, Row(label, source, {}))
+        row.cells[cell["dataset"]] = (100 * agg["f1_macro_mean"], 100 * agg["f1_macro_std"])
+        means[(cell["encoder"], cell["method"], cell["dataset"])] = 100 * agg["f1_macro_mean"]
+    for (enc, _method), row in rows.items():
+        for ds in datasets:
+            base = means.get((enc, spec["baseline"], ds))
+            if base is not None and ds in row.cells:
+                row.cells[f"{ds} gain"] = (row.cells[ds][0] - base, math.nan)
+    out = list(rows.values())
+    if published is not None and not published.empty:
+        kinds = {c["dataset"]: c["published_dataset"] for c in spec["cells"]}
+        for (method, source), group in published.groupby(["method", "source"], sort=False):
+            cells = {}
+            for ds in datasets:
+                hit = group[(group["dataset"] == kinds[ds]) & (group["au"] == "avg")]
+                if len(hit):
+                    cells[ds] = (float(hit["f1"].iloc[0]), math.nan)
+            if cells:
+                out.append(
+                    Row(f"{method} (published)", f"{source} via the paper", cells, "published")
+                )
+    return Table(table_id, spec["title"], columns, out, list(spec["notes"]))
+
+
+def cost_table(table_id: str, spec: dict, read_json) -> Table:
+    """Table 9: frames per second and seconds per epoch of pretraining, per dataset and loss."""
+    columns = ["frames/s", "s/epoch", "time vs first"]
+    rows, first = [], {}
+    for r in spec["rows"]:
+        timings = [read_json(p) for p in r["timing"]]
+        fps = np.array([t["frames_per_second"] for t in timings], float)
+        sec = np.array([t["epoch_seconds"] for t in timings], float)
+        std = lambda x: float(x.std(ddof=1)) if len(x) > 1 else math.nan  # noqa: E731
+        first.setdefault(r["dataset"], sec.mean())
+        cells = {
+            "frames/s": (float(fps.mean()), std(fps)),
+            "s/epoch": (float(sec.mean()), std(sec)),
+            "time vs first": (float(sec.mean() / first[r["dataset"]]), math.nan),
+        }
+        rows.append(
+            Row(f"{r['label']} on {r['dataset']} (this run)", f"{len(timings)} run(s)", cells)
+        )
+    return Table(table_id, spec["title"], columns, rows, list(spec["notes"]), False, 2)
 
 
 # --- rendering ----------------------------------------------------------------------------------

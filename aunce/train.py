@@ -85,15 +85,23 @@ def encode(
     return encoder(images, landmarks), None
 
 
+def group_runs(runs: list[tuple[str, int]]) -> dict[str, list[int]]:
+    """(fold, seed) pairs grouped by fold, in the order given."""
+    out: dict[str, list[int]] = {}
+    for fold, seed in runs:
+        out.setdefault(str(fold), []).append(int(seed))
+    return out
+
+
 def pretrain(
-    cache_dir: str | Path, settings: dict, folds: list[str], seeds: list[int], out_root: str | Path
+    cache_dir: str | Path, settings: dict, runs: list[tuple[str, int]], out_root: str | Path
 ) -> None:
-    """Pretrain one encoder per (fold, seed) with the method in ``settings``."""
+    """Pretrain one encoder per (fold, seed) in ``runs`` with the method in ``settings``."""
     set_threads(settings.get("threads", 0))
     cache = open_cache(cache_dir)
     device = resolve_device(settings["device"])
     amp = resolve_amp(settings["amp"], device)
-    for fold in folds:
+    for fold, seeds in group_runs(runs).items():
         train_idx, _ = cache.split(fold)
         weights, minority = training_statistics(cache, train_idx, f"training split of fold {fold}")
         for seed in seeds:
@@ -130,7 +138,9 @@ def _pretrain_run(
     # the encoder is built for the configured crop size (its preset size is only the default)
     settings = dict(settings, encoder=dict(settings["encoder"], input_size=image["input_size"]))
     encoder = build_encoder(settings["encoder"], cache.aus).to(device)
-    objective = build_objective(method, weights.to(device), minority.to(device))
+    objective = build_objective(
+        method, weights.to(device), minority.to(device), name=settings.get("method_name")
+    )
     head = (
         PerAULinear(len(cache.aus), encoder.feature_dim).to(device) if objective.uses_head else None
     )
@@ -263,7 +273,7 @@ def _pretrain_run(
             "fold": fold,
             "seed": seed,
             "aunce_version": __version__,
-            "loss_settings": loss_settings(method),
+            "loss_settings": loss_settings(method, settings.get("method_name")),
             "au_weights": None if objective.kwargs["au_weights"] is None else weights.tolist(),
             "minority_label": minority.tolist(),
             "aus": cache.aus,

@@ -3,35 +3,23 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 import aunce
 from aunce import AunceError
-from aunce.config import check_config, dataset_folds, dataset_kind
+from aunce.config import check_config
+from aunce.plan import FIGURE_KINDS, input_files, make_plan
 
 try:
     check_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 except AunceError as err:
     raise WorkflowError(f"{err}\n(config files: {', '.join(map(str, workflow.configfiles)) or 'none'})")
-
-def noisy_name(dataset, rate):
-    """The derived dataset of a noise table: the same synthetic data with rate of its labels flipped."""
-    return dataset if rate == 0 else f"{dataset}_noise{round(100 * rate):g}"
-
-
-for _spec in config["tables"].values():
-    if _spec["kind"] == "noise":
-        for _rate in _spec["rates"]:
-            _base = config["datasets"][_spec["dataset"]]
-            if _rate > 0 and noisy_name(_spec["dataset"], _rate) not in config["datasets"]:
-                _derived = json.loads(json.dumps(_base))
-                _derived["synthetic"]["label_noise"] = _rate
-                config["datasets"][noisy_name(_spec["dataset"], _rate)] = _derived
-
 
 # Every job calls the `aunce` command; it must be the one installed beside this Snakemake.
 if shutil.which("aunce") is None:
@@ -41,9 +29,14 @@ if shutil.which("aunce") is None:
     )
 TORCH_THREADS = config["threads"]
 SEEDS = config["seeds"]
-TABLES = list(config["tables"])
 # --configfile replaces the Snakefile's default; a file given twice is named once
-CONFIG_FILES = list(dict.fromkeys(os.path.relpath(Path(f).resolve()) for f in workflow.configfiles))
+def _shown(path):
+    """A config file as the tables name it: relative to the project when inside it."""
+    path, base = Path(path).resolve(), Path(workflow.basedir).resolve()
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+
+
+CONFIG_FILES = list(dict.fromkeys(_shown(f) for f in workflow.configfiles))
 
 
 def check_writable(folder="results"):
@@ -85,45 +78,100 @@ CODE = {
     "pretrain": code_version(*_COMMON, "data", "encoders", "losses.py", "methods.py", "train.py", "device.py"),
     "embed": code_version(*_COMMON, "data", "encoders", "train.py", "evaluate.py", "device.py"),
     "linear_eval": code_version(*_COMMON, "evaluate.py", "losses.py", "metrics.py", "encoders/blocks.py"),
-    "tables": code_version(*_COMMON, "tables.py", "stats.py"),
+    "tables": code_version(*_COMMON, "tables.py", "stats.py", "plan.py", "baselines.py"),
+    "figures": code_version(*_COMMON, "figures.py", "stats.py", "plan.py"),
+    "report": code_version(*_COMMON, "report.py", "stats.py", "baselines.py"),
 }
 
 
-# --- datasets, runs and units of work ----------------------------------------------------------
-DATASETS = list(config["datasets"])
-TRAINABLE = [ds for ds in DATASETS if dataset_folds(config["datasets"][ds])]
-# contact sheets of the synthetic datasets the tables use
+# --- the plan: every run, cross-evaluation and table the config asks for ------------------------
+PUBLISHED = os.path.relpath(Path(workflow.basedir) / "baselines" / "published.csv")
+PLAN = make_plan(config, provenance=f"Config: {', '.join(CONFIG_FILES)}; code {CODE['tables']}.",
+                 published=PUBLISHED)
+config["datasets"] = PLAN.datasets  # with the noise tables' derived datasets (saved resolved)
+DATASETS = list(PLAN.datasets)
+TABLES = [t for t, spec in PLAN.tables.items() if spec["kind"] not in FIGURE_KINDS]
+FIGURES = [t for t, spec in PLAN.tables.items() if spec["kind"] in FIGURE_KINDS]
+# contact sheets of the synthetic datasets the config names
 CONTACT_SHEETS = sorted(
     f"results/figures/contact_{name}.png"
-    for spec in config["tables"].values()
-    for name in ([spec["dataset"]] if "dataset" in spec else spec.get("datasets", []))
-    if config["datasets"][name]["source"] == "synthetic"
+    for name in config["datasets"]
+    if PLAN.datasets[name]["source"] == "synthetic" and "_noise" not in name
+)
+REPORT_INPUTS = (
+    ["results/config.yaml"]
+    + [PLAN.tables[t]["outputs"][k] for t in TABLES for k in ("md", "csv", "significance")]
+    + [PLAN.tables[f]["outputs"][k] for f in FIGURES for k in ("png", "md")]
 )
 
 
+def alternatives(names):
+    return "|".join(re.escape(n) for n in sorted(names)) or "no-name"
+
+
 wildcard_constraints:
-    dataset="|".join(DATASETS) or "no-dataset",
-    encoder="|".join(config["encoders"]) or "no-encoder",
-    method="|".join(config["methods"]) or "no-method",
-    table="|".join(TABLES) or "no-table",
+    dataset=alternatives(DATASETS),
+    method=alternatives(PLAN.methods),
+    table=alternatives(TABLES),
+    figure=alternatives(FIGURES),
 
 
-def units(dataset):
-    """Jobs of a cell: one per fold and seed ('run'), or one for all of them ('cell')."""
-    folds = dataset_folds(config["datasets"][dataset])
+def units(ds, enc, which="all"):
+    """Jobs of a (dataset, encoder): [(tag, runs, methods)] for the runs ``which`` selects:
+    "all", "evaluated" (runs with a test split) or "pretrain_only" (fold 'all': trained on the
+    whole dataset for cross-dataset tests only).
+
+    granularity 'cell': one job per group of methods that need the same runs (all their folds and
+    seeds in one process); 'run': one job per fold and seed, for the methods that need it."""
+    keep = {"all": lambda f: True, "evaluated": lambda f: f != "all",
+            "pretrain_only": lambda f: f == "all"}[which]
+    needs = {m: {r for r in runs if keep(r[0])}
+             for (d, e, m), runs in PLAN.runs.items() if (d, e) == (ds, enc)}
+    needs = {m: runs for m, runs in needs.items() if runs}
+    prefix = {"all": "", "evaluated": "e", "pretrain_only": "p"}[which]
+    out = []
     if config["granularity"] == "run":
-        return [(f"fold{f}_seed{s}", [f], [s]) for f in folds for s in SEEDS]
-    return [("all", folds, SEEDS)]
+        for f, s in sorted({r for runs in needs.values() for r in runs}):
+            methods = sorted(m for m, r in needs.items() if (f, s) in r)
+            out.append((f"{prefix}fold{f}_seed{s}", [(f, s)], methods))
+        return out
+    groups = {}
+    for m, runs in needs.items():
+        groups.setdefault(tuple(sorted(runs)), []).append(m)
+    for i, (runs, methods) in enumerate(sorted(groups.items())):
+        out.append((f"{prefix}cell{i}", list(runs), sorted(methods)))
+    return out
 
 
-def run_files(stage, dataset, folds, seeds, name):
-    """Per-run paths of a stage, keeping {encoder} and {method} as wildcards."""
-    return [f"results/{stage}/{dataset}/{{encoder}}/{{method}}/fold-{f}/seed-{s}/{name}"
-            for f in folds for s in seeds]
+CELLS = sorted({(ds, enc) for ds, enc, _ in PLAN.runs})
 
 
-def stage_root(stage, dataset):
-    return lambda wc: f"results/{stage}/{dataset}/{wc.encoder}/{wc.method}"
+def run_files(stage, ds, enc, runs, name, methods):
+    """Per-run paths of a stage with {method} a wildcard limited to ``methods``."""
+    return [f"results/{stage}/{ds}/{enc}/{{method,{alternatives(methods)}}}/fold-{f}/seed-{s}/{name}"
+            for f, s in runs]
+
+
+def loss_code(method):
+    """A hash of the file of a method's own loss (``loss: module:function``), so that editing it
+    reruns that method's jobs; '' for the built-in losses (covered by CODE)."""
+    loss = PLAN.methods[method]["loss"]
+    if ":" not in loss:
+        return ""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        spec = importlib.util.find_spec(loss.split(":")[0])
+    except ImportError:
+        spec = None
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return "+missing"  # the job itself stops with a clear error
+    return "+" + hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:12]
+
+
+def fused_files(stage, ds, enc, runs, name, methods):
+    """Per-run paths of a stage for every method of a fused unit (no wildcards)."""
+    return [f"results/{stage}/{ds}/{enc}/{m}/fold-{f}/seed-{s}/{name}" for m in methods for f, s in runs]
 
 
 def as_json(obj):
@@ -135,8 +183,9 @@ def encoder_settings(name):
 
 
 def pretrain_settings(dataset, encoder, method):
-    return {"dataset": dataset, "encoder": encoder_settings(encoder), "method": config["methods"][method],
-            "method_name": method, "pretrain": config["pretrain"], "image": config["image"],
+    pretrain = dict(config["pretrain"], epochs=PLAN.epochs.get(method, config["pretrain"]["epochs"]))
+    return {"dataset": dataset, "encoder": encoder_settings(encoder), "method": PLAN.methods[method],
+            "method_name": method, "pretrain": pretrain, "image": config["image"],
             "device": config["device"], "amp": config["amp"], "threads": TORCH_THREADS}
 
 
@@ -150,11 +199,13 @@ def linear_eval_settings(dataset, encoder, method):
             "linear_eval": config["linear_eval"], "device": config["device"], "threads": TORCH_THREADS}
 
 
-def dataset_label(name):
-    ds = config["datasets"][name]
-    if ds["source"] == "synthetic":
-        return f"{name} (synthetic stand-in, profile {ds['synthetic']['profile']})"
-    return f"{name} ({ds['source']} at {ds['root']})"
+def cross_settings(src, tgt, encoder, method):
+    return dict(linear_eval_settings(src, encoder, method), target=tgt, image=config["image"],
+                amp=config["amp"])
+
+
+def runs_arg(runs):
+    return ",".join(f"{f}:{s}" for f, s in runs)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -180,66 +231,53 @@ def cache_args(wildcards):
         root, reader = f"results/data/{wildcards.dataset}", "synthetic"
     else:
         root, reader = ds["root"], ds["source"]
-    aligned = " --aligned" if ds["aligned"] else ""
-    return f"--reader {reader} --root {shlex.quote(root)} --size {config['image']['cache_size']}{aligned}"
+    args = [f"--reader {reader}", f"--root {shlex.quote(root)}", f"--size {config['image']['cache_size']}"]
+    if ds.get("aligned") is not None:
+        args.append("--aligned" if ds["aligned"] else "--no-aligned")
+    if reader != "synthetic":
+        args.append(f"--landmarks {shlex.quote(ds.get('landmarks', 'landmarks'))}")
+    if ds.get("split_file"):
+        args.append(f"--split-file {shlex.quote(ds['split_file'])}")
+    if reader == "list":
+        args.append(f"--folds {ds.get('folds', 3)}")
+        if ds.get("list_name"):
+            args.append(f"--list-name {shlex.quote(ds['list_name'])}")
+        pins = sorted(ds.get("list_sha256", {}).items())
+        args += [f"--list-sha256 {shlex.quote(f'{name}={digest}')}" for name, digest in pins]
+    if ds.get("aus"):
+        args.append(f"--aus {','.join(map(str, ds['aus']))}")
+    return " ".join(args)
 
 
-# --- tables --------------------------------------------------------------------------------------
-def metrics_files(dataset, encoder, methods):
-    folds = dataset_folds(config["datasets"][dataset])
-    return [f"results/eval/{dataset}/{encoder}/{m}/fold-{f}/seed-{s}/metrics.json"
-            for m in methods for f in folds for s in SEEDS]
-
-
-def table_spec(table):
-    """What the table job needs: kind, title, rows, notes and its input files by role."""
-    spec = config["tables"][table]
-    kind = spec["kind"]
-    provenance = f"Config: {', '.join(CONFIG_FILES)}; code {CODE['tables']}."
-    methods = [[m, config["methods"][m].get("label", m)] for m in spec.get("methods", [])]
-    if kind == "occurrence":
-        from aunce.data.catalog import OCCURRENCE_RATES
-
-        names = spec["datasets"]
-        kinds = {n: dataset_kind(config["datasets"][n]) for n in names}
-        return {
-            "kind": kind,
-            "title": f"{table}: AU occurrence rates (%) of the training sets",
-            "inputs": {"caches": {n: f"results/cache/{n}" for n in names}},
-            "paper_rates": {n: OCCURRENCE_RATES[kinds[n]] for n in names if kinds[n] in OCCURRENCE_RATES},
-            "notes": [f"{n}: {dataset_label(n)}" for n in names] + [provenance],
-        }
-    ds, enc = spec["dataset"], spec["encoder"]
-    enc_cfg = config["encoders"][enc]
-    folds = dataset_folds(config["datasets"][ds])
-    averaging = (f"Each cell: mean over {len(folds)} fold(s) of the per-fold F1, then mean ± sample std "
-                 f"over {len(SEEDS)} seed(s) ({', '.join(map(str, SEEDS))}); linear evaluation of the frozen encoder.")
-    if kind == "noise":
-        rates = spec["rates"]
-        return {
-            "kind": kind,
-            "title": f"{table}: F1-macro (%) against label noise on {dataset_label(ds)}, encoder {enc} ({enc_cfg['size']})",
-            "methods": methods,
-            "inputs": {
-                "metrics": {str(r): metrics_files(noisy_name(ds, r), enc, spec["methods"]) for r in rates},
-                "caches": {str(r): f"results/cache/{noisy_name(ds, r)}" for r in rates},
-            },
-            "notes": [averaging, "Training (pretraining and linear head) uses the noisy labels; every "
-                      "evaluation uses the true labels.", provenance],
-        }
-    return {
-        "kind": kind,
-        "title": f"{table}: F1 (%) per AU on {dataset_label(ds)}, encoder {enc} ({enc_cfg['size']})",
-        "methods": methods,
-        "inputs": {"metrics": metrics_files(ds, enc, spec["methods"])},
-        "notes": [averaging, provenance],
-    }
+# --- tables and figures ------------------------------------------------------------------------
+def table_spec(name):
+    return PLAN.tables[name]
 
 
 def table_inputs(wildcards):
-    def flatten(value):
-        if isinstance(value, dict):
-            return [p for v in value.values() for p in flatten(v)]
-        return value if isinstance(value, list) else [value]
+    return input_files(PLAN.tables[getattr(wildcards, "table", None) or wildcards.figure])
 
-    return flatten(table_spec(wildcards.table)["inputs"])
+
+def report_spec():
+    from aunce.config import dataset_kind
+
+    tables = []
+    for t in TABLES:
+        spec = PLAN.tables[t]
+        pub = spec.get("published") or {}
+        tables.append({"id": t, "md": spec["outputs"]["md"], "csv": spec["outputs"]["csv"],
+                       "significance": spec["outputs"]["significance"],
+                       "paper_table": pub.get("table"), "dataset": pub.get("dataset")})
+    figures = [{"id": f, "png": f"figures/{f}.png", "md": PLAN.tables[f]["outputs"]["md"]}
+               for f in FIGURES]
+    return {
+        "title": "Reproduction report: Learning Contrastive Feature Representations for Facial "
+                 "Action Unit Detection (AUNCE)",
+        "tables": tables,
+        "figures": figures,
+        "published": PUBLISHED,
+        "resolved_config": "results/config.yaml",
+        "paper_config": str(Path(workflow.basedir) / "config" / "paper.yaml"),
+        "provenance": {"code": CODE["tables"], "configs": CONFIG_FILES, "seeds": SEEDS,
+                       "created": None},
+    }

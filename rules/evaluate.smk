@@ -1,57 +1,90 @@
-# Stage 2: embeddings of the frozen encoders (extracted once), then linear evaluation with WCE.
+# Stage 2: embeddings of the frozen encoders (extracted once), then linear evaluation with WCE;
+# and cross-dataset evaluation (a source model and a head trained on the source, tested on a target).
 
-for _ds in TRAINABLE:
-    for _tag, _folds, _seeds in units(_ds):
+for _ds, _enc in [] if config["fuse_stages"] else CELLS:
+    for _tag, _runs, _methods in units(_ds, _enc, "evaluated"):
 
         rule:
             name:
-                f"embed_{_ds}_{_tag}"
+                f"embed_{_ds}_{_enc}_{_tag}"
             input:
                 cache=f"results/cache/{_ds}",
-                models=run_files("pretrain", _ds, _folds, _seeds, "encoder.pt"),
+                models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
             output:
-                run_files("embed", _ds, _folds, _seeds, "embeddings.npz"),
+                run_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods),
             params:
-                settings=lambda wc, ds=_ds: as_json(embed_settings(ds, wc.encoder, wc.method)),
-                folds=",".join(_folds),
-                seeds=",".join(map(str, _seeds)),
-                models=stage_root("pretrain", _ds),
-                out=stage_root("embed", _ds),
+                settings=lambda wc, ds=_ds, enc=_enc: as_json(embed_settings(ds, enc, wc.method)),
+                runs=runs_arg(_runs),
+                models=lambda wc, ds=_ds, enc=_enc: f"results/pretrain/{ds}/{enc}/{wc.method}",
+                out=lambda wc, ds=_ds, enc=_enc: f"results/embed/{ds}/{enc}/{wc.method}",
                 code=CODE["embed"],
             log:
-                f"results/logs/embed/{_ds}/{{encoder}}/{{method}}/{_tag}.log",
+                f"results/logs/embed/{_ds}/{_enc}/{{method}}/{_tag}.log",
             benchmark:
-                f"results/benchmarks/embed/{_ds}/{{encoder}}/{{method}}/{_tag}.tsv"
+                f"results/benchmarks/embed/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
             resources:
                 gpu=1,
             conda:
                 "../envs/aunce.yaml"
             shell:
                 "aunce embed --cache {input.cache} --models {params.models} "
-                "--settings {params.settings:q} --folds {params.folds} --seeds {params.seeds} "
-                "--out {params.out} > {log} 2>&1"
+                "--settings {params.settings:q} --runs {params.runs} --out {params.out} > {log} 2>&1"
 
         rule:
             name:
-                f"linear_eval_{_ds}_{_tag}"
+                f"linear_eval_{_ds}_{_enc}_{_tag}"
             input:
-                run_files("embed", _ds, _folds, _seeds, "embeddings.npz"),
+                run_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods),
             output:
-                metrics=run_files("eval", _ds, _folds, _seeds, "metrics.json"),
-                predictions=run_files("eval", _ds, _folds, _seeds, "predictions.npz"),
+                metrics=run_files("eval", _ds, _enc, _runs, "metrics.json", _methods),
+                predictions=run_files("eval", _ds, _enc, _runs, "predictions.npz", _methods),
             params:
-                settings=lambda wc, ds=_ds: as_json(linear_eval_settings(ds, wc.encoder, wc.method)),
-                folds=",".join(_folds),
-                seeds=",".join(map(str, _seeds)),
-                embeddings=stage_root("embed", _ds),
-                out=stage_root("eval", _ds),
+                settings=lambda wc, ds=_ds, enc=_enc: as_json(linear_eval_settings(ds, enc, wc.method)),
+                runs=runs_arg(_runs),
+                embeddings=lambda wc, ds=_ds, enc=_enc: f"results/embed/{ds}/{enc}/{wc.method}",
+                out=lambda wc, ds=_ds, enc=_enc: f"results/eval/{ds}/{enc}/{wc.method}",
                 code=CODE["linear_eval"],
             log:
-                f"results/logs/eval/{_ds}/{{encoder}}/{{method}}/{_tag}.log",
+                f"results/logs/eval/{_ds}/{_enc}/{{method}}/{_tag}.log",
             benchmark:
-                f"results/benchmarks/eval/{_ds}/{{encoder}}/{{method}}/{_tag}.tsv"
+                f"results/benchmarks/eval/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
             conda:
                 "../envs/aunce.yaml"
             shell:
                 "aunce linear-eval --embeddings {params.embeddings} --settings {params.settings:q} "
-                "--folds {params.folds} --seeds {params.seeds} --out {params.out} > {log} 2>&1"
+                "--runs {params.runs} --out {params.out} > {log} 2>&1"
+
+
+# One job per (source, target, encoder, method) cell: every source fold and seed it needs.
+for (_src, _tgt, _enc, _m), _triples in sorted(PLAN.cross.items()):
+    _mtag = re.sub(r"\W", "_", _m)
+
+    rule:
+        name:
+            f"cross_eval_{_src}_to_{_tgt}_{_enc}_{_mtag}"
+        input:
+            source=f"results/cache/{_src}",
+            target=f"results/cache/{_tgt}",
+            models=sorted({f"results/pretrain/{_src}/{_enc}/{_m}/fold-{sf}/seed-{s}/encoder.pt"
+                           for sf, _, s in _triples}),
+        output:
+            [f"results/cross/{_src}-to-{_tgt}/{_enc}/{_m}/fold-{sf}-on-{tf}/seed-{s}/metrics.json"
+             for sf, tf, s in sorted(_triples)],
+        params:
+            settings=as_json(cross_settings(_src, _tgt, _enc, _m)),
+            runs=",".join(f"{sf}:{tf}:{s}" for sf, tf, s in sorted(_triples)),
+            models=f"results/pretrain/{_src}/{_enc}/{_m}",
+            out=f"results/cross/{_src}-to-{_tgt}/{_enc}/{_m}",
+            code=CODE["embed"],
+        log:
+            f"results/logs/cross/{_src}-to-{_tgt}/{_enc}/{_m}.log",
+        benchmark:
+            f"results/benchmarks/cross/{_src}-to-{_tgt}/{_enc}/{_m}.tsv"
+        resources:
+            gpu=1,
+        conda:
+            "../envs/aunce.yaml"
+        shell:
+            "aunce cross-eval --source {input.source} --target {input.target} "
+            "--models {params.models} --settings {params.settings:q} --runs {params.runs} "
+            "--out {params.out} > {log} 2>&1"

@@ -1,32 +1,70 @@
-# Stage 1: pretraining. One rule per unit of work (see `units` in common.smk): with granularity
-# 'cell' one job trains every fold and seed of a (dataset, encoder, method) cell; with 'run' one
-# job per fold and seed. Either way each run writes results/pretrain/<ds>/<enc>/<method>/fold-F/seed-S/.
+# Stage 1: pretraining. Per (dataset, encoder) one rule per unit of work (see `units` in
+# common.smk): with granularity 'cell' one job trains every fold and seed a group of methods needs;
+# with 'run' one job per fold and seed. Each run writes
+# results/pretrain/<ds>/<enc>/<method>/fold-F/seed-S/{encoder.pt,timing.json,history.csv,settings.json}.
 
-for _ds in TRAINABLE:
-    for _tag, _folds, _seeds in units(_ds):
+for _ds, _enc in CELLS:
+    for _tag, _runs, _methods in units(_ds, _enc, "pretrain_only" if config["fuse_stages"] else "all"):
 
         rule:
             name:
-                f"pretrain_{_ds}_{_tag}"
+                f"pretrain_{_ds}_{_enc}_{_tag}"
             input:
                 cache=f"results/cache/{_ds}",
             output:
-                models=run_files("pretrain", _ds, _folds, _seeds, "encoder.pt"),
-                timing=run_files("pretrain", _ds, _folds, _seeds, "timing.json"),
+                models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
+                timing=run_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
             params:
-                settings=lambda wc, ds=_ds: as_json(pretrain_settings(ds, wc.encoder, wc.method)),
-                folds=",".join(_folds),
-                seeds=",".join(map(str, _seeds)),
-                out=stage_root("pretrain", _ds),
-                code=CODE["pretrain"],
+                settings=lambda wc, ds=_ds, enc=_enc: as_json(pretrain_settings(ds, enc, wc.method)),
+                runs=runs_arg(_runs),
+                out=lambda wc, ds=_ds, enc=_enc: f"results/pretrain/{ds}/{enc}/{wc.method}",
+                code=lambda wc: CODE["pretrain"] + loss_code(wc.method),
             log:
-                f"results/logs/pretrain/{_ds}/{{encoder}}/{{method}}/{_tag}.log",
+                f"results/logs/pretrain/{_ds}/{_enc}/{{method}}/{_tag}.log",
             benchmark:
-                f"results/benchmarks/pretrain/{_ds}/{{encoder}}/{{method}}/{_tag}.tsv"
+                f"results/benchmarks/pretrain/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
             resources:
                 gpu=1,
             conda:
                 "../envs/aunce.yaml"
             shell:
                 "aunce pretrain --cache {input.cache} --settings {params.settings:q} "
-                "--folds {params.folds} --seeds {params.seeds} --out {params.out} > {log} 2>&1"
+                "--runs {params.runs} --out {params.out} > {log} 2>&1"
+
+
+# fuse_stages (the CPU default): one process per unit pretrains, embeds and evaluates every method
+# of the unit, paying the imports once (BENCHMARKS.md, "Workflow overhead").
+for _ds, _enc in CELLS if config["fuse_stages"] else []:
+    for _tag, _runs, _methods in units(_ds, _enc, "evaluated"):
+
+        rule:
+            name:
+                f"train_eval_{_ds}_{_enc}_{_tag}"
+            input:
+                cache=f"results/cache/{_ds}",
+            output:
+                models=fused_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
+                timing=fused_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
+                embeddings=fused_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods),
+                metrics=fused_files("eval", _ds, _enc, _runs, "metrics.json", _methods),
+                predictions=fused_files("eval", _ds, _enc, _runs, "predictions.npz", _methods),
+            params:
+                settings=as_json({m: {"pretrain": pretrain_settings(_ds, _enc, m),
+                                      "embed": embed_settings(_ds, _enc, m),
+                                      "linear_eval": linear_eval_settings(_ds, _enc, m)}
+                                  for m in _methods}),
+                runs=runs_arg(_runs),
+                cell=f"{_ds}/{_enc}",
+                code=CODE["pretrain"] + CODE["embed"] + CODE["linear_eval"]
+                + "".join(loss_code(m) for m in _methods),
+            log:
+                f"results/logs/train_eval/{_ds}/{_enc}/{_tag}.log",
+            benchmark:
+                f"results/benchmarks/train_eval/{_ds}/{_enc}/{_tag}.tsv"
+            resources:
+                gpu=1,
+            conda:
+                "../envs/aunce.yaml"
+            shell:
+                "aunce train-eval --cache {input.cache} --settings {params.settings:q} "
+                "--runs {params.runs} --results results --cell {params.cell} > {log} 2>&1"

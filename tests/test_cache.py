@@ -12,7 +12,13 @@ def test_cache_contents(bp4d_cache, synthetic_bp4d):
     assert isinstance(cache.images, np.memmap)
     assert cache.landmarks.shape == (n, 49, 2) and np.isfinite(cache.landmarks).all()
     assert cache.labels.shape == (n, 12)
-    assert set(cache.meta["sha256"]) == {"images.npy", "landmarks.npy", "manifest.csv"}
+    assert set(cache.meta["sha256"]) == {
+        "images.npy",
+        "landmarks.npy",
+        "manifest.csv",
+        "report.json",
+    }
+    assert cache.meta["aligned_input"] is False  # synthetic faces are aligned from landmarks
     # eyes are level after alignment
     eyes = cache.landmarks[:, 19:25].mean(1) - cache.landmarks[:, 25:31].mean(1)
     assert np.abs(eyes[:, 1]).max() < 1e-3

@@ -368,7 +368,7 @@ def test_training_and_embedding_pass_the_crop_landmarks(bp4d_cache, tmp_path, en
     from aunce.train import load_encoder, pretrain, run_dir
 
     settings = settings_for(encoder, method)
-    pretrain(bp4d_cache, settings, ["1"], [0], tmp_path)
+    pretrain(bp4d_cache, settings, [("1", 0)], tmp_path)
     history = pd.read_csv(run_dir(tmp_path, "1", 0) / "history.csv")
     assert np.isfinite(history["loss"]).all()
     if encoder == "jaanet":
@@ -396,7 +396,7 @@ def test_training_refuses_a_cache_without_landmarks(bp4d_cache, tmp_path):
     lm[::2] = np.nan  # e.g. a dataset read without landmarks
     np.save(copy / "landmarks.npy", lm)
     with pytest.raises(AunceError, match="encoder roi needs landmarks, but some frames have none"):
-        pretrain(copy, settings_for("roi", "wce"), ["3"], [0], tmp_path / "out")
+        pretrain(copy, settings_for("roi", "wce"), [("3", 0)], tmp_path / "out")
 
 
 # --- paper sizes (timm backbones built from scratch; select with -m paper_size) -----------------

@@ -80,3 +80,15 @@ def test_objective_applies_weights_only_when_switched_on():
     on = build_objective({"loss": "wce"}, w, minority)
     assert on.uses_head and torch.equal(on.kwargs["au_weights"], w)
     assert torch.isfinite(on(z, None, torch.randn(4, 2), labels, gen))
+
+
+def test_builtin_methods_are_not_custom_and_presets_are_aunce_only():
+    from aunce.methods import is_custom
+
+    for loss in ("aunce", "wce", "wfl"):
+        assert not is_custom({"loss": loss})
+        assert build_objective({"loss": loss}, None, None).path is None
+    custom = {"loss": "tests.example_method:supcon", "kind": "contrastive", "preset": "A"}
+    assert is_custom(custom)
+    with pytest.raises(AunceError, match="preset do not apply to a loss given by import path"):
+        loss_settings(custom)

@@ -71,15 +71,15 @@ def test_outputs_logs_and_resolved_config(smoke_run):
     results = smoke_run / "results"
     resolved = yaml.safe_load((results / "config.yaml").read_text())
     assert resolved["seeds"] == [1, 2] and resolved["pretrain"]["betas"] == [0.9, 0.999]
-    run = results / "pretrain/bp4d/megraph/aunce/fold-2/seed-1"
+    run = results / "pretrain/bp4d/megraph/aunce/fold-2/seed-1"  # table2: all folds and seeds
     settings = json.loads((run / "settings.json").read_text())
     assert settings["fold"] == "2" and settings["seed"] == 1
     assert settings["loss_settings"]["beta_majority"] == 0.4
     assert len(settings["au_weights"]) == 12
     assert (run / "history.csv").exists() and (run / "timing.json").exists()
     logs = list((results / "logs").rglob("*.log"))
-    assert any("pretrain" in str(p) for p in logs)
-    assert list((results / "benchmarks" / "pretrain").rglob("*.tsv"))
+    assert any("train_eval" in str(p) for p in logs)
+    assert list((results / "benchmarks" / "train_eval").rglob("*.tsv"))
 
 
 def test_rerun_does_nothing(smoke_run):
@@ -94,26 +94,74 @@ def test_one_table_builds_only_what_it_needs(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
     assert "resolved_config" not in out and "rule all" not in out
-    for rule in (
-        "synthesize",
-        "cache",
-        "pretrain_bp4d_all",
-        "embed_bp4d_all",
-        "linear_eval_bp4d_all",
-        "table",
-    ):
+    for rule in ("synthesize", "cache", r"train_eval_bp4d_megraph_ecell\d+", "table"):
         assert re.search(rf"^{rule}\s+\d+$", out, re.M), rule
+    assert "roi" not in out and "cross_eval" not in out and "figure" not in out  # other tables'
 
 
 def test_run_granularity_lists_jobs_per_fold_and_seed(tmp_path):
-    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "granularity=run")
+    args = ("-n", "--cores", "1", "results/tables/table2.md", "--config", "granularity=run")
+    proc = snakemake(tmp_path, *args, "fuse_stages=false")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
     for fold in (1, 2, 3):
         for seed in (1, 2):
-            assert re.search(
-                rf"^pretrain_bp4d_fold{fold}_seed{seed}\s+2$", out, re.M
-            )  # aunce + wce
+            for stage, tag in (("pretrain", ""), ("embed", "e"), ("linear_eval", "e")):
+                name = f"{stage}_bp4d_megraph_{tag}fold{fold}_seed{seed}"
+                assert re.search(rf"^{name}\s+2$", out, re.M), name  # aunce + wce
+    proc = snakemake(tmp_path, *args)  # fused: one job per run does both methods' three stages
+    out = proc.stdout + proc.stderr
+    assert re.search(r"^train_eval_bp4d_megraph_efold3_seed2\s+1$", out, re.M)
+    assert "linear_eval_" not in out
+
+
+def test_every_table_figure_and_the_report(smoke_run):
+    results = smoke_run / "results"
+    cfg = yaml.safe_load(SMOKE.read_text())
+    for name, spec in cfg["tables"].items():
+        if spec.get("kind") in ("beta", "tsne"):
+            assert (results / "figures" / f"{name}.png").stat().st_size > 1000
+            assert pd.read_csv(results / "figures" / f"{name}.csv").shape[0] > 0
+        else:
+            for ext in ("md", "tex", "csv", "significance.csv"):
+                assert (results / "tables" / f"{name}.{ext}").exists(), (name, ext)
+    report = (results / "report.md").read_text()
+    for name in cfg["tables"]:
+        assert name in report
+
+
+def test_grid_and_cross_tables_equal_their_metrics(smoke_run):
+    results = smoke_run / "results"
+    grid = pd.read_csv(results / "tables" / "table8.csv").set_index("row")
+    for enc, label in (("roi", "ROI"), ("megraph", "MEGraph (Onestage)")):
+        for method, loss in (("wce", "WCE"), ("aunce", "AUNCE")):
+            macro = [
+                100
+                * json.loads(
+                    (results / f"eval/bp4d/{enc}/{method}/fold-1/seed-{s}/metrics.json").read_text()
+                )["f1_macro"]
+                for s in (1, 2)
+            ]
+            row = grid.loc[f"{label} + {loss} (this run)"]
+            assert row["bp4d"] == pytest.approx(np.mean(macro), abs=1e-3)
+            assert row["bp4d_std"] == pytest.approx(np.std(macro, ddof=1), abs=1e-3)
+        base = grid.loc[f"{label} + WCE (this run)", "bp4d"]
+        gain = grid.loc[f"{label} + AUNCE (this run)", "bp4d gain"]
+        assert gain == pytest.approx(
+            grid.loc[f"{label} + AUNCE (this run)", "bp4d"] - base, abs=1e-3
+        )
+    cross = pd.read_csv(results / "tables" / "table7.csv").set_index("row")
+    files = sorted(
+        (results / "cross/gft-to-bp4d/megraph/wce").glob("fold-split-on-*/seed-1/metrics.json")
+    )
+    assert len(files) == 3  # the GFT model on each BP4D test fold
+    f1 = [json.loads(f.read_text())["f1"]["AU12"] for f in files]
+    assert cross.loc["WCE (this run), gft -> bp4d", "AU12"] == pytest.approx(
+        100 * np.mean(f1), abs=1e-3
+    )
+    tests = pd.read_csv(results / "tables" / "table2.significance.csv")
+    macro = tests[tests["value"] == "f1_macro"].iloc[0]
+    assert macro["n_pairs"] == 6 and 0 <= macro["p_wilcoxon_holm"] <= 1
 
 
 def readme_commands():

@@ -5,26 +5,40 @@ Layout of a cache folder::
     images.npy      (N, S, S, 3) uint8, RGB, aligned faces (np.load(..., mmap_mode="r"))
     landmarks.npy   (N, 49, 2) float32, the 49 inner landmarks in aligned pixels (NaN if unknown)
     manifest.csv    the dataset's manifest, same row order
+    report.json     what the reader counted: frames, label files, and every drop the spec allows
     cache.json      size, counts, AU names, source and SHA-256 checksums; written last
 
-The folder is built under a temporary name and renamed into place when complete, so a folder with
-``cache.json`` is always a whole cache. Training reads batches by index without decoding images.
+The folder is built under ``.<name>.partial`` beside it and renamed into place when complete, so a
+folder with ``cache.json`` is always a whole cache. The build is resumable: faces are aligned in
+chunks of ``chunk_size`` frames written straight into the partial arrays, and ``progress.json``
+records the chunks done; a rerun with the same inputs (same manifest, landmarks, size and
+alignment) skips them, anything else starts afresh. Training reads batches by index without
+decoding images.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aunce import AunceError
-from aunce.data import au_names, read_dataset, read_landmarks
-from aunce.io import atomic_dir, read_json, write_json
+from aunce.data import aligned_by_default, au_names, read_dataset, read_landmarks
+from aunce.data.readers.common import sha256_file
+from aunce.io import read_json, write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+CHUNK_SIZE = 256  # frames per unit of work and of resumption
+PROGRESS_SECONDS = 10.0  # a progress line at most this often
+
+log = logging.getLogger("aunce")
 
 
 @dataclass
@@ -73,91 +87,207 @@ def build_cache(
     out_dir: str | os.PathLike,
     size: int,
     *,
-    aligned: bool = False,
+    aligned: bool | None = None,
     workers: int | None = None,
+    landmarks: str = "landmarks",
+    options: dict | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> Path:
-    """Read a dataset, align every face to ``size x size`` and write the cache folder."""
-    import pandas as pd
+    """Read a dataset, align every face to ``size x size`` and write the cache folder.
 
+    ``aligned`` None takes the layout's usual case (aligned for the list layout and Aff-Wild2);
+    ``landmarks`` is the folder of the per-sequence landmark files (relative to ``root`` unless
+    absolute); ``options`` go to the reader (:func:`aunce.data.read_dataset`).
+    """
     root, out_dir = Path(root), Path(out_dir)
-    manifest = read_dataset(reader, root)
-    landmarks = read_landmarks(reader, root, manifest)
+    if aligned is None:
+        aligned = aligned_by_default(reader)
+    report: dict = {}
+    manifest = read_dataset(reader, root, report=report, **(options or {}))
+    for reason, count in report["dropped"].items():
+        if count:
+            log.warning("%s: dropped %d frame(s): %s (see report.json)", root, count, reason)
     n = len(manifest)
     if n == 0:
         raise AunceError(f"{root}: the dataset has no labelled frames")
-    with atomic_dir(out_dir) as tmp:
-        images = np.lib.format.open_memmap(
-            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
-        )
-        out_landmarks = np.full((n, 49, 2), np.nan, dtype=np.float32)
-        chunks = np.array_split(np.arange(n), max(1, min(n, (workers or 1) * 4)))
-        tasks = [
-            (
-                root,
-                manifest["image"].to_numpy()[c],
-                None if landmarks is None else landmarks[c],
-                size,
-                aligned,
-            )
-            for c in chunks
-        ]
-        if (workers or 1) > 1:
-            from concurrent.futures import ProcessPoolExecutor
+    points = read_landmarks(reader, root, manifest, folder=landmarks, required=not aligned)
+    settings = {
+        "cache_version": CACHE_VERSION,
+        "reader": reader,
+        "source": str(root.resolve()),
+        "size": size,
+        "aligned_input": aligned,
+        "chunk_size": chunk_size,
+    }
+    manifest_csv = manifest.to_csv(index=False).encode()
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + manifest_csv)
+    if points is not None:
+        digest.update(np.ascontiguousarray(points, np.float32).tobytes())
+    partial = out_dir.parent / f".{out_dir.name}.partial"
+    done = _open_partial(partial, digest.hexdigest(), n, size, manifest_csv, report)
+    chunks = [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
+    pending = [c for c in chunks if c[0] not in done]
+    if done:
+        log.info("%s: resuming, %d of %d chunks already aligned", partial, len(done), len(chunks))
+    paths = manifest["image"].to_numpy()
+    tasks = [
+        (root, partial, start, stop, paths[start:stop],
+         None if points is None else points[start:stop], size, aligned)
+        for start, stop in pending
+    ]  # fmt: skip
+    progress = _Progress(n, n - sum(stop - start for start, stop in pending))
 
-            with ProcessPoolExecutor(workers) as pool:
-                results = pool.map(_align_chunk, tasks)
-                for idx, (imgs, pts) in zip(chunks, results, strict=True):
-                    images[idx], out_landmarks[idx] = imgs, pts
-        else:
-            for idx, task in zip(chunks, tasks, strict=True):
-                images[idx], out_landmarks[idx] = _align_chunk(task)
-        images.flush()
-        del images
-        np.save(tmp / "landmarks.npy", out_landmarks)
-        pd.DataFrame(manifest).to_csv(tmp / "manifest.csv", index=False)
+    def finished(start: int, stop: int) -> None:
+        done.add(start)
         write_json(
-            tmp / "cache.json",
-            {
-                "cache_version": CACHE_VERSION,
-                "reader": reader,
-                "source": str(root),
-                "size": size,
-                "aligned_input": aligned,
-                "n_frames": n,
-                "aus": au_names(manifest),
-                "sha256": {
-                    name: _sha256(tmp / name)
-                    for name in ("images.npy", "landmarks.npy", "manifest.csv")
-                },
-            },
+            partial / "progress.json", {"fingerprint": digest.hexdigest(), "done": sorted(done)}
         )
+        progress.update(stop - start)
+
+    if (workers or 1) > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+            futures = [pool.submit(_align_chunk, task) for task in tasks]
+            try:
+                for future in as_completed(futures):
+                    finished(*future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    else:
+        for task in tasks:
+            finished(*_align_chunk(task))
+    progress.close()
+    (partial / "progress.json").unlink()
+    write_json(
+        partial / "cache.json",
+        {
+            **settings,
+            "source": str(root),
+            "n_frames": n,
+            "aus": au_names(manifest),
+            "sha256": {
+                name: sha256_file(partial / name)
+                for name in ("images.npy", "landmarks.npy", "manifest.csv", "report.json")
+            },
+        },
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
     return out_dir
 
 
-def _align_chunk(task) -> tuple[np.ndarray, np.ndarray]:
+def _open_partial(
+    partial: Path, fingerprint: str, n: int, size: int, manifest_csv: bytes, report: dict
+) -> set[int]:
+    """The chunks already done in ``partial`` when it was started with the same inputs; otherwise
+    a fresh partial folder (and no chunk done)."""
+    progress = partial / "progress.json"
+    if progress.exists():
+        try:
+            record = json.loads(progress.read_text())
+        except json.JSONDecodeError:
+            record = {}
+        if record.get("fingerprint") == fingerprint:
+            return set(record["done"])
+        log.info("%s: inputs changed since the interrupted build; starting afresh", partial)
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    np.lib.format.open_memmap(
+        partial / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
+    ).flush()
+    lm = np.lib.format.open_memmap(
+        partial / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 49, 2)
+    )
+    lm[:] = np.nan
+    lm.flush()
+    del lm
+    (partial / "manifest.csv").write_bytes(manifest_csv)
+    write_json(partial / "report.json", report)
+    write_json(progress, {"fingerprint": fingerprint, "done": []})
+    return set()
+
+
+def _rows(path: Path, start: int, stop: int) -> np.memmap:
+    """Rows ``start:stop`` of a ``.npy`` file as a writable memory map (only those pages)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }[version]
+        shape, _, dtype = read_header(fh)
+        offset = fh.tell()
+    row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
+    return np.memmap(
+        path, dtype, "r+", offset=offset + start * row_bytes, shape=(stop - start, *shape[1:])
+    )
+
+
+def _align_chunk(task) -> tuple[int, int]:
+    """Align frames ``start:stop`` into the partial arrays; runs in a worker process."""
     import cv2
 
     from aunce.data.align import align_face, resize_face
 
-    root, paths, landmarks, size, aligned = task
-    imgs = np.empty((len(paths), size, size, 3), np.uint8)
-    pts = np.full((len(paths), 49, 2), np.nan, np.float32)
+    root, partial, start, stop, paths, landmarks, size, aligned = task
+    images = _rows(partial / "images.npy", start, stop)
+    points = _rows(partial / "landmarks.npy", start, stop)
     for i, rel in enumerate(paths):
         bgr = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
         if bgr is None:
             raise AunceError(f"{root / rel}: image missing or unreadable")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         lm = None if landmarks is None else landmarks[i]
-        if aligned or lm is None:
-            if not aligned:
-                raise AunceError(
-                    f"{root / rel}: no landmarks to align this face (declare the "
-                    "dataset `aligned: true` if its images are already aligned)"
-                )
-            imgs[i], pts[i] = resize_face(rgb, lm, size)
+        if aligned:
+            images[i], points[i] = resize_face(rgb, lm, size)
+        elif lm is None or not np.isfinite(lm).all():
+            raise AunceError(
+                f"{root / rel}: no landmarks to align this face (declare the "
+                "dataset `aligned: true` if its images are already aligned)"
+            )
         else:
-            imgs[i], pts[i] = align_face(rgb, lm, size)
-    return imgs, pts
+            images[i], points[i] = align_face(rgb, lm, size)
+    images.flush()
+    points.flush()
+    return start, stop
+
+
+class _Progress:
+    """Progress lines on the log (stderr): frames done, rate and time left, every few seconds."""
+
+    def __init__(self, total: int, done: int, every: float = PROGRESS_SECONDS):
+        self.total, self.done, self.every = total, done, every
+        self.start_done = done
+        self.start = self.last = time.perf_counter()
+
+    def update(self, frames: int) -> None:
+        self.done += frames
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line(now)
+
+    def close(self) -> None:
+        self._line(time.perf_counter())
+
+    def _line(self, now: float) -> None:
+        seconds = max(now - self.start, 1e-9)
+        rate = (self.done - self.start_done) / seconds
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        log.info(
+            "aligned %d/%d frames (%.0f %%), %.0f frames/s, %.0f s elapsed, about %.0f s left",
+            self.done,
+            self.total,
+            100.0 * self.done / self.total,
+            rate,
+            seconds,
+            left,
+        )
 
 
 def open_cache(path: str | os.PathLike) -> Cache:
@@ -173,15 +303,9 @@ def open_cache(path: str | os.PathLike) -> Cache:
     meta = read_json(meta_path)
     images = np.load(path / "images.npy", mmap_mode="r")
     landmarks = np.load(path / "landmarks.npy")
-    manifest = pd.read_csv(path / "manifest.csv")
+    # identifiers stay text: subject '007' must not become the number 7
+    text = {"image": str, "subject": str, "sequence": str, "split": str}
+    manifest = pd.read_csv(path / "manifest.csv", dtype=text)
     if not (len(manifest) == len(images) == len(landmarks) == meta["n_frames"]):
         raise AunceError(f"{path}: images, landmarks and manifest disagree in length")
     return Cache(path, images, landmarks, manifest, list(meta["aus"]), meta)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

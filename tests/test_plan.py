@@ -1,0 +1,174 @@
+"""The workflow plan (aunce.plan): which runs each table needs, and that shared jobs run once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aunce import AunceError
+from aunce.config import check_config, load_yaml
+from aunce.plan import input_files, make_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config" / "schema.yaml"
+
+
+def plan_of(tables: dict, **extra):
+    cfg = {
+        "seeds": [1, 2],
+        "datasets": {
+            "bp4d": {"source": "synthetic", "synthetic": {"profile": "bp4d"}},
+            "gft": {"source": "synthetic", "synthetic": {"profile": "gft"}},
+            "bp4d_plus": {"source": "synthetic", "synthetic": {"profile": "bp4d_plus"}},
+        },
+        "encoders": {"megraph": {"size": "tiny"}, "roi": {"size": "tiny"}},
+        "methods": {
+            "aunce": {"loss": "aunce", "label": "AUNCE"},
+            "wce": {"loss": "wce", "label": "WCE"},
+            "wfl": {"loss": "wfl", "label": "WFL"},
+        },
+        "tables": tables,
+        **extra,
+    }
+    check_config(cfg, SCHEMA)
+    return make_plan(cfg, "provenance")
+
+
+def test_full_model_runs_once_across_tables():
+    """protocol.md: the full AUNCE model is a table2 row, a table8 cell, table10's model E and
+    table11's (0.15, 0.15, 0.7, 0) row - one job."""
+    plan = plan_of(
+        {
+            "table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["aunce", "wce"]},
+            "table8": {
+                "kind": "grid",
+                "datasets": ["bp4d"],
+                "encoders": ["megraph", "roi"],
+                "methods": ["wce", "wfl", "aunce"],
+            },  # fmt: skip
+            "table10": {
+                "kind": "ablation",
+                "dataset": "bp4d",
+                "encoder": "megraph",
+                "base": "aunce",
+            },
+            "table11": {"kind": "probs", "dataset": "bp4d", "encoder": "megraph", "base": "aunce"},
+        }
+    )
+    t10 = dict((label, name) for name, label in plan.tables["table10"]["methods"])
+    t11 = dict((label, name) for name, label in plan.tables["table11"]["methods"])
+    assert t10["E"] == "aunce" and t11["(0.15,0.15,0.7,0)"] == "aunce"
+    # model D (probabilities (1,0,0,0), betas 1.2/0.4) is table11's (1,0,0,0) row
+    assert t11["(1,0,0,0)"] == t10["D"]
+    assert len(set(t11.values())) == 10 and len(set(t10.values())) == 5
+    megraph_methods = {m for (ds, enc, m) in plan.runs if enc == "megraph"}
+    assert len(megraph_methods) == 2 + 1 + 4 + 8  # table2, wfl, A-D, 8 more probability rows
+    assert plan.runs[("bp4d", "megraph", "aunce")] == {(f, s) for f in "123" for s in (1, 2)}
+
+
+def test_variants_keep_preset_settings_over_explicit_base_keys():
+    plan = plan_of(
+        {
+            "t10": {
+                "kind": "ablation",
+                "dataset": "bp4d",
+                "encoder": "megraph",
+                "base": "aunce",
+                "presets": ["A"],
+            }
+        },  # fmt: skip
+        methods={"aunce": {"loss": "aunce", "beta_minority": 1.2, "au_weights": True}},
+    )
+    name = plan.tables["t10"]["methods"][0][0]
+    assert plan.methods[name] == {"loss": "aunce", "preset": "A", "label": "aunce (A)"}
+
+
+def test_budget_overrides_make_their_own_methods_and_runs():
+    plan = plan_of(
+        {
+            "table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["wce"]},
+            "quick": {
+                "dataset": "bp4d",
+                "encoder": "megraph",
+                "methods": ["wce"],
+                "folds": [1],
+                "seeds": [2],
+                "epochs": 3,
+            },  # fmt: skip
+        }
+    )
+    assert plan.epochs == {"wce-e3": 3}
+    assert plan.runs[("bp4d", "megraph", "wce-e3")] == {("1", 2)}
+    assert plan.tables["quick"]["inputs"]["metrics"] == [
+        "results/eval/bp4d/megraph/wce-e3/fold-1/seed-2/metrics.json"
+    ]
+    with pytest.raises(AunceError, match="folds \\['7'\\] are not folds of dataset 'bp4d'"):
+        plan_of({"t": {"dataset": "bp4d", "encoder": "megraph", "methods": ["wce"], "folds": [7]}})
+
+
+def test_cross_dataset_pairs_follow_the_protocol():
+    plan = plan_of(
+        {
+            "table4": {
+                "dataset": "bp4d",
+                "test_dataset": "bp4d_plus",
+                "encoder": "megraph",
+                "methods": ["aunce"],
+                "seeds": [1],
+            },  # fmt: skip
+            "table7": {
+                "kind": "cross",
+                "pairs": [["bp4d", "gft"], ["gft", "bp4d"]],
+                "encoder": "megraph",
+                "methods": ["wce"],
+                "seeds": [1],
+            },  # fmt: skip
+        }
+    )
+    assert plan.cross[("bp4d", "bp4d_plus", "megraph", "aunce")] == {("all", "all", 1)}
+    # BP4D -> GFT: each BP4D fold model on GFT's test split; GFT -> BP4D: the GFT model on each fold
+    assert plan.cross[("bp4d", "gft", "megraph", "wce")] == {(f, "split", 1) for f in "123"}
+    assert plan.cross[("gft", "bp4d", "megraph", "wce")] == {("split", f, 1) for f in "123"}
+    assert plan.runs[("gft", "megraph", "wce")] == {("split", 1)}
+    assert plan.runs[("bp4d", "megraph", "aunce")] == {("all", 1)}
+    files = input_files(plan.tables["table7"])
+    assert "results/cross/gft-to-bp4d/megraph/wce/fold-split-on-2/seed-1/metrics.json" in files
+    assert plan.tables["table7"]["aus"][0] == "AU1" and len(plan.tables["table7"]["aus"]) == 10
+
+
+def test_noise_table_derives_datasets_and_beta_sweep_reuses_the_base():
+    plan = plan_of(
+        {
+            "noise": {
+                "kind": "noise",
+                "dataset": "bp4d",
+                "encoder": "megraph",
+                "methods": ["wce"],
+                "rates": [0, 0.2],
+            },  # fmt: skip
+            "fig6": {
+                "kind": "beta",
+                "dataset": "bp4d",
+                "encoder": "megraph",
+                "base": "aunce",
+                "minority": [1.0, 1.2],
+                "majority": [0.4],
+            },  # fmt: skip
+        }
+    )
+    assert plan.datasets["bp4d_noise20"]["synthetic"]["label_noise"] == 0.2
+    points = {(p["param"], p["value"]): p["method"] for p in plan.tables["fig6"]["points"]}
+    assert points[("beta_minority", 1.2)] == "aunce" == points[("beta_majority", 0.4)]
+    assert plan.methods[points[("beta_minority", 1.0)]]["beta_majority"] == 0.4
+    assert plan.tables["fig6"]["outputs"]["png"] == "results/figures/fig6.png"
+
+
+def test_the_shipped_configs_plan():
+    for name in ("config.yaml", "smoke.yaml"):
+        cfg = load_yaml(ROOT / "config" / name)
+        check_config(cfg, SCHEMA)
+        plan = make_plan(cfg)
+        assert plan.tables and plan.runs
+        for spec in plan.tables.values():
+            assert all(isinstance(p, str) for p in input_files(spec))
