@@ -153,15 +153,19 @@ def cmd_tables(args) -> None:
 
 
 def cmd_cross_eval(args) -> None:
+    """Every method of a (source, target, encoder): ``--settings`` maps each method to its
+    ``settings`` and ``runs`` (source_fold:target_fold:seed)."""
     from aunce.evaluate import cross_eval
 
-    try:
-        runs = [(sf, tf, int(s)) for sf, tf, s in (item.split(":") for item in args.runs)]
-    except ValueError:
-        raise AunceError(
-            f"--runs: expected source_fold:target_fold:seed, got {args.runs}"
-        ) from None
-    cross_eval(args.source, args.target, args.models, args.settings, runs, args.out)
+    for method, job in args.settings.items():
+        try:
+            runs = [(sf, tf, int(s)) for sf, tf, s in (r.split(":") for r in job["runs"])]
+        except (KeyError, ValueError):
+            raise AunceError(
+                f"--settings: {method}: runs must be source_fold:target_fold:seed"
+            ) from None
+        cross_eval(args.source, args.target, args.models / method, job["settings"], runs,
+                   args.out / method)  # fmt: skip
 
 
 def cmd_figure(args) -> None:
@@ -343,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cross-eval", help="evaluate source-dataset models on a target dataset")
     p.add_argument("--source", required=True, type=Path, help="source cache")
     p.add_argument("--target", required=True, type=Path, help="target cache")
-    p.add_argument("--models", required=True, type=Path, help="pretrain output root of the source")
-    p.add_argument("--settings", required=True, type=_settings)
-    p.add_argument("--runs", required=True, type=_csv(str), help="sf:tf:seed,... e.g. 1:split:3407")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--models", required=True, type=Path, help="results/pretrain/<source>/<encoder>")
+    p.add_argument(
+        "--settings", required=True, type=_settings, help="{method: {settings, runs: [sf:tf:seed]}}"
+    )
+    p.add_argument("--out", required=True, type=Path, help="results/cross/<src>-to-<tgt>/<encoder>")
     p.set_defaults(func=cmd_cross_eval)
 
     p = sub.add_parser("figure", help="render one figure (fig5 t-SNE, fig6 beta sweep)")

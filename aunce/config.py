@@ -170,19 +170,27 @@ def _as_list(value) -> list:
 
 
 def dataset_kind(ds: dict) -> str:
-    """The real dataset a config entry stands for (a synthetic profile stands for its dataset)."""
-    return ds["synthetic"]["profile"] if ds["source"] == "synthetic" else ds["source"]
+    """The real dataset a config entry stands for: a synthetic profile stands for its dataset, a
+    list-layout dataset for the dataset its ``list_name`` names (BP4D, DISFA, ...), else 'list'."""
+    if ds["source"] == "synthetic":
+        return ds["synthetic"]["profile"]
+    if ds["source"] == "list" and ds.get("list_name"):
+        key = "".join(c for c in ds["list_name"].lower() if c.isalnum() or c == "+")
+        key = {"bp4d+": "bp4d_plus", "bp4dplus": "bp4d_plus"}.get(key, key)
+        if key in CROSS_VALIDATED | FIXED_SPLIT | TEST_ONLY:
+            return key
+    return ds["source"]
 
 
 def dataset_folds(ds: dict) -> list[str]:
     """Fold labels of a dataset entry: '1', '2', '3' for cross-validation, 'split' for a fixed split."""
+    if ds["source"] == "list":  # the folds its list files hold, whatever dataset it stands for
+        return [str(k) for k in range(1, ds.get("folds", 3) + 1)]
     kind = dataset_kind(ds)
     if kind in CROSS_VALIDATED:
         return ["1", "2", "3"]
     if kind in FIXED_SPLIT:
         return ["split"]
-    if kind == "list":
-        return [str(k) for k in range(1, ds.get("folds", 3) + 1)]
     if kind in TEST_ONLY:
         return []
     raise AunceError(f"unknown dataset kind '{kind}'")

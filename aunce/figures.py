@@ -200,6 +200,7 @@ def tsne(spec: dict) -> tuple[Figure, pd.DataFrame]:
     import pandas as pd
     from sklearn.manifold import TSNE
     from sklearn.metrics import silhouette_score
+    from threadpoolctl import threadpool_limits
 
     panels = spec["panels"]
     if not panels:
@@ -225,10 +226,13 @@ def tsne(spec: dict) -> tuple[Figure, pd.DataFrame]:
                 raise AunceError(
                     f"{panel['embeddings']}: {au}: {len(x)} labelled test frames, t-SNE needs 3"
                 )
-            points = TSNE(2, init="pca", random_state=seed,
-                          perplexity=min(30.0, len(x) - 1.0)).fit_transform(x)  # fmt: skip
-            two_classes = len(np.unique(y)) == 2
-            sil = float(silhouette_score(x, y)) if two_classes else float("nan")
+            # a few hundred points take a second on one thread; OpenMP threads that compete with
+            # other jobs on the same cores (Snakemake runs several) can take a minute instead
+            with threadpool_limits(limits=1):
+                points = TSNE(2, init="pca", random_state=seed,
+                              perplexity=min(30.0, len(x) - 1.0)).fit_transform(x)  # fmt: skip
+                two_classes = len(np.unique(y)) == 2
+                sil = float(silhouette_score(x, y)) if two_classes else float("nan")
             ax = axes[r][c]
             for value, colour, name in ((0, "tab:blue", "inactive"), (1, "tab:red", "active")):
                 mask = y == value

@@ -493,6 +493,7 @@ def _beta(plan, table, spec, provenance):
             )
     return {
         "kind": "beta",
+        "fixed": {k: fixed[k] for k in ("beta_minority", "beta_majority")},
         "title": spec.get("title")
         or f"{table}: F1-macro (%) against beta on {dataset_label(plan, ds)}",
         "outputs": _figure_outputs(table),

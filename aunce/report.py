@@ -1,18 +1,23 @@
-"""results/report.md: every table and figure, the reproduction delta, the audit, deviations, provenance.
+"""results/report.md: every table and figure, the reproduction delta, the paper's criterion against
+published baselines, the audit of published averages, the protocol deviations and the provenance.
 
-One public entry point, :func:`write_report` (and :func:`build_report`, its text). The spec (built in
-rules/common.smk) names every file read; nothing here recomputes a run's numbers: tables come from
-their CSV and Markdown files, published numbers from baselines/published.csv.
+Entry points: :func:`build_report` (the Markdown text) and :func:`write_report` (written atomically).
+The spec (built in rules/common.smk) names every file read; nothing here recomputes a run's
+numbers: tables come from their CSV and Markdown files, published numbers from
+baselines/published.csv (docs/report.md).
 
-- Reproduction delta: for each row this run trained whose label (without " (this run)") equals a
+- Reproduction delta: for each row this run trained whose label, without " (this run)", equals a
   method the paper reports itself (source "this paper") in the same paper table and dataset, this
-  run minus the paper, per column.
-- The paper's criterion (protocol.md): this run's mean beats a published number when the improvement
-  exceeds twice this run's standard deviation over seeds (aunce.stats.beats_published).
+  run minus the paper, per AU and for the average, in F1 points.
+- The paper's criterion (protocol.md, "Statistics the paper promises and does not show"): this
+  run's mean beats a published average when the improvement exceeds twice this run's standard
+  deviation over seeds (aunce.stats.beats_published).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from pathlib import Path
@@ -22,218 +27,459 @@ from tabulate import tabulate
 
 from aunce import AunceError
 from aunce.baselines import audit, load_published
-from aunce.config import load_yaml
+from aunce.config import SCHEMA_PATH, fill_defaults, load_yaml
 from aunce.io import write_text
-from aunce.stats import beats_published
+from aunce.stats import COMPARISON, beats_published
+
+THIS_RUN = " (this run)"
+META = ("row", "source", "kind")
+SIGNIFICANCE = [*COMPARISON, "p_ttest_holm", "p_wilcoxon_holm"]
+DELTA_DIGITS = 1
+ABSENT = "(absent)"
 
 
-def _read(path: str | os.PathLike) -> str:
-    try:
-        return Path(path).read_text()
-    except FileNotFoundError:
-        raise AunceError(f"report: missing input {path}") from None
+# --- the report ---------------------------------------------------------------------------------
+def build_report(spec: dict) -> str:
+    """The Markdown text of results/report.md.
+
+    ``spec``: ``{"title", "tables": [{"id", "md", "csv", "paper_table", "dataset", "significance",
+    "row_datasets"}], "figures": [{"id", "png", "md"}], "published", "resolved_config",
+    "paper_config", "provenance": {"code", "configs", "seeds", "created"}}``. ``paper_table``,
+    ``dataset``, ``significance`` and a figure's ``md`` may be null; ``row_datasets`` (optional)
+    maps a this-run row label to its published dataset where one table spans several (Table 7). A
+    figure's ``png`` is relative to the report's folder (results/). ``schema`` (optional, default
+    config/schema.yaml) fills the paper config's defaults before the two configs are compared.
+
+    Raises AunceError naming a missing spec key, every missing input file, or a malformed CSV.
+    """
+    _require(spec, ("title", "tables", "figures", "published", "resolved_config",
+                    "paper_config", "provenance"), "report spec")  # fmt: skip
+    for entry in spec["tables"]:
+        _require(entry, ("id", "md", "csv"), "report spec: tables entry")
+    for entry in spec["figures"]:
+        _require(entry, ("id", "png"), "report spec: figures entry")
+    _require(spec["provenance"], ("code", "configs", "seeds"), "report spec: provenance")
+    _check_inputs(spec)
+    published = load_published(spec["published"])
+    sections = [_header(spec), _contents(spec)]
+    sections += [_table_section(entry, published) for entry in spec["tables"]]
+    sections += [_figure_section(entry) for entry in spec["figures"]]
+    sections += [_audit_section(published, spec["published"]), _deviation_section(spec)]
+    sections.append(_provenance_section(spec))
+    return "\n".join(s.rstrip("\n") + "\n" for s in sections)
 
 
-def _grid(frame: pd.DataFrame, digits: int = 1) -> str:
-    return tabulate(frame, headers="keys", tablefmt="github", showindex=False,
-                    floatfmt=f".{digits}f", disable_numparse=False)  # fmt: skip
+def write_report(spec: dict, out_path: str | os.PathLike) -> Path:
+    """Build the report and write it atomically (a reader never sees half a report)."""
+    write_text(out_path, build_report(spec))
+    return Path(out_path)
 
 
-def _columns(table: pd.DataFrame) -> list[str]:
-    return [
-        c for c in table.columns if c not in ("row", "source", "kind") and not c.endswith("_std")
-    ]
+# --- comparisons with published numbers ---------------------------------------------------------
+def reproduction_delta(
+    table: pd.DataFrame,
+    published: pd.DataFrame,
+    paper_table: str,
+    dataset: str | None = None,
+    row_datasets: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """This run minus the paper's own number, per column, for each this-run row the paper reports.
 
-
-def _published_for(published: pd.DataFrame, entry: dict) -> pd.DataFrame:
-    if not entry.get("paper_table"):
-        return published.iloc[0:0]
-    rows = published[published["table"] == entry["paper_table"]]
-    if entry.get("dataset"):
-        rows = rows[rows["dataset"] == entry["dataset"]]
-    return rows
-
-
-def reproduction_delta(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """This run minus the paper, per column, for rows whose method the paper reports itself."""
+    ``table``: a table CSV (aunce.tables.Table.frame). A row with ``kind == "this run"`` is matched
+    to the published rows (baselines/published.csv) of ``paper_table`` and ``dataset`` (or the
+    row's entry in ``row_datasets``; any dataset when both are None) whose method equals the row's
+    label up to " (this run)" and whose source is "this paper". Columns are the table's columns
+    named like a published ``au`` (``AU<n>``, and ``Avg.`` for ``avg``) where both numbers exist;
+    columns compared in no row are dropped. Returns the frame (``row`` then one column
+    per compared column, F1 points) and one line per this-run row that has no counterpart.
+    """
     own = published[published["source"] == "this paper"]
-    cols, out = _columns(table), []
-    for _, row in table[table["kind"] == "this run"].iterrows():
-        label = row["row"].split(" (this run)")[0]
-        paper = own[own["method"] == label]
-        if paper.empty:
+    rows, unmatched = [], []
+    for _, row in _this_run(table).iterrows():
+        paper, why = _published_rows(own, row, paper_table, dataset, row_datasets)
+        if paper is None or paper.empty:
+            unmatched.append(
+                why or f"{row['row']}: the paper prints no row '{_method(row)}' of its own here"
+            )
             continue
-        values = {
-            ("Avg." if au == "avg" else au): f1
-            for au, f1 in zip(paper["au"], paper["f1"], strict=True)
-        }
+        values = dict(zip(paper["au"].map(_column), paper["f1"], strict=True))
         rec = {"row": row["row"]}
-        for col in cols:
-            if col in values and not math.isnan(row[col]):
-                rec[col] = row[col] - values[col]
-        if len(rec) > 1:
-            out.append(rec)
-    return pd.DataFrame(out)
+        for col in _columns(table):
+            if col in values and _finite(row[col]):
+                rec[col] = float(row[col]) - values[col]
+        if len(rec) == 1:
+            unmatched.append(f"{row['row']}: no column in common with the paper's row")
+            continue
+        rows.append(rec)
+    columns = ["row"] + [c for c in _columns(table) if any(c in r for r in rows)]
+    return pd.DataFrame(rows, columns=columns), unmatched
 
 
-def criterion(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """The paper's criterion on the average: this run's rows against each published row."""
+def criterion(
+    table: pd.DataFrame,
+    published: pd.DataFrame,
+    paper_table: str,
+    dataset: str | None = None,
+    row_datasets: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The paper's criterion on the average: each this-run row against each published average.
+
+    Published rows are those of ``paper_table`` and the row's dataset (as in
+    :func:`reproduction_delta`) with ``au == "avg"``, from any source. A row holds when
+    ``mean - published > 2 * std`` (aunce.stats.beats_published) with ``mean`` and ``std`` the
+    table's ``Avg.`` and ``Avg._std`` (percent); it cannot hold with one seed (std undefined).
+    Returns one line per (this-run row, published row) with columns ``this run, mean, std,
+    published, source, published avg, improvement, criterion`` and the this-run rows skipped.
+    """
     if "Avg." not in table.columns:
-        return pd.DataFrame()
+        return pd.DataFrame(), []
     avgs = published[published["au"] == "avg"]
-    out = []
-    for _, row in table[table["kind"] == "this run"].iterrows():
-        for _, pub in avgs.iterrows():
-            mean, std = row["Avg."], row.get("Avg._std", math.nan)
-            out.append(
+    rows, skipped = [], []
+    for _, row in _this_run(table).iterrows():
+        mean, std = float(row["Avg."]), float(row.get("Avg._std", math.nan))
+        if not _finite(mean):
+            skipped.append(f"{row['row']}: no average")
+            continue
+        pubs, why = _published_rows(avgs, row, paper_table, dataset, row_datasets, by_method=False)
+        if pubs is None:
+            skipped.append(why)
+            continue
+        for _, pub in pubs.iterrows():
+            holds = beats_published(mean, std, pub["f1"])
+            verdict = "yes" if holds else ("no (one seed: no std)" if math.isnan(std) else "no")
+            rows.append(
                 {
                     "this run": row["row"],
                     "mean": mean,
                     "std": std,
-                    "published": f"{pub['method']} ({pub['source']})",
+                    "published": pub["method"],
+                    "source": pub["source"],
                     "published avg": pub["f1"],
-                    "beats by > 2 std": "yes" if beats_published(mean, std, pub["f1"]) else "no",
+                    "improvement": mean - pub["f1"],
+                    "criterion": verdict,
                 }
             )
-    return pd.DataFrame(out)
+    return pd.DataFrame(rows), skipped
 
 
-def _flatten(value, prefix=""):
-    if isinstance(value, dict):
-        out = {}
-        for key, v in value.items():
-            out.update(_flatten(v, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: value}
+def _published_rows(
+    published: pd.DataFrame,
+    row: pd.Series,
+    paper_table: str,
+    dataset: str | None,
+    row_datasets: dict[str, str] | None,
+    by_method: bool = True,
+) -> tuple[pd.DataFrame | None, str | None]:
+    """Published rows for a this-run row, or None and why when its dataset is ambiguous."""
+    rows = published[published["table"] == paper_table]
+    dataset = (row_datasets or {}).get(row["row"], dataset)
+    if dataset is not None:
+        rows = rows[rows["dataset"] == dataset]
+    if by_method:
+        rows = rows[rows["method"] == _method(row)]
+    datasets = sorted(set(rows["dataset"]))
+    if len(datasets) > 1:
+        return None, (
+            f"{row['row']}: the published rows of {paper_table} span the datasets "
+            f"{', '.join(datasets)} and the spec names none for this row (row_datasets)"
+        )
+    return rows, None
 
 
-SECTIONS_APART = ("datasets", "tables", "methods")
+def _this_run(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["kind"] == "this run"]
 
 
-def deviations(resolved: dict, paper: dict) -> pd.DataFrame:
-    """Every dotted key whose value differs between the resolved config and the paper config
-    (defaults filled in both), leaving out datasets, tables and methods (listed by name apart)."""
-    from aunce.config import SCHEMA_PATH, fill_defaults
+def _method(row: pd.Series) -> str:
+    """The method a this-run row stands for: its label up to " (this run)"."""
+    return str(row["row"]).split(THIS_RUN)[0]
 
-    paper = dict(paper)
-    fill_defaults(paper, load_yaml(SCHEMA_PATH))
-    resolved = {k: v for k, v in resolved.items() if k not in SECTIONS_APART}
-    paper = {k: v for k, v in paper.items() if k not in SECTIONS_APART}
-    a, b = _flatten(resolved), _flatten(paper)
-    keys = sorted(set(a) | set(b))
-    rows = [
-        {"key": k, "this run": a.get(k, "(absent)"), "paper protocol": b.get(k, "(absent)")}
-        for k in keys
-        if a.get(k, "(absent)") != b.get(k, "(absent)")
-    ]
+
+def _column(au: str) -> str:
+    return "Avg." if au == "avg" else au
+
+
+def _columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c not in META and not str(c).endswith("_std")]
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# --- protocol deviations ------------------------------------------------------------------------
+def config_deviations(resolved: dict, paper: dict) -> pd.DataFrame:
+    """Every dotted key whose value differs between two configs, sorted by key.
+
+    Nested mappings are compared key by key; any other value (a list included) is one setting. A
+    key on one side only is listed with ``(absent)`` on the other; a whole section on one side only
+    is one line, ``(section of N settings)``. Columns ``key, this run, paper protocol``.
+    """
+    rows = []
+
+    def walk(a, b, prefix: str) -> None:
+        for key in sorted(set(a) | set(b), key=str):
+            name = f"{prefix}{key}"
+            va, vb = a.get(key, _MISSING), b.get(key, _MISSING)
+            if _is_section(va) and _is_section(vb):
+                walk(va, vb, f"{name}.")
+            # True == 1 in Python, but a flag set where a number is expected is a deviation
+            elif va != vb or isinstance(va, bool) != isinstance(vb, bool):
+                rows.append({"key": name, "this run": _show(va), "paper protocol": _show(vb)})
+
+    walk(resolved or {}, paper or {}, "")
     return pd.DataFrame(rows, columns=["key", "this run", "paper protocol"])
 
 
-def build_report(spec: dict) -> str:
-    published = load_published(spec["published"])
+_MISSING = object()
+
+
+def _is_section(value) -> bool:
+    return isinstance(value, dict) and bool(value)
+
+
+def _show(value) -> str:
+    if value is _MISSING:
+        return ABSENT
+    if _is_section(value):
+        n = len(_leaves(value))
+        return f"(section of {n} setting{'s' if n != 1 else ''})"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _leaves(value) -> list:
+    if _is_section(value):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [value]
+
+
+# --- sections -----------------------------------------------------------------------------------
+def _header(spec: dict) -> str:
     prov = spec["provenance"]
-    parts = [
-        f"# {spec['title']}\n",
-        f"Code {prov['code']}; config {', '.join(prov['configs'])}; seeds "
-        f"{', '.join(map(str, prov['seeds']))}. Every number below marked (this run) was measured "
-        "by this run (the metrics files named in each table's log); every number marked "
-        "(published) is printed in the paper, with its source (baselines/published.csv).\n",
-        "## Contents\n",
-        "".join(f"- [{t['id']}](#{t['id']})\n" for t in spec["tables"])
-        + "".join(f"- [{f['id']}](#{f['id']})\n" for f in spec["figures"])
-        + "- [Audit of published averages](#audit-of-published-averages)\n"
-        + "- [Protocol deviations of this config](#protocol-deviations-of-this-config)\n",
+    return (
+        f"# {spec['title']}\n\n"
+        f"Code `{prov['code']}`; config {', '.join(f'`{c}`' for c in prov['configs'])}; seeds "
+        f"{', '.join(map(str, prov['seeds']))}; created {prov.get('created') or 'not recorded'}.\n\n"
+        "Rows marked (this run) were measured by this run; rows marked (published) are printed in "
+        "the paper, with their source (`baselines/published.csv`). Each table's notes say how its "
+        "cells were computed; docs/report.md says how the comparisons below are.\n"
+    )
+
+
+def _contents(spec: dict) -> str:
+    lines = ["## Contents\n"]
+    lines += [f"- [{t['id']}](#{_anchor(t['id'])})" for t in spec["tables"]]
+    lines += [f"- [{f['id']}](#{_anchor(f['id'])})" for f in spec["figures"]]
+    lines += [
+        f"- [{title}](#{_anchor(title)})"
+        for title in (
+            "Audit of published averages",
+            "Protocol deviations of this config",
+            "Provenance",
+        )
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _table_section(entry: dict, published: pd.DataFrame) -> str:
+    parts = [f"## {entry['id']}\n", Path(entry["md"]).read_text().rstrip("\n") + "\n"]
+    table = _read_table(entry["csv"])
+    paper_table, dataset = entry.get("paper_table"), entry.get("dataset")
+    row_datasets = entry.get("row_datasets")
+    if paper_table:
+        where = f"{paper_table}" + (f", {dataset}" if dataset else "")
+        delta, unmatched = reproduction_delta(table, published, paper_table, dataset, row_datasets)
+        parts.append(f"### Reproduction delta ({entry['id']})\n")
+        if delta.empty:
+            parts.append(f"No row of this run is a method the paper prints itself ({where}).\n")
+        else:
+            parts.append(
+                f'This run minus the paper\'s own number ({where}, source "this paper"), in F1 '
+                "points; positive: this run is higher.\n"
+            )
+            parts.append(_markdown(delta, floatfmt=f"+.{DELTA_DIGITS}f") + "\n")
+        parts += _bullets("not compared", unmatched)
+        crit, skipped = criterion(table, published, paper_table, dataset, row_datasets)
+        parts.append(f"### Against published baselines ({entry['id']})\n")
+        if crit.empty:
+            parts.append(f"No published average to compare with ({where}).\n")
+        else:
+            holds = int((crit["criterion"] == "yes").sum())
+            parts.append(
+                "The paper's criterion: this run's average beats a published average when the "
+                "improvement is larger than twice this run's std over seeds "
+                f"(aunce.stats.beats_published). It holds for {holds} of {len(crit)} pairs. "
+                "Each cell: this run's average minus the published one, in F1 points, and whether "
+                "the criterion holds; with a single seed there is no std and it cannot hold.\n"
+            )
+            parts.append(_markdown(_criterion_grid(crit), numparse=False) + "\n")
+        parts += _bullets("not compared", skipped)
+    if entry.get("significance"):
+        parts.append(f"### Significance ({entry['id']})\n")
+        parts.append(_significance(entry["significance"]))
+    return "\n".join(parts) + "\n"
+
+
+def _bullets(lead: str, lines: list[str]) -> list[str]:
+    """A Markdown list as one block, or nothing."""
+    return ["\n".join(f"- {lead}: {line}" for line in lines) + "\n"] if lines else []
+
+
+def _criterion_grid(crit: pd.DataFrame) -> pd.DataFrame:
+    """The criterion lines as a grid: one row per published baseline, one column per this-run row."""
+    keys = ["published", "source", "published avg"]
+    grid = crit[keys].drop_duplicates().reset_index(drop=True)
+    grid["published avg"] = grid["published avg"].map(lambda v: f"{v:.1f}")
+    for label, own in crit.groupby("this run", sort=False):
+        mean, std = own["mean"].iloc[0], own["std"].iloc[0]
+        header = f"{label}: {mean:.1f} ± {std:.1f}" if _finite(std) else f"{label}: {mean:.1f}"
+        cells = {
+            (r["published"], r["source"]): f"{r['improvement']:+.1f} ({r['criterion'].split()[0]})"
+            for _, r in own.iterrows()
+        }
+        grid[header] = [
+            cells.get((m, s), "") for m, s in zip(grid["published"], grid["source"], strict=True)
+        ]
+    return grid
+
+
+def _significance(path: str | os.PathLike) -> str:
+    tests = _read_csv(path, SIGNIFICANCE)
+    if tests.empty:
+        return "No pair of methods was compared in this table.\n"
+    # F1-macro here; the per-AU tests (same Holm correction) stay in the CSV
+    macro = tests[tests["value"] == "f1_macro"]
+    shown = (macro if not macro.empty else tests)[SIGNIFICANCE].copy()
+    for col in ("mean_a", "mean_b", "mean_diff"):
+        shown[col] = 100 * shown[col]
+    shown = shown.rename(columns={c: f"{c} (%)" for c in ("mean_a", "mean_b", "mean_diff")})
+    text = (
+        "Paired tests between this run's methods (aunce.stats.significance_table): pairs are the "
+        "runs of the same fold and seed, differences a - b, two-sided; `_holm` p-values are "
+        "Holm-corrected over the whole table (F1-macro and every AU); empty: the test is undefined "
+        f"(fewer than 2 pairs, or no variance). F1-macro rows; per-AU tests in `{Path(path).name}`."
+        "\n\n"
+    )
+    return text + _markdown(shown, floatfmt=".3g") + "\n"
+
+
+def _figure_section(entry: dict) -> str:
+    png, link = entry["png"], f"![{entry['id']}]({entry['png']})"
+    if not entry.get("md"):
+        return f"## {entry['id']}\n\n{link}\n"
+    # the figure's own Markdown links the PNG next to it; the report sits one folder up
+    body = Path(entry["md"]).read_text().replace(f"]({Path(png).name})", f"]({png})")
+    if f"]({png})" not in body:
+        body = f"{link}\n\n{body}"
+    return f"## {entry['id']}\n\n{body.rstrip(chr(10))}\n"
+
+
+def _audit_section(published: pd.DataFrame, path: str) -> str:
+    found = audit(published)
+    text = (
+        "## Audit of published averages\n\n"
+        f"Rows of `{path}` whose printed average differs from the mean of their printed per-AU F1 "
+        "by more than rounding (0.05; aunce.baselines.audit, also `aunce audit`). The paper says "
+        "its average is that mean (Section 4.1.3).\n\n"
+    )
+    if found.empty:
+        return text + "None.\n"
+    found = found.assign(difference=found["printed"] - found["recomputed"])
+    return text + _markdown(found, floatfmt=".2f") + "\n"
+
+
+def _deviation_section(spec: dict) -> str:
+    resolved = load_yaml(spec["resolved_config"]) or {}
+    paper = load_yaml(spec["paper_config"]) or {}
+    # the resolved config has the schema's defaults filled in; the paper config gets the same
+    fill_defaults(paper, load_yaml(spec.get("schema") or SCHEMA_PATH))
+    dev = config_deviations(resolved, paper)
+    text = (
+        "## Protocol deviations of this config\n\n"
+        f"Every setting of `{spec['resolved_config']}` that differs from `{spec['paper_config']}` "
+        f"(with the schema's defaults filled in on both sides): {len(dev)}. docs/deviations.md "
+        "says why the CPU default changes each.\n\n"
+    )
+    if dev.empty:
+        return text + "None.\n"
+    return text + _markdown(dev.map(lambda v: str(v).replace("|", "\\|")), numparse=False) + "\n"
+
+
+def _provenance_section(spec: dict) -> str:
+    prov = spec["provenance"]
+    lines = [
+        "## Provenance\n",
+        f"- code: `{prov['code']}`",
+        f"- configs: {', '.join(f'`{c}`' for c in prov['configs'])}",
+        f"- seeds: {', '.join(map(str, prov['seeds']))}",
+        f"- created: {prov.get('created') or 'not recorded'}",
+        "- inputs (sha256, first 12 digits):",
+    ]
+    lines += [f"  - `{path}` {_sha256(path)}" for path, _ in _inputs(spec)]
+    return "\n".join(lines) + "\n"
+
+
+# --- reading ------------------------------------------------------------------------------------
+def _inputs(spec: dict) -> list[tuple[str, str]]:
+    """Every file the report reads, with what it is."""
+    out = [
+        (spec["published"], "published numbers"),
+        (spec["resolved_config"], "resolved config"),
+        (spec["paper_config"], "paper config"),
     ]
     for entry in spec["tables"]:
-        parts.append(f"## {entry['id']}\n")
-        parts.append(_read(entry["md"]))
-        table = pd.read_csv(entry["csv"])
-        pub = _published_for(published, entry)
-        if not pub.empty:
-            delta = reproduction_delta(table, pub)
-            if not delta.empty:
-                parts.append("\n**Reproduction delta** (this run minus the paper's own row):\n\n")
-                parts.append(_grid(delta) + "\n")
-            crit = criterion(table, pub)
-            if not crit.empty:
-                wins = int((crit["beats by > 2 std"] == "yes").sum())
-                parts.append(
-                    f"\n**The paper's criterion** (improvement > 2 std over seeds): this run beats "
-                    f"{wins} of {len(crit)} (row, published baseline) pairs on the average.\n\n"
-                )
-                parts.append(_grid(crit) + "\n")
+        out += [(entry["md"], f"{entry['id']} Markdown"), (entry["csv"], f"{entry['id']} CSV")]
         if entry.get("significance"):
-            tests = pd.read_csv(entry["significance"])
-            if not tests.empty:
-                macro = tests[tests["value"] == "f1_macro"]
-                cols = ["dataset", "encoder", "method_a", "method_b", "n_pairs", "mean_diff",
-                        "p_ttest_holm", "p_wilcoxon_holm", "effect_size"]  # fmt: skip
-                parts.append(
-                    "\n**Significance** (F1-macro, paired by fold and seed, Holm-corrected over "
-                    f"the table; per-AU tests in `{Path(entry['significance']).name}`):\n\n"
-                )
-                parts.append(_grid(macro[cols], 4) + "\n")
-        parts.append("\n")
-    for fig in spec["figures"]:
-        parts.append(f"## {fig['id']}\n\n")
-        md = _read(fig["md"]) if fig.get("md") else ""
-        parts.append(md.replace(f"]({Path(fig['png']).name})", f"]({fig['png']})") + "\n")
-    found = audit(published)
-    parts.append("## Audit of published averages\n\n")
-    parts.append(
-        "Rows of the paper whose printed average differs from the mean of its printed per-AU F1 by "
-        "more than rounding (0.05), as `aunce audit baselines/published.csv` prints them:\n\n"
-    )
-    parts.append((_grid(found, 2) if not found.empty else "None.") + "\n\n")
-    parts.append("## Protocol deviations of this config\n\n")
-    resolved, paper = load_yaml(spec["resolved_config"]), load_yaml(spec["paper_config"])
-    dev = deviations(resolved, paper)
-    parts.append(
-        f"Every setting of `{spec['resolved_config']}` that differs from `config/paper.yaml` "
-        f"({len(dev)}, defaults filled in); docs/deviations.md says why the CPU default changes "
-        "each. Datasets, methods and tables are listed apart below.\n\n"
-    )
-    parts.append((tabulate(dev, headers="keys", tablefmt="github", showindex=False,
-                           disable_numparse=True) if not dev.empty else "None.") + "\n")  # fmt: skip
-    parts.append("\n" + _sections_apart(resolved, paper) + "\n")
-    return "\n".join(parts)
+            out.append((entry["significance"], f"{entry['id']} significance"))
+    out += [(f["md"], f"{f['id']} Markdown") for f in spec["figures"] if f.get("md")]
+    return [(str(path), what) for path, what in out]
 
 
-def _sections_apart(resolved: dict, paper: dict) -> str:
-    lines = ["Datasets (this run / paper protocol):\n"]
-    for name in sorted(set(resolved.get("datasets", {})) | set(paper.get("datasets", {}))):
-        mine, theirs = resolved.get("datasets", {}).get(name), paper.get("datasets", {}).get(name)
-
-        def show(ds):
-            if ds is None:
-                return "(absent)"
-            if ds["source"] == "synthetic":
-                s = ds.get("synthetic", {})
-                return (
-                    f"synthetic stand-in of {s.get('profile')}, {s.get('n_subjects')} subjects x "
-                    f"{s.get('frames_per_subject')} frames, label noise {s.get('label_noise', 0)}"
-                )
-            return f"{ds['source']} at {ds.get('root')}"
-
-        lines.append(f"- {name}: {show(mine)} / {show(theirs)}")
-    lines.append(
-        "\nMethods only in one config: "
-        + (
-            ", ".join(sorted(set(resolved.get("methods", {})) ^ set(paper.get("methods", {}))))
-            or "none"
-        )
-        + "."
-    )
-    short = [
-        f"{t} ({', '.join(f'{k} {v}' for k, v in spec.items() if k in ('folds', 'seeds', 'epochs'))})"
-        for t, spec in resolved.get("tables", {}).items()
-        if any(k in spec for k in ("folds", "seeds", "epochs"))
-    ]
-    lines.append("\nTables run on a shortened budget: " + ("; ".join(short) or "none") + ".")
-    return "\n".join(lines)
+def _check_inputs(spec: dict) -> None:
+    missing = [f"{path} ({what})" for path, what in _inputs(spec) if not Path(path).is_file()]
+    if missing:
+        raise AunceError("report: missing input file(s): " + "; ".join(missing))
 
 
-def write_report(spec: dict, out: str | os.PathLike) -> Path:
-    """Build the report and write it atomically."""
-    write_text(out, build_report(spec))
-    return Path(out)
+def _require(mapping: dict, keys: tuple[str, ...], where: str) -> None:
+    absent = [k for k in keys if k not in mapping]
+    if absent:
+        raise AunceError(f"{where}: missing key(s) {', '.join(absent)}")
+
+
+def _read_csv(path: str | os.PathLike, columns) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise AunceError(f"{path}: empty file (expected a header {','.join(columns)})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise AunceError(f"{path}: cannot read as CSV ({err})") from None
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise AunceError(f"{path}: missing column(s) {', '.join(absent)}")
+    return frame
+
+
+def _read_table(path: str | os.PathLike) -> pd.DataFrame:
+    return _read_csv(path, META)
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def _markdown(frame: pd.DataFrame, floatfmt: str = "g", numparse: bool = True) -> str:
+    frame = frame.astype(object).where(frame.notna(), None)  # NaN: an empty cell, not "nan"
+    return tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=floatfmt,
+                    missingval="", disable_numparse=not numparse)  # fmt: skip
+
+
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    kept = "".join(c for c in title.lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")

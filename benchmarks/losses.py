@@ -37,7 +37,9 @@ def inputs(b, k, d, seed=0):
 
 def median_seconds(fn, min_run_time=1.0) -> float:
     return (
-        Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+        Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
     )
 
 

@@ -28,6 +28,9 @@ if shutil.which("aunce") is None:
         "first (source .venv/bin/activate), or install the package (pip install -e .)"
     )
 TORCH_THREADS = config["threads"]
+# processes of a data job: `threads`, or every core (Snakemake scales a rule's `threads` down to
+# --cores, which is 1 in the documented command; the data jobs run one at a time anyway)
+WORKERS = config["threads"] or len(os.sched_getaffinity(0))
 SEEDS = config["seeds"]
 # --configfile replaces the Snakefile's default; a file given twice is named once
 def _shown(path):
@@ -98,11 +101,11 @@ CONTACT_SHEETS = sorted(
     for name in config["datasets"]
     if PLAN.datasets[name]["source"] == "synthetic" and "_noise" not in name
 )
-REPORT_INPUTS = (
-    ["results/config.yaml"]
-    + [PLAN.tables[t]["outputs"][k] for t in TABLES for k in ("md", "csv", "significance")]
-    + [PLAN.tables[f]["outputs"][k] for f in FIGURES for k in ("png", "md")]
-)
+REPORT_INPUTS = [
+    "results/config.yaml",
+    *(PLAN.tables[t]["outputs"][k] for t in TABLES for k in ("md", "csv", "significance")),
+    *(PLAN.tables[f]["outputs"][k] for f in FIGURES for k in ("png", "md")),
+]
 
 
 def alternatives(names):
@@ -165,8 +168,8 @@ def loss_code(method):
     except ImportError:
         spec = None
     if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return "+missing"  # the job itself stops with a clear error
-    return "+" + hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:12]
+        return "loss-missing"  # the job itself stops with a clear error
+    return f"loss-{hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:12]}"
 
 
 def fused_files(stage, ds, enc, runs, name, methods):
@@ -243,7 +246,7 @@ def cache_args(wildcards):
         if ds.get("list_name"):
             args.append(f"--list-name {shlex.quote(ds['list_name'])}")
         pins = sorted(ds.get("list_sha256", {}).items())
-        args += [f"--list-sha256 {shlex.quote(f'{name}={digest}')}" for name, digest in pins]
+        args.extend(f"--list-sha256 {shlex.quote(f'{name}={digest}')}" for name, digest in pins)
     if ds.get("aus"):
         args.append(f"--aus {','.join(map(str, ds['aus']))}")
     return " ".join(args)
@@ -265,9 +268,13 @@ def report_spec():
     for t in TABLES:
         spec = PLAN.tables[t]
         pub = spec.get("published") or {}
-        tables.append({"id": t, "md": spec["outputs"]["md"], "csv": spec["outputs"]["csv"],
-                       "significance": spec["outputs"]["significance"],
-                       "paper_table": pub.get("table"), "dataset": pub.get("dataset")})
+        entry = {"id": t, "md": spec["outputs"]["md"], "csv": spec["outputs"]["csv"],
+                 "significance": spec["outputs"]["significance"],
+                 "paper_table": pub.get("table"), "dataset": pub.get("dataset")}
+        if spec["kind"] == "cross":  # rows name their direction; published rows are keyed by it
+            entry["row_datasets"] = {f"{label} (this run), {d['label']}": d["name"]
+                                     for d in spec["directions"] for _, label in spec["methods"]}
+        tables.append(entry)
     figures = [{"id": f, "png": f"figures/{f}.png", "md": PLAN.tables[f]["outputs"]["md"]}
                for f in FIGURES]
     return {

@@ -6,6 +6,7 @@ rule synthesize:
         directory("results/data/{dataset}"),
     params:
         args=lambda wc: synth_args(wc.dataset),
+        workers=WORKERS,
         code=CODE["data"],
     log:
         "results/logs/data/{dataset}.synthesize.log",
@@ -13,7 +14,7 @@ rule synthesize:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce synth --out {output} --workers {threads} {params.args} > {log} 2>&1"
+        "aunce synth --out {output} --workers {params.workers} {params.args} > {log} 2>&1"
 
 
 rule cache:
@@ -23,6 +24,7 @@ rule cache:
         directory("results/cache/{dataset}"),
     params:
         args=cache_args,
+        workers=WORKERS,
         code=CODE["data"],
     log:
         "results/logs/data/{dataset}.cache.log",
@@ -30,7 +32,7 @@ rule cache:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce cache --out {output} --workers {threads} {params.args} > {log} 2>&1"
+        "aunce cache --out {output} --workers {params.workers} {params.args} > {log} 2>&1"
 
 
 rule contact_sheet:

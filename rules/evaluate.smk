@@ -55,36 +55,39 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 "--runs {params.runs} --out {params.out} > {log} 2>&1"
 
 
-# One job per (source, target, encoder, method) cell: every source fold and seed it needs.
-for (_src, _tgt, _enc, _m), _triples in sorted(PLAN.cross.items()):
-    _mtag = re.sub(r"\W", "_", _m)
+# One job per (source, target, encoder): every method, source fold and seed it needs, in one process.
+_CROSS = {}
+for (_src, _tgt, _enc, _m), _triples in PLAN.cross.items():
+    _CROSS.setdefault((_src, _tgt, _enc), {})[_m] = sorted(_triples)
+
+for (_src, _tgt, _enc), _jobs in sorted(_CROSS.items()):
 
     rule:
         name:
-            f"cross_eval_{_src}_to_{_tgt}_{_enc}_{_mtag}"
+            f"cross_eval_{_src}_to_{_tgt}_{_enc}"
         input:
             source=f"results/cache/{_src}",
             target=f"results/cache/{_tgt}",
-            models=sorted({f"results/pretrain/{_src}/{_enc}/{_m}/fold-{sf}/seed-{s}/encoder.pt"
-                           for sf, _, s in _triples}),
+            models=sorted({f"results/pretrain/{_src}/{_enc}/{m}/fold-{sf}/seed-{s}/encoder.pt"
+                           for m, triples in _jobs.items() for sf, _, s in triples}),
         output:
-            [f"results/cross/{_src}-to-{_tgt}/{_enc}/{_m}/fold-{sf}-on-{tf}/seed-{s}/metrics.json"
-             for sf, tf, s in sorted(_triples)],
+            [f"results/cross/{_src}-to-{_tgt}/{_enc}/{m}/fold-{sf}-on-{tf}/seed-{s}/metrics.json"
+             for m, triples in sorted(_jobs.items()) for sf, tf, s in triples],
         params:
-            settings=as_json(cross_settings(_src, _tgt, _enc, _m)),
-            runs=",".join(f"{sf}:{tf}:{s}" for sf, tf, s in sorted(_triples)),
-            models=f"results/pretrain/{_src}/{_enc}/{_m}",
-            out=f"results/cross/{_src}-to-{_tgt}/{_enc}/{_m}",
+            settings=as_json({m: {"settings": cross_settings(_src, _tgt, _enc, m),
+                                  "runs": [f"{sf}:{tf}:{s}" for sf, tf, s in triples]}
+                              for m, triples in _jobs.items()}),
+            models=lambda wc, src=_src, enc=_enc: f"results/pretrain/{src}/{enc}",
+            out=lambda wc, src=_src, tgt=_tgt, enc=_enc: f"results/cross/{src}-to-{tgt}/{enc}",
             code=CODE["embed"],
         log:
-            f"results/logs/cross/{_src}-to-{_tgt}/{_enc}/{_m}.log",
+            f"results/logs/cross/{_src}-to-{_tgt}/{_enc}.log",
         benchmark:
-            f"results/benchmarks/cross/{_src}-to-{_tgt}/{_enc}/{_m}.tsv"
+            f"results/benchmarks/cross/{_src}-to-{_tgt}/{_enc}.tsv"
         resources:
             gpu=1,
         conda:
             "../envs/aunce.yaml"
         shell:
             "aunce cross-eval --source {input.source} --target {input.target} "
-            "--models {params.models} --settings {params.settings:q} --runs {params.runs} "
-            "--out {params.out} > {log} 2>&1"
+            "--models {params.models} --settings {params.settings:q} --out {params.out} > {log} 2>&1"

@@ -18,7 +18,7 @@ for _ds, _enc in CELLS:
                 settings=lambda wc, ds=_ds, enc=_enc: as_json(pretrain_settings(ds, enc, wc.method)),
                 runs=runs_arg(_runs),
                 out=lambda wc, ds=_ds, enc=_enc: f"results/pretrain/{ds}/{enc}/{wc.method}",
-                code=lambda wc: CODE["pretrain"] + loss_code(wc.method),
+                code=lambda wc: f"{CODE['pretrain']};{loss_code(wc.method)}",
             log:
                 f"results/logs/pretrain/{_ds}/{_enc}/{{method}}/{_tag}.log",
             benchmark:
@@ -55,8 +55,8 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
                                   for m in _methods}),
                 runs=runs_arg(_runs),
                 cell=f"{_ds}/{_enc}",
-                code=CODE["pretrain"] + CODE["embed"] + CODE["linear_eval"]
-                + "".join(loss_code(m) for m in _methods),
+                code=";".join([CODE["pretrain"], CODE["embed"], CODE["linear_eval"],
+                               *(loss_code(m) for m in _methods)]),
             log:
                 f"results/logs/train_eval/{_ds}/{_enc}/{_tag}.log",
             benchmark:

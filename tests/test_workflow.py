@@ -101,7 +101,7 @@ def test_one_table_builds_only_what_it_needs(tmp_path):
 
 def test_run_granularity_lists_jobs_per_fold_and_seed(tmp_path):
     args = ("-n", "--cores", "1", "results/tables/table2.md", "--config", "granularity=run")
-    proc = snakemake(tmp_path, *args, "fuse_stages=false")
+    proc = snakemake(tmp_path, *args, "fuse_stages=False")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
     for fold in (1, 2, 3):
@@ -234,3 +234,56 @@ def test_missing_aunce_command_is_explained(tmp_path):
     assert (
         proc.returncode != 0 and "the `aunce` command is not on PATH" in proc.stdout + proc.stderr
     )
+
+
+def test_workflow_on_a_list_layout_dataset(tmp_path):
+    """Issue 6: the workflow runs on a list-layout dataset (ME-GraphAU / AUNCE list files) given
+    only its folder, with the same tables. The list tree is written from a small synthetic BP4D."""
+    import shutil as sh
+
+    from aunce.data import au_names, read_dataset
+    from aunce.data.synthetic import generate
+
+    src = generate("bp4d", tmp_path / "synthetic", n_subjects=9, frames_per_subject=8, workers=1)
+    manifest = read_dataset("synthetic", src)
+    root = tmp_path / "BP4D_list"
+    aus = au_names(manifest)
+    paths = []
+    for _, row in manifest.iterrows():
+        rel = f"{row['subject']}/{row['sequence']}/{int(row['frame'])}.png"
+        (root / "img" / rel).parent.mkdir(parents=True, exist_ok=True)
+        sh.copy(src / row["image"], root / "img" / rel)
+        paths.append(rel)
+    (root / "list").mkdir()
+    labels = manifest[aus].astype(int).astype(str).agg(" ".join, axis=1).tolist()
+    for k in (1, 2, 3):
+        test = (manifest["test_fold"] == k).to_numpy()
+        for split, keep in (("train", ~test), ("test", test)):
+            chosen = [i for i in range(len(paths)) if keep[i]]
+            (root / f"list/BP4D_{split}_img_path_fold{k}.txt").write_text(
+                "".join(paths[i] + "\n" for i in chosen)
+            )
+            (root / f"list/BP4D_{split}_label_fold{k}.txt").write_text(
+                "".join(labels[i] + "\n" for i in chosen)
+            )
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["datasets"] = {"bp4d": {"source": "list", "root": str(root), "list_name": "BP4D"}}
+    cfg["tables"] = {
+        "table1": {"kind": "occurrence", "datasets": ["bp4d"]},
+        "table2": {
+            "dataset": "bp4d",
+            "encoder": "megraph",
+            "methods": ["aunce", "wce"],
+            "seeds": [1],
+        },  # fmt: skip
+    }
+    config = tmp_path / "list.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    targets = ("results/tables/table1.md", "results/tables/table2.md")
+    proc = snakemake(tmp_path / "work", "--cores", "1", *targets, configfile=config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "work/results/tables/table2.csv").set_index("row")
+    assert {"AUNCE (this run)", "WCE (this run)", "All-positive predictor"} <= set(table.index)
+    occurrence = pd.read_csv(tmp_path / "work/results/tables/table1.csv").set_index("row")
+    assert occurrence.loc["bp4d (this run)", "AU12"] > 0
+    assert "bp4d (paper)" in occurrence.index  # list_name BP4D: the paper's rates beside

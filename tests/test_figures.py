@@ -1,0 +1,152 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aunce import AunceError
+from aunce.figures import BETA_COLUMNS, TSNE_COLUMNS, beta_sweep, save_figure, tsne
+from aunce.io import read_json
+
+AUS = ["AU1", "AU2"]
+
+
+def _metrics(path: Path, method: str, fold: str, seed: int, f1_macro: float) -> str:
+    """A metrics.json with the keys aunce.evaluate.linear_eval writes and runs_frame reads."""
+    record = {
+        "run": {
+            "dataset": "bp4d",
+            "encoder": "megraph",
+            "method": method,
+            "fold": fold,
+            "seed": seed,
+        },  # fmt: skip
+        "aus": AUS,
+        "f1": {au: f1_macro for au in AUS},
+        "f1_macro": f1_macro,
+        "f1_micro": f1_macro,
+        "accuracy": 0.5,
+        "exact_match": 0.1,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return str(path)
+
+
+# F1-macro (fraction) per point, seed and fold
+SWEEP = {
+    ("beta_minority", 1.0): {1: {"1": 0.50, "2": 0.60}, 2: {"1": 0.55, "2": 0.65}},
+    ("beta_minority", 1.2): {1: {"1": 0.70, "2": 0.80}, 2: {"1": 0.72, "2": 0.70}},
+    ("beta_majority", 0.4): {1: {"1": 0.40, "2": 0.44}, 2: {"1": 0.50, "2": 0.52}},
+    ("beta_majority", 0.2): {1: {"1": 0.30, "2": 0.34}},  # one seed: no std
+}
+
+
+@pytest.fixture
+def sweep_spec(tmp_path):
+    points = []
+    for (param, value), seeds in SWEEP.items():
+        method = f"aunce-{param}{value}"
+        files = [
+            _metrics(tmp_path / method / f"{fold}-{seed}.json", method, fold, seed, f1)
+            for seed, folds in seeds.items()
+            for fold, f1 in folds.items()
+        ]
+        points.append({"param": param, "value": value, "method": method, "metrics": files})
+    return {
+        "title": "Fig. 6",
+        "points": points,
+        "notes": [],
+        "fixed": {"beta_minority": 1.2, "beta_majority": 0.4},
+    }
+
+
+def test_beta_sweep_numbers_are_fold_means_then_seed_mean_and_std(sweep_spec):
+    fig, frame = beta_sweep(sweep_spec, read_json)
+    assert list(frame.columns) == BETA_COLUMNS
+    assert len(fig.axes) == 2
+    assert "beta_majority = 0.4" in fig.axes[0].get_title()
+    for (param, value), seeds in SWEEP.items():
+        per_seed = [100 * np.mean(list(folds.values())) for folds in seeds.values()]
+        row = frame[(frame["param"] == param) & (frame["value"] == value)].iloc[0]
+        assert row["f1_macro"] == pytest.approx(np.mean(per_seed))
+        if len(per_seed) > 1:
+            assert row["f1_macro_std"] == pytest.approx(np.std(per_seed, ddof=1))
+        else:
+            assert math.isnan(row["f1_macro_std"])
+        assert row["n_seeds"] == len(seeds)
+        assert row["n_folds"] == 2
+    # sorted by param, then value
+    assert list(frame["value"]) == [0.2, 0.4, 1.0, 1.2]
+
+
+def test_beta_sweep_rejects_unknown_parameter_and_mixed_cells(sweep_spec):
+    bad = {**sweep_spec, "points": [{**sweep_spec["points"][0], "param": "tau"}]}
+    with pytest.raises(AunceError, match="unknown parameter 'tau'"):
+        beta_sweep(bad, read_json)
+    first, second = sweep_spec["points"][:2]
+    mixed = {**sweep_spec, "points": [{**first, "metrics": first["metrics"] + second["metrics"]}]}
+    with pytest.raises(AunceError, match="mixes several"):
+        beta_sweep(mixed, read_json)
+
+
+def _embeddings(path: Path, n: int = 40, d: int = 8, seed: int = 0) -> str:
+    """An embeddings.npz with the keys aunce.evaluate.embed writes: AU1 separable, AU2 noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=(n, 3)).astype(np.int8)
+    labels[:2, 1] = -1  # unknown labels are left out
+    z = rng.normal(size=(n, 3, d))
+    z[:, 0, 0] += 8.0 * labels[:, 0]  # AU1: active frames far from inactive ones
+    arrays = {"z": z.astype(np.float16), "labels": labels, "index": np.arange(n)}
+    np.savez(
+        path,
+        **{f"{split}_{key}": value for split in ("train", "test") for key, value in arrays.items()},
+        aus=np.array(["AU1", "AU2", "AU4"]),
+        pretrain_settings=np.array(json.dumps({"epochs": 1})),
+    )
+    return str(path)
+
+
+def test_tsne_one_axis_per_panel_and_au_with_finite_silhouette(tmp_path):
+    spec = {
+        "title": "Fig. 5",
+        "panels": [
+            {"label": "WCE", "embeddings": _embeddings(tmp_path / "a.npz", seed=1)},
+            {"label": "AUNCE (model E)", "embeddings": _embeddings(tmp_path / "b.npz", seed=2)},
+        ],
+        "n_points": 30,
+        "seed": 3407,
+        "aus": ["AU1", "AU2"],
+    }
+    fig, frame = tsne(spec)
+    assert len(fig.axes) == 4
+    assert list(frame.columns) == TSNE_COLUMNS
+    scores = frame.groupby(["panel", "au"], sort=False)["silhouette"].first()
+    assert len(scores) == 4 and np.isfinite(scores).all()
+    assert (scores.xs("AU1", level="au") > 0.5).all()  # the separable AU separates
+    # 30 frames drawn, the unknown labels among them dropped from AU2 only
+    counts = frame.groupby(["panel", "au"], sort=False).size()
+    assert (counts.xs("AU1", level="au") == 30).all()
+    assert (counts.xs("AU2", level="au") <= 30).all()
+    assert set(frame["label"]) <= {0, 1}
+    assert "silhouette" in fig.axes[0].get_title()
+
+
+def test_tsne_defaults_to_first_four_aus_and_names_unknown_au(tmp_path):
+    path = _embeddings(tmp_path / "a.npz", n=12)
+    fig, frame = tsne({"title": "t", "panels": [{"label": "m", "embeddings": path}], "aus": None})
+    assert len(fig.axes) == 3  # the file has three AUs
+    with pytest.raises(AunceError, match="no AU 'AU9'"):
+        tsne({"title": "t", "panels": [{"label": "m", "embeddings": path}], "aus": ["AU9"]})
+    with pytest.raises(AunceError, match="missing.npz: file not found"):
+        tsne(
+            {"title": "t", "panels": [{"label": "m", "embeddings": str(tmp_path / "missing.npz")}]}
+        )
+
+
+def test_save_figure_writes_a_png_atomically(sweep_spec, tmp_path):
+    fig, _ = beta_sweep(sweep_spec, read_json)
+    out = save_figure(fig, tmp_path / "figures" / "fig6.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["fig6.png"]  # no temporary file left

@@ -1,0 +1,272 @@
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from aunce import AunceError
+from aunce.baselines import COLUMNS, load_published
+from aunce.report import (
+    SIGNIFICANCE,
+    build_report,
+    config_deviations,
+    criterion,
+    reproduction_delta,
+    write_report,
+)
+
+PUBLISHED = [
+    # the paper's own row: AU1 60.0, AU2 70.0, avg 66.1 (not the mean of the two: the audit's business)
+    ("table2", "bp4d", "AUNCE", "this paper", "AU1", 60.0),
+    ("table2", "bp4d", "AUNCE", "this paper", "AU2", 70.0),
+    ("table2", "bp4d", "AUNCE", "this paper", "avg", 66.1),
+    ("table2", "bp4d", "MAL", "2023 TAC", "AU1", 50.0),
+    ("table2", "bp4d", "MAL", "2023 TAC", "AU2", 55.0),
+    ("table2", "bp4d", "MAL", "2023 TAC", "avg", 52.5),
+    ("table2", "disfa", "AUNCE", "this paper", "avg", 63.0),  # another dataset: never compared
+    ("table7", "bp4d->gft", "AUNCE", "this paper", "avg", 50.0),
+    ("table7", "gft->bp4d", "AUNCE", "this paper", "avg", 44.0),
+]
+
+# a table CSV as aunce.tables.Table.frame writes it: row, source, kind, <col>, <col>_std
+TABLE = pd.DataFrame(
+    [
+        ["AUNCE (this run)", "2 seed(s) x 3 fold(s)", "this run", 62.5, 1.0, 68.25, 0.5, 70.0, 1.0],
+        ["WCE (this run)", "2 seed(s) x 3 fold(s)", "this run", 55.0, 2.0, 60.0, 2.0, 57.5, 3.0],
+        ["AUNCE (published)", "this paper", "published", 60.0, None, 70.0, None, 66.1, None],
+        ["All-positive predictor", "reference", "reference", 40.0, None, 30.0, None, 35.0, None],
+    ],
+    columns=["row", "source", "kind", "AU1", "AU1_std", "AU2", "AU2_std", "Avg.", "Avg._std"],
+)
+
+SIGNIFICANCE_ROW = {
+    "dataset": "bp4d",
+    "encoder": "megraph",
+    "method_a": "aunce",
+    "method_b": "wce",
+    "value": "f1_macro",
+    "n_pairs": 6,
+    "n_unpaired": 0,
+    "mean_a": 0.70,
+    "mean_b": 0.575,
+    "mean_diff": 0.125,
+    "t": 5.1,
+    "p_ttest": 0.0038,
+    "w": 0.0,
+    "p_wilcoxon": 0.031,
+    "effect_size": 2.1,
+    "p_ttest_holm": 0.0076,
+    "p_wilcoxon_holm": 0.062,
+}
+
+
+@pytest.fixture
+def tree(tmp_path) -> dict:
+    """A results tree with one table, one figure, a published subset and two configs."""
+    published = tmp_path / "baselines" / "published.csv"
+    published.parent.mkdir()
+    pd.DataFrame(PUBLISHED, columns=list(COLUMNS)).to_csv(published, index=False)
+    tables = tmp_path / "results" / "tables"
+    tables.mkdir(parents=True)
+    TABLE.to_csv(tables / "table2.csv", index=False)
+    (tables / "table2.md").write_text("### table2: F1 (%) per AU\n\n| a table |\n")
+    pd.DataFrame([SIGNIFICANCE_ROW], columns=SIGNIFICANCE).to_csv(
+        tables / "table2.significance.csv", index=False
+    )
+    figures = tmp_path / "results" / "figures"
+    figures.mkdir()
+    (figures / "fig6.md").write_text("### Fig. 6\n\n![fig6](fig6.png)\n")
+    resolved = {
+        "seeds": [1, 2],
+        "device": "cpu",
+        "threads": 0,
+        "pretrain": {"lr": 0.001, "epochs": 1},
+        "datasets": {"bp4d": {"root": "/data/bp4d"}},
+        "tables": {"table2": {"methods": ["aunce", "wce"]}},
+    }
+    paper = {
+        "seeds": [3407, 3408],
+        "device": "cuda",
+        "pretrain": {"lr": 1e-5, "epochs": 1},
+        "datasets": {"bp4d": {"root": None}, "disfa": {"root": None, "folds": 3}},
+    }
+    (tmp_path / "results" / "config.yaml").write_text(yaml.safe_dump(resolved))
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
+    # the run's config has the schema's defaults filled in: threads 0 is no deviation
+    schema = {"type": "object", "properties": {"threads": {"type": "integer", "default": 0}}}
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
+    spec = {
+        "title": "Reproduction report",
+        "tables": [
+            {
+                "id": "table2",
+                "md": str(tables / "table2.md"),
+                "csv": str(tables / "table2.csv"),
+                "paper_table": "table2",
+                "dataset": "bp4d",
+                "significance": str(tables / "table2.significance.csv"),
+            }
+        ],
+        "figures": [{"id": "fig6", "png": "figures/fig6.png", "md": str(figures / "fig6.md")}],
+        "published": str(published),
+        "resolved_config": str(tmp_path / "results" / "config.yaml"),
+        "paper_config": str(tmp_path / "paper.yaml"),
+        "schema": str(tmp_path / "schema.yaml"),
+        "provenance": {
+            "code": "0.1.0+abc123",
+            "configs": ["config/config.yaml"],
+            "seeds": [1, 2],
+            "created": "2026-01-01T00:00:00Z",
+        },
+    }
+    return {"spec": spec, "root": tmp_path}
+
+
+def _line(report: str, start: str) -> str:
+    lines = [line for line in report.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, (start, lines)
+    return lines[0]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_reproduction_delta_is_this_run_minus_the_papers_own_row(tree):
+    published = load_published(tree["spec"]["published"])
+    delta, unmatched = reproduction_delta(TABLE, published, "table2", "bp4d")
+    assert list(delta.columns) == ["row", "AU1", "AU2", "Avg."]
+    assert delta.to_dict("records") == [
+        {"row": "AUNCE (this run)", "AU1": 62.5 - 60.0, "AU2": 68.25 - 70.0, "Avg.": 70.0 - 66.1}
+    ]
+    assert unmatched == ["WCE (this run): the paper prints no row 'WCE' of its own here"]
+    report = build_report(tree["spec"])
+    assert _cells(_line(report, "| AUNCE (this run) |")) == [
+        "AUNCE (this run)",
+        "+2.5",
+        "-1.8",  # 68.25 - 70 = -1.75, one decimal
+        "+3.9",
+    ]
+
+
+def test_criterion_is_improvement_over_twice_the_std(tree):
+    published = load_published(tree["spec"]["published"])
+    crit, skipped = criterion(TABLE, published, "table2", "bp4d")
+    assert skipped == []
+    got = {(r["this run"], r["published"]): r["criterion"] for _, r in crit.iterrows()}
+    assert got == {
+        ("AUNCE (this run)", "AUNCE"): "yes",  # 70.0 - 66.1 = 3.9 > 2 x 1.0
+        ("AUNCE (this run)", "MAL"): "yes",  # 17.5 > 2
+        ("WCE (this run)", "AUNCE"): "no",  # negative
+        ("WCE (this run)", "MAL"): "no",  # 5.0 < 2 x 3.0
+    }
+    report = build_report(tree["spec"])
+    assert "It holds for 2 of 4 pairs" in report
+    assert _cells(_line(report, "| MAL ")) == [
+        "MAL",
+        "2023 TAC",
+        "52.5",
+        "+17.5 (yes)",
+        "+5.0 (no)",
+    ]
+
+
+def test_one_seed_cannot_meet_the_criterion(tree):
+    published = load_published(tree["spec"]["published"])
+    one_seed = TABLE.assign(**{"Avg._std": math.nan})
+    crit, _ = criterion(one_seed, published, "table2", "bp4d")
+    assert set(crit["criterion"]) == {"no (one seed: no std)"}
+
+
+def test_rows_of_a_table_spanning_datasets_need_their_dataset(tree):
+    published = load_published(tree["spec"]["published"])
+    cross = pd.DataFrame(
+        [["AUNCE (this run), bp4d -> gft", "1 seed(s)", "this run", 51.25, math.nan]],
+        columns=["row", "source", "kind", "Avg.", "Avg._std"],
+    )
+    delta, unmatched = reproduction_delta(cross, published, "table7")
+    assert delta.empty and "span the datasets bp4d->gft, gft->bp4d" in unmatched[0]
+    rows = {"AUNCE (this run), bp4d -> gft": "bp4d->gft"}
+    delta, unmatched = reproduction_delta(cross, published, "table7", row_datasets=rows)
+    assert unmatched == [] and delta["Avg."].tolist() == [pytest.approx(1.25)]
+
+
+def test_report_sections_significance_figure_and_audit(tree):
+    report = build_report(tree["spec"])
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Contents",
+        "## table2",
+        "## fig6",
+        "## Audit of published averages",
+        "## Protocol deviations of this config",
+        "## Provenance",
+    ]
+    assert "| a table |" in report
+    assert "Code `0.1.0+abc123`" in report and "created 2026-01-01T00:00:00Z" in report
+    # significance: means in percent, Holm-corrected p-values kept
+    sig = _cells(_line(report, "| bp4d "))
+    assert sig[:5] == ["bp4d", "megraph", "aunce", "wce", "f1_macro"]
+    assert sig[7:10] == ["70", "57.5", "12.5"] and "0.0076" in sig
+    # the figure's own link to fig6.png, rewritten relative to results/
+    assert "![fig6](figures/fig6.png)" in report
+    # audit: AUNCE's printed 66.1 is not the mean 65.0 of its printed AUs; MAL's 52.5 is
+    audit = report.split("## Audit of published averages")[1].split("## Protocol")[0]
+    assert _cells(_line(audit, "| table2 ")) == [
+        "table2",
+        "bp4d",
+        "AUNCE",
+        "66.10",
+        "65.00",
+        "1.10",
+    ]
+    assert "MAL" not in audit
+
+
+def test_deviations_list_every_differing_dotted_key_sorted(tree):
+    report = build_report(tree["spec"])
+    section = report.split("## Protocol deviations of this config")[1].split("## Provenance")[0]
+    rows = [_cells(line) for line in section.splitlines() if line.startswith("| ")][1:]
+    assert rows == [
+        ["datasets.bp4d.root", "/data/bp4d", "null"],
+        ["datasets.disfa", "(absent)", "(section of 2 settings)"],
+        ["device", "cpu", "cuda"],
+        ["pretrain.lr", "0.001", "1e-05"],
+        ["seeds", "[1, 2]", "[3407, 3408]"],
+        ["tables", "(section of 1 setting)", "(absent)"],
+    ]
+    assert ": 6." in section
+
+
+def test_config_deviations_tell_a_flag_from_a_number():
+    dev = config_deviations({"a": {"b": True, "c": 1}, "d": []}, {"a": {"b": 1, "c": 1.0}})
+    assert dev.values.tolist() == [["a.b", "true", "1"], ["d", "[]", "(absent)"]]
+
+
+def test_missing_inputs_are_named(tree):
+    spec = tree["spec"]
+    Path(spec["tables"][0]["md"]).unlink()
+    Path(spec["resolved_config"]).unlink()
+    with pytest.raises(AunceError) as err:
+        build_report(spec)
+    assert "table2.md (table2 Markdown)" in str(err.value)
+    assert "config.yaml (resolved config)" in str(err.value)
+    with pytest.raises(AunceError, match="missing key"):
+        build_report({k: v for k, v in spec.items() if k != "published"})
+
+
+def test_a_malformed_table_csv_is_named(tree):
+    spec = tree["spec"]
+    Path(spec["tables"][0]["csv"]).write_text("a,b\n1,2\n")
+    with pytest.raises(AunceError, match=r"table2\.csv: missing column\(s\) row, source, kind"):
+        build_report(spec)
+
+
+def test_write_report_is_atomic_and_equal_to_build(tree):
+    out = tree["root"] / "results" / "report.md"
+    write_report(tree["spec"], out)
+    assert out.read_text() == build_report(tree["spec"])
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
+    assert re.search(r"`.*published\.csv` [0-9a-f]{12}", out.read_text())  # input digests
