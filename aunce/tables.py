@@ -277,6 +277,21 @@ def _published_frame(spec: dict) -> pd.DataFrame | None:
     frame = frame[frame["table"] == where["table"]]
     if where.get("dataset"):
         frame = frame[frame["dataset"] == where["dataset"]]
+    frame = frame.assign(std=math.nan)
+    folder = Path(where["file"]).parent
+    key = ["table", "dataset", "method", "au"]
+    std_file, metrics_file = folder / "published_std.csv", folder / "published_metrics.csv"
+    if std_file.exists():  # the paper's printed stds under its own rows (baselines/README.md)
+        std = pd.read_csv(std_file)
+        frame = frame.drop(columns="std").merge(std[key + ["std"]], on=key, how="left")
+    if metrics_file.exists():  # Table 10's F1-micro and accuracy
+        extra = pd.read_csv(metrics_file)
+        extra = extra[extra["table"] == where["table"]]
+        if where.get("dataset"):
+            extra = extra[extra["dataset"] == where["dataset"]]
+        names = {"f1_micro": "F1-micro", "accuracy": "Acc."}
+        extra = extra.assign(au=extra["metric"].map(names), f1=extra["value"], std=math.nan)
+        frame = pd.concat([frame, extra[list(frame.columns)]], ignore_index=True)
     return frame
 
 
@@ -286,9 +301,10 @@ def published_rows(frame: pd.DataFrame | None, columns: list[str]) -> list[Row]:
         return []
     rows = []
     for (method, source), group in frame.groupby(["method", "source"], sort=False):
+        std = group["std"] if "std" in group else [math.nan] * len(group)
         cells = {
-            ("Avg." if au == "avg" else au): (float(f1), math.nan)
-            for au, f1 in zip(group["au"], group["f1"], strict=True)
+            ("Avg." if au == "avg" else au): (float(f1), float(sd))
+            for au, f1, sd in zip(group["au"], group["f1"], std, strict=True)
         }
         cells = {c: v for c, v in cells.items() if c in columns}
         if cells:
