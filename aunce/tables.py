@@ -43,6 +43,8 @@ class Table:
     def best(self) -> dict[str, float]:
         out = {}
         for col in self.columns:
+            if col.endswith(" gain"):  # a difference, not a score: nothing to bold
+                continue
             means = [r.cells[col][0] for r in self.rows if not math.isnan(r.cells.get(col, NAN)[0])]
             if means:
                 out[col] = max(means)
