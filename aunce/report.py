@@ -154,6 +154,7 @@ def criterion(
                     "std": std,
                     "published": pub["method"],
                     "source": pub["source"],
+                    "dataset": pub["dataset"],
                     "published avg": pub["f1"],
                     "improvement": mean - pub["f1"],
                     "criterion": verdict,
@@ -332,18 +333,20 @@ def _bullets(lead: str, lines: list[str]) -> list[str]:
 
 def _criterion_grid(crit: pd.DataFrame) -> pd.DataFrame:
     """The criterion lines as a grid: one row per published baseline, one column per this-run row."""
-    keys = ["published", "source", "published avg"]
+    keys = ["published", "source", "dataset", "published avg"]
     grid = crit[keys].drop_duplicates().reset_index(drop=True)
     grid["published avg"] = grid["published avg"].map(lambda v: f"{v:.1f}")
     for label, own in crit.groupby("this run", sort=False):
         mean, std = own["mean"].iloc[0], own["std"].iloc[0]
         header = f"{label}: {mean:.1f} ± {std:.1f}" if _finite(std) else f"{label}: {mean:.1f}"
         cells = {
-            (r["published"], r["source"]): f"{r['improvement']:+.1f} ({r['criterion'].split()[0]})"
+            (r["published"], r["source"], r["dataset"]):
+            f"{r['improvement']:+.1f} ({r['criterion'].split()[0]})"
             for _, r in own.iterrows()
-        }
+        }  # fmt: skip
         grid[header] = [
-            cells.get((m, s), "") for m, s in zip(grid["published"], grid["source"], strict=True)
+            cells.get(key, "")
+            for key in zip(grid["published"], grid["source"], grid["dataset"], strict=True)
         ]
     return grid
 

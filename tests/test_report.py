@@ -167,6 +167,7 @@ def test_criterion_is_improvement_over_twice_the_std(tree):
     assert _cells(_line(report, "| MAL ")) == [
         "MAL",
         "2023 TAC",
+        "bp4d",
         "52.5",
         "+17.5 (yes)",
         "+5.0 (no)",
