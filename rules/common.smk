@@ -91,16 +91,16 @@ CODE = {
 PUBLISHED = os.path.relpath(Path(workflow.basedir) / "baselines" / "published.csv")
 PLAN = make_plan(config, provenance=f"Config: {', '.join(CONFIG_FILES)}; code {CODE['tables']}.",
                  published=PUBLISHED)
+# contact sheets of the synthetic datasets the config names (not the noise tables' copies)
+CONTACT_SHEETS = sorted(
+    f"results/figures/contact_{name}.png"
+    for name, ds in config["datasets"].items()
+    if ds["source"] == "synthetic"
+)
 config["datasets"] = PLAN.datasets  # with the noise tables' derived datasets (saved resolved)
 DATASETS = list(PLAN.datasets)
 TABLES = [t for t, spec in PLAN.tables.items() if spec["kind"] not in FIGURE_KINDS]
 FIGURES = [t for t, spec in PLAN.tables.items() if spec["kind"] in FIGURE_KINDS]
-# contact sheets of the synthetic datasets the config names
-CONTACT_SHEETS = sorted(
-    f"results/figures/contact_{name}.png"
-    for name in config["datasets"]
-    if PLAN.datasets[name]["source"] == "synthetic" and "_noise" not in name
-)
 REPORT_INPUTS = [
     "results/config.yaml",
     *(PLAN.tables[t]["outputs"][k] for t in TABLES for k in ("md", "csv", "significance")),

@@ -172,3 +172,20 @@ def test_the_shipped_configs_plan():
         assert plan.tables and plan.runs
         for spec in plan.tables.values():
             assert all(isinstance(p, str) for p in input_files(spec))
+
+
+def test_torch_free_aunce_defaults_match_the_loss_signature():
+    """aunce.presets.AUNCE_DEFAULTS (used to plan without torch) equals aunce_loss's defaults."""
+    import inspect
+
+    from aunce.losses import aunce_loss
+    from aunce.presets import AUNCE_DEFAULTS
+
+    params = inspect.signature(aunce_loss).parameters
+    for key, value in AUNCE_DEFAULTS.items():
+        if (
+            key == "au_weights"
+        ):  # a tensor argument; methods switch it with a boolean, on by default
+            assert params[key].default is None and value is True
+        else:
+            assert params[key].default == value, key

@@ -22,7 +22,14 @@ import numpy as np
 
 from aunce import AunceError
 from aunce.data.catalog import DATASET_AUS
-from aunce.data.readers.common import ImageIndex, error, read_lines, shorten, to_manifest
+from aunce.data.readers.common import (
+    ImageIndex,
+    error,
+    parse_codes,
+    read_lines,
+    shorten,
+    to_manifest,
+)
 
 LABEL_DIR = "annotations/AU_Detection_Challenge"
 IMAGE_DIR = "cropped_aligned"
@@ -77,15 +84,7 @@ def read_affwild2(root: Path, report: dict):
                         number,
                         f"{len(fields)} values, expected {width} (truncated or malformed line)",
                     )
-                codes = [_CODES.get(f.strip()) for f in fields]
-                if None in codes:
-                    bad = fields[codes.index(None)].strip()
-                    au = aus[codes.index(None)]
-                    raise error(
-                        path,
-                        number,
-                        f"unknown code '{shorten(bad)}' for AU{au} (expected 0, 1 or -1)",
-                    )
+                codes = parse_codes(fields, _CODES, path, number, aus, "0, 1 or -1")
                 if -1 in codes:
                     if any(c != -1 for c in codes):
                         raise error(

@@ -23,6 +23,7 @@ from aunce.data.catalog import DATASET_AUS, test_fold_of_subject
 from aunce.data.readers.common import (
     ImageIndex,
     error,
+    parse_codes,
     parse_int,
     read_lines,
     shorten,
@@ -77,16 +78,8 @@ def read_occurrence_rows(
         if frame in seen:
             raise error(path, number, f"frame {frame} repeats line {seen[frame]}")
         seen[frame] = number
-        for k, column in enumerate(columns):
-            code = OCCURRENCE_CODES.get(fields[column].strip())
-            if code is None:
-                raise error(
-                    path,
-                    number,
-                    f"unknown code '{shorten(fields[column].strip())}' for AU{aus[k]} "
-                    "(expected 0, 1 or 9)",
-                )
-            labels[row, k] = code
+        fields_at = [fields[column] for column in columns]
+        labels[row] = parse_codes(fields_at, OCCURRENCE_CODES, path, number, aus, "0, 1 or 9")
         frames.append(frame)
     return frames, labels
 

@@ -51,6 +51,23 @@ def parse_int(text: str, path: Path, line: int, what: str) -> int:
         raise error(path, line, f"{what} '{shorten(text.strip())}' is not an integer") from None
 
 
+def parse_codes(
+    fields: list[str], codes: dict[str, int], path: Path, line: int, aus: list[int], expected: str
+) -> list[int]:
+    """The label codes of ``fields`` (one per AU in ``aus``); an unknown one names file, line, AU."""
+    out = []
+    for field, au in zip(fields, aus, strict=True):
+        code = codes.get(field.strip())
+        if code is None:
+            raise error(
+                path,
+                line,
+                f"unknown code '{shorten(field.strip())}' for AU{au} (expected {expected})",
+            )
+        out.append(code)
+    return out
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

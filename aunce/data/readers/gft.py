@@ -25,6 +25,7 @@ from aunce.data.catalog import DATASET_AUS, au_columns
 from aunce.data.readers.common import (
     ImageIndex,
     error,
+    parse_codes,
     parse_int,
     read_lines,
     resolve,
@@ -124,17 +125,8 @@ def read_gft(root: Path, report: dict, split_file: str | None = None):
             names = index.names(str(rel.parent))
             if rel.is_absolute() or names is None or rel.name not in names:
                 raise error(path, number, f"image {root / image} not found")
-            row = []
-            for k, column in enumerate(au_at):
-                code = CODES.get(fields[column].strip())
-                if code is None:
-                    raise error(
-                        path,
-                        number,
-                        f"unknown code '{shorten(fields[column].strip())}' for AU{aus[k]} "
-                        "(expected 1, 0, -1 or 9)",
-                    )
-                row.append(code)
+            at_aus = [fields[column] for column in au_at]
+            row = parse_codes(at_aus, CODES, path, number, aus, "1, 0, -1 or 9")
             images.append(image)
             subjects.append(fields[at["subject"]].strip())
             sequences.append(fields[at["sequence"]].strip())

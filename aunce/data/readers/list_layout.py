@@ -33,6 +33,7 @@ from aunce.data.readers.common import (
     check_pins,
     error,
     frame_number,
+    parse_codes,
     read_lines,
     shorten,
     to_manifest,
@@ -85,14 +86,7 @@ def _labels(path: Path, lines: list[str], aus: list[int]) -> list[tuple[int, ...
                 f"{len(fields)} labels, expected {len(aus)} "
                 f"({', '.join(f'AU{a}' for a in aus)}): truncated or malformed line",
             )
-        codes = tuple(_CODES.get(f) for f in fields)
-        if None in codes:
-            k = codes.index(None)
-            raise error(
-                path,
-                row + 1,
-                f"unknown code '{shorten(fields[k])}' for AU{aus[k]} (expected 0, 1 or -1)",
-            )
+        codes = tuple(parse_codes(fields, _CODES, path, row + 1, aus, "0, 1 or -1"))
         rows.append(codes)
     return rows
 
