@@ -106,7 +106,7 @@ def _runs(args) -> list[tuple[str, int]]:
 def cmd_pretrain(args) -> None:
     from aunce.train import pretrain
 
-    pretrain(args.cache, args.settings, _runs(args), args.out)
+    pretrain(args.cache, args.settings, _runs(args), args.out, checkpoints=args.checkpoints)
 
 
 def cmd_embed(args) -> None:
@@ -125,17 +125,20 @@ def cmd_train_eval(args) -> None:
     """The three stages of a unit of work in one process, for each of its methods (fuse_stages).
 
     ``--settings`` maps each method name to its per-stage settings; outputs go below
-    ``<results>/<stage>/<cell>/<method>``."""
+    ``<results>/<stage>/<cell>/<method>``, checkpoints below ``<results>/checkpoints/pretrain/...``
+    until every method of the unit is done (a rerun restores the runs that had finished)."""
     from aunce.evaluate import embed, linear_eval
-    from aunce.train import pretrain
+    from aunce.train import checkpoint_root, pretrain, remove_checkpoints
 
     runs, root = _runs(args), args.results
     for method, s in args.settings.items():
         cell = f"{args.cell}/{method}"
         log.info("method %s: %d run(s)", method, len(runs))
-        pretrain(args.cache, s["pretrain"], runs, root / "pretrain" / cell)
+        pretrain(args.cache, s["pretrain"], runs, root / "pretrain" / cell, keep_checkpoints=True)
         embed(args.cache, root / "pretrain" / cell, s["embed"], runs, root / "embed" / cell)
         linear_eval(root / "embed" / cell, s["linear_eval"], runs, root / "eval" / cell)
+    for method in args.settings:
+        remove_checkpoints(checkpoint_root(root / "pretrain" / f"{args.cell}/{method}"), runs)
 
 
 def cmd_tables(args) -> None:
@@ -321,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--folds", type=_csv(str), help="with --seeds: every fold x seed")
         p.add_argument("--seeds", type=_csv(int), help="e.g. 3407,3408")
         p.add_argument("--out", required=True, type=Path, help="output root (fold-*/seed-*/ below)")
+        if name == "pretrain":
+            p.add_argument(
+                "--checkpoints",
+                type=Path,
+                help="per-run checkpoints while the job runs (default: results/checkpoints/pretrain/"
+                "... for an --out below results/pretrain, else OUT/checkpoints)",
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("train-eval", help="pretrain, embed and evaluate in one process")

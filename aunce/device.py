@@ -1,8 +1,10 @@
 """Device and precision from settings, with a clean CPU fallback.
 
 ``device: cuda`` uses the first GPU that ``CUDA_VISIBLE_DEVICES`` leaves visible; when none is
-visible the job logs a warning and runs on the CPU. Mixed precision (``amp: bf16 | fp16``) applies on
-CUDA only and is switched off, with a warning, on the CPU.
+visible the job logs a warning and runs on the CPU. Mixed precision (``amp: bf16 | fp16``) and the
+``channels_last`` memory format apply on CUDA only and are switched off, with a warning, on the CPU.
+``compile: true`` compiles the encoder with ``torch.compile`` on any device; where compilation
+fails (no compiler, an unsupported operation) the encoder runs eagerly, with dynamo's warning.
 """
 
 from __future__ import annotations
@@ -49,6 +51,24 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def resolve_channels_last(requested: bool, device: torch.device) -> bool:
+    """Whether images and convolution weights use the channels-last (NHWC) memory format."""
+    if requested and device.type != "cuda":
+        log.warning("channels_last applies on CUDA only; keeping the default format on %s", device)
+        return False
+    return bool(requested)
+
+
+def compile_module(module: torch.nn.Module, requested: bool) -> torch.nn.Module:
+    """``module`` compiled in place (``nn.Module.compile``: state-dict keys unchanged) if asked."""
+    if requested:
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True  # fall back to eager where compiling fails
+        module.compile()
+    return module
 
 
 def set_threads(threads: int) -> None:

@@ -6,6 +6,11 @@ trains a fresh per-AU linear classifier on the training embeddings with WCE (AU 
 training split of the fold) and scores the test split at the fixed threshold. Nothing is tuned on
 the test split: the last epoch is evaluated. With injected label noise, the classifier trains on the
 noisy labels and is scored against the true ones.
+
+On CUDA the embeddings are extracted in batches of ``EMBED_BATCH`` read and pinned ahead on a
+background thread, under bf16 (or fp16) autocast when ``amp`` says so and in ``channels_last``
+format when asked; they are stored as float16 either way. The linear head trains on the device with
+no host synchronisation inside its steps (labels validated once).
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import torch
 from aunce import AunceError
 from aunce.data.augment import center_crop, crop_landmarks, normalize, to_float
 from aunce.data.cache import open_cache
-from aunce.device import resolve_device, set_threads
+from aunce.data.loader import CacheReader, Prefetcher
+from aunce.device import autocast, resolve_amp, resolve_channels_last, resolve_device, set_threads
 from aunce.encoders.blocks import PerAULinear
 from aunce.io import atomic_path, read_json, write_json
-from aunce.losses import au_weights, wce_loss
-from aunce.train import group_runs, load_encoder, require_landmarks, run_dir
+from aunce.losses import au_weights, values_checked, wce_loss
+from aunce.train import PREFETCH, group_runs, load_encoder, require_landmarks, run_dir
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256
@@ -38,26 +44,36 @@ def extract(
     settings: dict,
     device: torch.device,
     landmarks: np.ndarray | None = None,
+    *,
+    amp: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Per-AU embeddings (N, K, D) float16 of the centre crops of ``images[idx]``.
 
     Encoders that need landmarks get ``landmarks[idx]`` (the cache's (N, 49, 2)) moved into the crop.
+    ``amp``: the autocast dtype (None: float32); ``channels_last``: the images' memory format.
     """
     if encoder.needs_landmarks and landmarks is None:
         raise ValueError("this encoder needs landmarks: pass the cache's landmarks to extract")
+    reader = CacheReader(
+        images, None, landmarks if encoder.needs_landmarks else None, pin=device.type == "cuda"
+    )
+    chunks = [idx[start : start + EMBED_BATCH] for start in range(0, len(idx), EMBED_BATCH)]
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     out = []
-    for start in range(0, len(idx), EMBED_BATCH):
-        chunk = np.sort(idx[start : start + EMBED_BATCH])
-        order = np.argsort(np.argsort(idx[start : start + EMBED_BATCH]))
-        x = to_float(torch.from_numpy(np.ascontiguousarray(images[chunk]))).to(device)
-        x, crop = center_crop(x, settings["image"]["input_size"])
-        x = normalize(x, settings["image"]["normalize"])
-        if encoder.needs_landmarks:
-            lm = torch.from_numpy(np.ascontiguousarray(landmarks[chunk])).to(device)
-            z = encoder(x, crop_landmarks(lm, crop))
-        else:
-            z = encoder(x)
-        out.append(z.float().cpu().numpy()[order].astype(np.float16))
+    # each chunk is read sorted (sequential memmap reads) and its embeddings put back in order
+    with Prefetcher(reader, [np.sort(c) for c in chunks], PREFETCH) as stream:
+        for chunk, batch in zip(chunks, stream, strict=True):
+            order = np.argsort(np.argsort(chunk))
+            batch = batch.to(device)
+            x, crop = center_crop(to_float(batch.images), settings["image"]["input_size"])
+            x = normalize(x, settings["image"]["normalize"]).contiguous(memory_format=memory_format)
+            with autocast(device, amp):
+                if encoder.needs_landmarks:
+                    z = encoder(x, crop_landmarks(batch.landmarks, crop))
+                else:
+                    z = encoder(x)
+            out.append(z.float().cpu().numpy()[order].astype(np.float16))
     if not out:
         return np.zeros((0, 0, 0), np.float16)
     return np.concatenate(out)
@@ -74,11 +90,12 @@ def embed(
     set_threads(settings.get("threads", 0))
     cache = open_cache(cache_dir)
     device = resolve_device(settings["device"])
+    precision = _precision(settings, device)
     for fold, seeds in group_runs(runs).items():
         train_idx, test_idx = cache.split(fold)
         for seed in seeds:
             model_dir = run_dir(models_root, fold, seed)
-            encoder, ckpt = load_encoder(model_dir / "encoder.pt", device)
+            encoder, ckpt = _load(model_dir / "encoder.pt", device, precision)
             if encoder.needs_landmarks:
                 require_landmarks(
                     cache, np.concatenate([train_idx, test_idx]), ckpt["encoder"]["name"]
@@ -91,12 +108,24 @@ def embed(
                     np.savez(
                         fh,
                         train_z=extract(
-                            encoder, cache.images, train_idx, settings, device, cache.landmarks
+                            encoder,
+                            cache.images,
+                            train_idx,
+                            settings,
+                            device,
+                            cache.landmarks,
+                            **precision,
                         ),
                         train_labels=cache.labels[train_idx],
                         train_index=train_idx,
                         test_z=extract(
-                            encoder, cache.images, test_idx, settings, device, cache.landmarks
+                            encoder,
+                            cache.images,
+                            test_idx,
+                            settings,
+                            device,
+                            cache.landmarks,
+                            **precision,
                         ),
                         test_labels=cache.true_labels[test_idx],
                         test_index=test_idx,
@@ -110,6 +139,21 @@ def embed(
                 len(train_idx),
                 len(test_idx),
             )
+
+
+def _precision(settings: dict, device: torch.device) -> dict:
+    """``extract``'s ``amp`` and ``channels_last`` from a stage's settings (CUDA only)."""
+    return {
+        "amp": resolve_amp(settings.get("amp", "none"), device),
+        "channels_last": resolve_channels_last(bool(settings.get("channels_last", False)), device),
+    }
+
+
+def _load(path, device: torch.device, precision: dict) -> tuple[torch.nn.Module, dict]:
+    encoder, ckpt = load_encoder(path, device)
+    if precision["channels_last"]:
+        encoder = encoder.to(memory_format=torch.channels_last)
+    return encoder, ckpt
 
 
 def fit_linear_head(
@@ -129,14 +173,15 @@ def fit_linear_head(
     optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg["optimizer"]]
     optim = optimizer(head.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     train_z, train_labels = train_z.to(device), train_labels.to(device)
-    for _ in range(cfg["epochs"]):
-        perm = torch.randperm(n, generator=gen).to(device)
-        for start in range(0, n, cfg["batch_size"]):
-            batch = perm[start : start + cfg["batch_size"]]
-            loss = wce_loss(head(train_z[batch]), train_labels[batch], weights)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
+    with values_checked():  # the labels were checked once, by au_weights
+        for _ in range(cfg["epochs"]):
+            perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
+            for start in range(0, n, cfg["batch_size"]):
+                batch = perm[start : start + cfg["batch_size"]]
+                loss = wce_loss(head(train_z[batch]), train_labels[batch], weights)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
     return head.eval()
 
 
@@ -225,6 +270,7 @@ def cross_eval(
 
     set_threads(settings.get("threads", 0))
     device = resolve_device(settings["device"])
+    precision = _precision(settings, device)
     src, tgt = open_cache(source_cache), open_cache(target_cache)
     shared = [au for au in src.aus if au in tgt.aus]
     if not shared:
@@ -235,12 +281,14 @@ def cross_eval(
         train_idx, _ = src.split(sf)
         # 'all': every frame of a test-only target (BP4D+)
         test_idx = np.arange(len(tgt.manifest)) if tf == "all" else tgt.split(tf)[1]
-        encoder, ckpt = load_encoder(run_dir(models_root, sf, seed) / "encoder.pt", device)
+        encoder, ckpt = _load(run_dir(models_root, sf, seed) / "encoder.pt", device, precision)
         if encoder.needs_landmarks:
             require_landmarks(src, train_idx, ckpt["encoder"]["name"])
             require_landmarks(tgt, test_idx, ckpt["encoder"]["name"])
-        train_z = extract(encoder, src.images, train_idx, settings, device, src.landmarks)[:, si]
-        test_z = extract(encoder, tgt.images, test_idx, settings, device, tgt.landmarks)[:, si]
+        train_z = extract(encoder, src.images, train_idx, settings, device, src.landmarks,
+                          **precision)[:, si]  # fmt: skip
+        test_z = extract(encoder, tgt.images, test_idx, settings, device, tgt.landmarks,
+                         **precision)[:, si]  # fmt: skip
         head = fit_linear_head(
             torch.from_numpy(train_z.astype(np.float32)),
             torch.from_numpy(src.labels[train_idx][:, si].astype(np.int64)),

@@ -11,8 +11,10 @@ Labels are 1 (AU active), 0 (inactive) or -1 (unknown); unknown entries never ta
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +52,28 @@ def au_weights(
     return (inverse / inverse.sum() * labels.shape[1]).float()
 
 
+_VALUES_CHECKED = contextvars.ContextVar("aunce_loss_values_checked", default=False)
+
+
+@contextlib.contextmanager
+def values_checked() -> Iterator[None]:
+    """Within this block the losses skip their per-call checks of label and minority-label values.
+
+    For a caller that validated them once (the training loop: once per run). Those checks read
+    device tensors on the host, a synchronisation on every step on CUDA. Shapes are still checked.
+    """
+    token = _VALUES_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _VALUES_CHECKED.reset(token)
+
+
 def _check_labels(labels: Tensor, name: str, ndim: int) -> None:
     if labels.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(labels.shape)}")
+    if _VALUES_CHECKED.get():
+        return
     bad = labels[(labels != 0) & (labels != 1) & (labels != -1)]
     if bad.numel():
         raise ValueError(f"{name} must hold 1, 0 or -1 (unknown), found {bad[0].item()}")
@@ -228,7 +249,9 @@ def aunce_loss(
         raise ValueError(f"tau must be positive, got {tau}")
     probs = DEFAULT_POSITIVE_PROBS[variant] if positive_probs is None else tuple(positive_probs)
     _check_probs(probs)
-    kind = _positive_kinds(variant, positive_kind, probs, b, k, generator).to(z.device).T  # (k, a)
+    # drawn on the CPU; non_blocking: a plain copy would wait for the device's queue on every call
+    kinds = _positive_kinds(variant, positive_kind, probs, b, k, generator)
+    kind = kinds.to(z.device, non_blocking=True).T  # (k, a)
 
     # Similarities in at least float32, also under autocast: exp(s / tau) is sensitive.
     with torch.autocast(z.device.type, enabled=False):
@@ -273,6 +296,8 @@ def _minority(minority_label: Tensor | None, k: int, device) -> Tensor:
     if minority_label is None:
         return torch.ones(k, dtype=torch.long, device=device)
     minority = torch.as_tensor(minority_label, device=device).long()
+    if minority.shape == (k,) and _VALUES_CHECKED.get():
+        return minority
     if minority.shape != (k,) or not bool(((minority == 0) | (minority == 1)).all()):
         raise ValueError(f"minority_label must be (K,) = ({k},) of 0/1, got {minority.tolist()}")
     return minority

@@ -5,43 +5,166 @@ Several runs share one process on purpose: on a CPU the start-up and imports of 
 
 Each run writes, under ``<out_root>/fold-<f>/seed-<s>/``:
     encoder.pt     the encoder's state dict and what rebuilds it
-    history.csv    loss, seconds and frames per second per epoch (and the face-alignment loss of
-                   encoders that have one, JA-Net: the run minimises loss + 0.5 x alignment_loss)
+    history.csv    per epoch: ``lr``; ``loss`` (mean over the epoch's steps); ``alignment_loss``
+                   for encoders that have one (JA-Net: the run minimises loss + 0.5 x
+                   alignment_loss); ``mean_similarity``; ``seconds`` and ``frames_per_second``
     timing.json    the figures of Table 9 (frames per second, seconds per epoch)
     settings.json  the resolved settings of the run (config, method defaults, AU weights, code version)
+
+``mean_similarity`` is a diagnostic of embedding collapse (docs/deviations.md): the mean cosine
+similarity between the per-AU embeddings of two different images of a training batch (the first
+view for two-view methods), ``(1/K) sum_k mean_{a != j} cos(z_ak, z_jk)``, averaged over the epoch's
+batches. 1 means every image maps to the same embedding of an AU; unrelated embeddings give about 0.
+
+The step loop (issue 13) keeps the accelerator busy: batches are read from the memory-mapped cache
+(and pinned, on CUDA) on a background thread while the previous step runs
+(:mod:`aunce.data.loader`), copied with ``non_blocking``, augmented on the device, and nothing in a
+step reads a device value on the host: labels are validated once per fold, the losses and the
+similarity are summed on the device and read once per epoch (a NaN or infinite loss stops the run
+at the end of that epoch, naming method, fold, seed and epoch). ``amp``, ``channels_last`` and
+``compile`` select mixed precision, the memory format and ``torch.compile`` (aunce.device).
+
+Checkpoints and resume (issue 12): at the end of every epoch a run saves, atomically,
+``<checkpoints>/fold-<f>/seed-<s>/checkpoint.pt`` with the encoder, head, optimizer, schedule, grad
+scaler, every random generator (torch's global CPU generator, the run's ``torch.Generator``, CUDA's,
+numpy's and Python's) and the history. ``<checkpoints>`` lies outside the outputs a workflow
+declares (Snakemake deletes those before rerunning a job): :func:`checkpoint_root`. A rerun resumes
+each run from its last checkpoint ("resumed from epoch N") and restores the runs that had finished
+("run already finished, restored") without training them; on the CPU the result is byte-identical
+to an uninterrupted run. A checkpoint of other settings, data or code is ignored. SIGTERM (SLURM
+preemption and time limits) checkpoints the run at the end of the current step and stops the job
+with :class:`Preempted` (a non-zero exit). The checkpoints are removed when the job has finished.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
+import math
+import random
+import signal
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from aunce import AunceError, __version__
 from aunce.data.augment import crop_landmarks, normalize, random_crop_flip, simclr_view, to_float
 from aunce.data.cache import Cache, open_cache
-from aunce.device import autocast, resolve_amp, resolve_device, set_threads
+from aunce.data.loader import Batch, CacheReader, Prefetcher, epoch_batches
+from aunce.device import (
+    autocast,
+    compile_module,
+    resolve_amp,
+    resolve_channels_last,
+    resolve_device,
+    set_threads,
+)
 from aunce.encoders import create_encoder
 from aunce.encoders.blocks import PerAULinear
 from aunce.io import atomic_path, write_json, write_text
-from aunce.losses import au_weights
-from aunce.methods import build_objective, loss_settings
+from aunce.losses import au_weights, values_checked
+from aunce.methods import Objective, build_objective, loss_settings
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+PREFETCH = 2  # batches read ahead of the step
+# the code a checkpoint depends on (relative to the package): another version starts afresh
+TRAINING_CODE = ("train.py", "losses.py", "methods.py", "device.py", "data", "encoders")
+PACKAGE = Path(__file__).resolve().parent
+
+
+class Preempted(AunceError):
+    """SIGTERM during pretraining: the run was checkpointed; running the job again resumes it."""
+
+
+class _StopRequest:
+    """Set by SIGTERM while :func:`pretrain` runs; the loop checkpoints and stops at the next step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    @contextlib.contextmanager
+    def handling(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers belong to the main thread; elsewhere SIGTERM keeps its default
+            return
+        previous = signal.signal(signal.SIGTERM, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.signal = None
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+
+STOP = _StopRequest()
 
 
 def run_dir(out_root: str | Path, fold: str, seed: int) -> Path:
     return Path(out_root) / f"fold-{fold}" / f"seed-{seed}"
 
 
+def checkpoint_root(out_root: str | Path) -> Path:
+    """Where the runs written below ``out_root`` keep their checkpoints while a job runs.
+
+    Outside the outputs a workflow declares, which Snakemake deletes before it reruns a failed job:
+    ``<results>/checkpoints/pretrain/<dataset>/<encoder>/<method>`` for the workflow's output root
+    ``<results>/pretrain/<dataset>/<encoder>/<method>`` (the part from the last ``pretrain`` folder on
+    is mirrored), ``<out_root>/checkpoints`` for any other folder.
+    """
+    parts = Path(out_root).parts
+    if "pretrain" in parts:
+        i = len(parts) - 1 - parts[::-1].index("pretrain")
+        return Path(*parts[:i], "checkpoints", *parts[i:])
+    return Path(out_root) / "checkpoints"
+
+
+def remove_checkpoints(root: str | Path, runs: list[tuple[str, int]]) -> None:
+    """Delete the checkpoints of ``runs`` below ``root`` and the folders they leave empty, up to the
+    nearest folder named ``checkpoints`` (folders other jobs still use are kept)."""
+    root = Path(root)
+    top = next((p for p in (root, *root.parents) if p.name == "checkpoints"), root)
+    for fold, seed in runs:
+        folder = run_dir(root, fold, seed)
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.name == CHECKPOINT or path.name.startswith(f".{CHECKPOINT}."):
+                    path.unlink(missing_ok=True)
+        while True:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another run's), or already gone
+                break
+            if folder == top:
+                break
+            folder = folder.parent
+
+
 def training_statistics(
     cache: Cache, train_idx: np.ndarray, split: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """AU weights lambda and minority labels from the training split of the current fold only."""
-    labels = torch.from_numpy(cache.labels[train_idx])
+    """AU weights lambda and minority labels from the training split of the current fold only.
+
+    Also validates the split's labels once, so that the steps need not (a host synchronisation each).
+    """
+    labels_np = cache.labels[train_idx]
+    bad = labels_np[(labels_np != 0) & (labels_np != 1) & (labels_np != -1)]
+    if bad.size:
+        raise AunceError(
+            f"{cache.root}: labels must be 1, 0 or -1 (unknown), found {int(bad[0])} in the {split}"
+        )
+    labels = torch.from_numpy(labels_np)
     weights = au_weights(labels, cache.aus, split=split)
     known = labels >= 0
     rates = ((labels == 1) & known).sum(0) / known.sum(0).clamp(min=1)
@@ -85,6 +208,17 @@ def encode(
     return encoder(images, landmarks), None
 
 
+@torch.no_grad()
+def mean_similarity(z: torch.Tensor) -> torch.Tensor:
+    """``(1/K) sum_k mean_{a != j} cos(z_ak, z_jk)`` of (B, K, D) per-AU embeddings, as a 0-d
+    float32 tensor on their device (not read: no host synchronisation)."""
+    u = F.normalize(z.detach().float(), dim=-1)  # (b, k, d)
+    b = u.shape[0]
+    total = u.sum(0)  # (k, d): |sum_a u_a|^2 = sum over all (a, j) pairs, the a = j terms included
+    pairs = (total * total).sum(-1) - (u * u).sum((0, 2))  # (k,): sum over a != j
+    return (pairs / max(b * (b - 1), 1)).mean()
+
+
 def group_runs(runs: list[tuple[str, int]]) -> dict[str, list[int]]:
     """(fold, seed) pairs grouped by fold, in the order given."""
     out: dict[str, list[int]] = {}
@@ -93,174 +227,328 @@ def group_runs(runs: list[tuple[str, int]]) -> dict[str, list[int]]:
     return out
 
 
-def pretrain(
-    cache_dir: str | Path, settings: dict, runs: list[tuple[str, int]], out_root: str | Path
-) -> None:
-    """Pretrain one encoder per (fold, seed) in ``runs`` with the method in ``settings``."""
-    set_threads(settings.get("threads", 0))
-    cache = open_cache(cache_dir)
-    device = resolve_device(settings["device"])
-    amp = resolve_amp(settings["amp"], device)
-    for fold, seeds in group_runs(runs).items():
-        train_idx, _ = cache.split(fold)
-        weights, minority = training_statistics(cache, train_idx, f"training split of fold {fold}")
-        for seed in seeds:
-            _pretrain_run(
-                cache,
-                train_idx,
-                weights,
-                minority,
-                settings,
-                fold,
-                seed,
-                device,
-                amp,
-                run_dir(out_root, fold, seed),
-            )
+# --- a run and its parts ------------------------------------------------------------------------
+@dataclass
+class Loop:
+    """What every run of a job shares: the cache and where and how the steps run."""
+
+    cache: Cache
+    labels: np.ndarray  # (N, K) int8, the cache's training labels (read once)
+    device: torch.device
+    amp: torch.dtype | None
+    channels_last: bool
+    prefetch: int = PREFETCH
 
 
-def _pretrain_run(
-    cache: Cache,
+@dataclass
+class EpochProgress:
+    """An epoch under way: its order of frames, the steps done and the device-side sums so far."""
+
+    epoch: int
+    perm: np.ndarray
+    step: int = 0
+    sums: torch.Tensor | None = None  # (3,) float64: loss, alignment loss, mean similarity
+    seconds: float = 0.0
+
+
+@dataclass
+class Run:
+    """One (fold, seed) run: what it trains and the state its checkpoints hold."""
+
+    fold: str
+    seed: int
+    settings: dict  # the run's settings, encoder.input_size filled in
+    train_idx: np.ndarray
+    encoder: torch.nn.Module
+    head: torch.nn.Module | None
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    reader: CacheReader
+    history: list[dict] = field(default_factory=list)
+    progress: EpochProgress | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.progress is None and len(self.history) >= self.settings["pretrain"]["epochs"]
+
+    def who(self) -> str:
+        name = self.settings.get("method_name") or self.objective.name
+        return f"method {name} fold {self.fold} seed {self.seed}"
+
+
+def setup_run(
+    loop: Loop,
     train_idx: np.ndarray,
     weights: torch.Tensor,
     minority: torch.Tensor,
     settings: dict,
     fold: str,
     seed: int,
-    device: torch.device,
-    amp,
-    out: Path,
-) -> None:
-    cfg, image = settings["pretrain"], settings["image"]
-    method = settings["method"]
+) -> Run:
+    """Encoder, head, optimizer, schedule and grad scaler of a run, seeded as a fresh run."""
+    cfg, image, device = settings["pretrain"], settings["image"], loop.device
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     # the encoder is built for the configured crop size (its preset size is only the default)
     settings = dict(settings, encoder=dict(settings["encoder"], input_size=image["input_size"]))
-    encoder = build_encoder(settings["encoder"], cache.aus).to(device)
+    encoder = build_encoder(settings["encoder"], loop.cache.aus).to(device)
+    if loop.channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last)
     objective = build_objective(
-        method, weights.to(device), minority.to(device), name=settings.get("method_name")
+        settings["method"],
+        weights.to(device),
+        minority.to(device),
+        name=settings.get("method_name"),
     )
     head = (
-        PerAULinear(len(cache.aus), encoder.feature_dim).to(device) if objective.uses_head else None
+        PerAULinear(len(loop.cache.aus), encoder.feature_dim).to(device)
+        if objective.uses_head
+        else None
     )
     params = list(encoder.parameters()) + (list(head.parameters()) if head is not None else [])
-    optim = torch.optim.AdamW(
+    optimizer = torch.optim.AdamW(
         params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
     )
     # the step schedule of the released code: lr x factor from each listed epoch (counted from 1)
     schedule = torch.optim.lr_scheduler.MultiStepLR(
-        optim, milestones=[e - 1 for e in cfg["lr_step_epochs"]], gamma=cfg["lr_step_factor"]
+        optimizer, milestones=[e - 1 for e in cfg["lr_step_epochs"]], gamma=cfg["lr_step_factor"]
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    labels_all = torch.from_numpy(cache.labels)
-    landmarks_all = None
+    scaler = torch.amp.GradScaler(device.type, enabled=loop.amp == torch.float16)
+    landmarks = None
     if encoder.needs_landmarks:
-        require_landmarks(cache, train_idx, settings["encoder"]["name"])
-        landmarks_all = torch.from_numpy(cache.landmarks)  # (N, 49, 2) aligned-face pixels
-    aligns = hasattr(encoder, "alignment_loss")
-    n, bsz = len(train_idx), cfg["batch_size"]
-    n_batches = max(1, n // bsz)  # drop the last partial batch (contrastive batches stay full)
-    encoder.train()
-    history = []
-    log.info(
-        "pretrain %s fold %s seed %s: %d training frames, %d batches of %d, %s on %s",
-        objective.name,
-        fold,
-        seed,
-        n,
-        n_batches,
-        min(bsz, n),
-        method["loss"],
-        device,
-    )
-    for epoch in range(1, cfg["epochs"] + 1):
-        perm = torch.randperm(n, generator=gen).numpy()
-        start, total, total_align, frames = time.perf_counter(), 0.0, 0.0, 0
-        for i in range(n_batches):
-            idx = np.sort(
-                train_idx[perm[i * bsz : (i + 1) * bsz]]
-            )  # sorted: sequential memmap reads
-            x = to_float(torch.from_numpy(np.ascontiguousarray(cache.images[idx]))).to(device)
-            labels = labels_all[idx].to(device)
-            lm = None if landmarks_all is None else landmarks_all[idx].to(device)
-            with autocast(device, amp):
-                if objective.two_views:
-                    v1, c1 = simclr_view(
-                        x,
-                        image["input_size"],
-                        gen,
-                        color_jitter=cfg["color_jitter"],
-                        blur=cfg["blur"],
-                    )
-                    v2, c2 = simclr_view(
-                        x,
-                        image["input_size"],
-                        gen,
-                        color_jitter=cfg["color_jitter"],
-                        blur=cfg["blur"],
-                    )
-                    views_lm = (
-                        None
-                        if lm is None
-                        else torch.cat([crop_landmarks(lm, c1), crop_landmarks(lm, c2)])
-                    )
-                    z, align = encode(
-                        encoder, normalize(torch.cat([v1, v2]), image["normalize"]), views_lm
-                    )
-                    loss = objective(z[: len(idx)], z[len(idx) :], None, labels, gen)
-                else:
-                    v, crop = random_crop_flip(x, image["input_size"], gen)
-                    view_lm = None if lm is None else crop_landmarks(lm, crop)
-                    z, align = encode(encoder, normalize(v, image["normalize"]), view_lm)
-                    loss = objective(z, None, head(z), labels, gen)
-                total_loss = loss if align is None else loss + encoder.alignment_weight * align
-            if not torch.isfinite(total_loss):
-                raise FloatingPointError(
-                    f"fold {fold} seed {seed} epoch {epoch}: loss is {total_loss.item()}"
-                )
-            optim.zero_grad(set_to_none=True)
-            scaler.scale(total_loss).backward()
-            scaler.step(optim)
-            scaler.update()
-            total += loss.item()
-            total_align += 0.0 if align is None else align.item()
-            frames += len(idx)
-        seconds = time.perf_counter() - start
-        lr = optim.param_groups[0]["lr"]
-        schedule.step()
-        history.append(
-            {
-                "epoch": epoch,
-                "lr": lr,
-                "loss": total / n_batches,
-                **({"alignment_loss": total_align / n_batches} if aligns else {}),
-                "seconds": seconds,
-                "frames_per_second": frames / seconds,
-            }
-        )
-        log.info(
-            "  epoch %d/%d  loss %.4f  %.1f s  %.0f frames/s",
-            epoch,
-            cfg["epochs"],
-            total / n_batches,
-            seconds,
-            frames / seconds,
-        )
+        require_landmarks(loop.cache, train_idx, settings["encoder"]["name"])
+        landmarks = loop.cache.landmarks  # (N, 49, 2) aligned-face pixels
+    reader = CacheReader(loop.cache.images, loop.labels, landmarks, pin=device.type == "cuda")
+    compile_module(encoder, bool(settings.get("compile", False)))
+    return Run(
+        fold, seed, settings, train_idx, encoder, head, objective, optimizer, schedule, scaler, gen,
+        reader,
+    )  # fmt: skip
 
-    out.mkdir(parents=True, exist_ok=True)
+
+def train_step(run: Run, batch: Batch, loop: Loop) -> torch.Tensor:
+    """One optimisation step; returns (3,) float64 on the device: the step's loss, alignment loss
+    (0 without an alignment branch) and mean similarity, none of them read (no host sync)."""
+    cfg, image = run.settings["pretrain"], run.settings["image"]
+    batch = batch.to(loop.device)
+    x = to_float(batch.images)  # on the device: a quarter of the bytes cross the bus as uint8
+    b, size, gen = len(batch.rows), image["input_size"], run.generator
+    memory_format = torch.channels_last if loop.channels_last else torch.contiguous_format
+    with autocast(loop.device, loop.amp):
+        if run.objective.two_views:
+            v1, c1 = simclr_view(x, size, gen, color_jitter=cfg["color_jitter"], blur=cfg["blur"])
+            v2, c2 = simclr_view(x, size, gen, color_jitter=cfg["color_jitter"], blur=cfg["blur"])
+            lm = batch.landmarks
+            views_lm = (
+                None if lm is None else torch.cat([crop_landmarks(lm, c1), crop_landmarks(lm, c2)])
+            )
+            views = normalize(torch.cat([v1, v2]), image["normalize"])
+            z, align = encode(run.encoder, views.contiguous(memory_format=memory_format), views_lm)
+            loss = run.objective(z[:b], z[b:], None, batch.labels, gen)
+        else:
+            v, crop = random_crop_flip(x, size, gen)
+            view_lm = None if batch.landmarks is None else crop_landmarks(batch.landmarks, crop)
+            view = normalize(v, image["normalize"]).contiguous(memory_format=memory_format)
+            z, align = encode(run.encoder, view, view_lm)
+            loss = run.objective(z, None, run.head(z), batch.labels, gen)
+        total = loss if align is None else loss + run.encoder.alignment_weight * align
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(total).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    with torch.no_grad():
+        align = torch.zeros((), device=loss.device) if align is None else align.detach()
+        return torch.stack(
+            [loss.detach().double(), align.double(), mean_similarity(z[:b]).double()]
+        )  # fmt: skip
+
+
+def train_epoch(run: Run, loop: Loop, epoch: int) -> dict | None:
+    """Train one epoch (or what is left of it) and return its history row; None when SIGTERM
+    stopped it at a step (``run.progress`` then holds where)."""
+    cfg = run.settings["pretrain"]
+    progress = run.progress
+    if progress is None or progress.epoch != epoch:
+        perm = torch.randperm(len(run.train_idx), generator=run.generator).numpy()
+        progress = EpochProgress(epoch, perm)
+    if progress.sums is None:
+        progress.sums = torch.zeros(3, dtype=torch.float64, device=loop.device)
+    run.progress = progress
+    batches = epoch_batches(run.train_idx, progress.perm, cfg["batch_size"])
+    run.encoder.train()
+    start = time.perf_counter()
+    with (
+        values_checked(),
+        Prefetcher(run.reader, batches[progress.step :], loop.prefetch) as stream,
+    ):
+        for batch in stream:
+            progress.sums += train_step(run, batch, loop)
+            progress.step += 1
+            if STOP.signal is not None and progress.step < len(batches):
+                progress.seconds += time.perf_counter() - start
+                return None
+    loss, align, similarity = (v / len(batches) for v in progress.sums.tolist())  # the one read
+    seconds = progress.seconds + time.perf_counter() - start
+    if not (math.isfinite(loss) and math.isfinite(align)):
+        raise AunceError(
+            f"{run.who()} epoch {epoch}: the loss is {loss if not math.isfinite(loss) else align} "
+            "(NaN or infinite in a step of this epoch; try a lower pretrain.lr or amp: none)"
+        )
+    frames = sum(len(b) for b in batches)
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.schedule.step()
+    run.progress = None
+    aligns = hasattr(run.encoder, "alignment_loss")
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "loss": loss,
+        **({"alignment_loss": align} if aligns else {}),
+        "mean_similarity": similarity,
+        "seconds": seconds,
+        "frames_per_second": frames / seconds,
+    }
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+def _save(obj, path: Path) -> None:
+    """``torch.save`` atomically and byte-reproducibly: through a file object the archive's inner
+    folder is always ``archive`` (given a path, torch names it after the random temporary file)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
+def _code_digest(objective: Objective) -> str:
+    digest = hashlib.sha256()
+    files = []
+    for part in TRAINING_CODE:
+        path = PACKAGE / part
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    if objective.path is not None:  # a user's loss: its module's file
+        import inspect
+
+        with contextlib.suppress(TypeError, OSError):
+            files.append(Path(inspect.getsourcefile(objective.loss)))
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def run_fingerprint(run: Run, cache: Cache) -> str:
+    """What a checkpoint must match to be resumed: settings, run, data, code and torch version."""
+    payload = {
+        "settings": {k: v for k, v in run.settings.items() if k != "threads"},
+        "fold": run.fold,
+        "seed": run.seed,
+        "train_idx": hashlib.sha256(np.ascontiguousarray(run.train_idx).tobytes()).hexdigest(),
+        "cache": cache.meta.get("sha256"),
+        "aunce": __version__,
+        "torch": torch.__version__,
+        "code": _code_digest(run.objective),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _rng_state(run: Run, device: torch.device) -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "generator": run.generator.get_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict, run: Run, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    run.generator.set_state(state["generator"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_checkpoint(path: Path, run: Run, fingerprint: str, device: torch.device) -> None:
+    """Everything that continues ``run`` exactly, written atomically (never half a checkpoint)."""
+    progress = run.progress
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": fingerprint,
+        "fold": run.fold,
+        "seed": run.seed,
+        "finished": run.finished,
+        "history": run.history,
+        "progress": None
+        if progress is None
+        else {
+            "epoch": progress.epoch,
+            "perm": progress.perm,
+            "step": progress.step,
+            "sums": progress.sums.cpu(),
+            "seconds": progress.seconds,
+        },
+        "encoder": run.encoder.state_dict(),
+        "head": None if run.head is None else run.head.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": _rng_state(run, device),
+    }
+    _save(state, path)
+
+
+def load_checkpoint(path: Path, run: Run, fingerprint: str, device: torch.device) -> bool:
+    """Restore ``run`` from ``path`` if it holds a checkpoint of this very run; else False."""
+    if not path.is_file():
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - an unreadable checkpoint only costs the training
+        log.warning("%s: unreadable checkpoint (%s); training %s afresh", path, err, run.who())
+        return False
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint:
+        log.info("%s: checkpoint of other settings, data or code; training afresh", path)
+        return False
+    run.encoder.load_state_dict(state["encoder"])
+    if run.head is not None:
+        run.head.load_state_dict(state["head"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["schedule"])
+    run.scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"], run, device)
+    run.history = list(state["history"])
+    p = state["progress"]
+    run.progress = (
+        None
+        if p is None
+        else EpochProgress(p["epoch"], p["perm"], p["step"], p["sums"].to(device), p["seconds"])
+    )
+    return True
+
+
+# --- outputs ------------------------------------------------------------------------------------
+def write_outputs(
+    out: Path, run: Run, cache: Cache, weights: torch.Tensor, minority: torch.Tensor, device
+) -> None:
+    """history.csv, timing.json, settings.json and (last) encoder.pt of a finished run."""
     import pandas as pd
 
-    write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
-    epoch_seconds = [h["seconds"] for h in history]
+    settings, n = run.settings, len(run.train_idx)
+    method = settings["method"]
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
     write_json(
         out / "timing.json",
         {
-            "frames_per_second": float(np.mean([h["frames_per_second"] for h in history])),
-            "epoch_seconds": float(np.mean(epoch_seconds)),
-            "epochs": len(history),
+            "frames_per_second": float(np.mean([h["frames_per_second"] for h in run.history])),
+            "epoch_seconds": float(np.mean([h["seconds"] for h in run.history])),
+            "epochs": len(run.history),
             "train_frames": int(n),
-            "batch_size": bsz,
+            "batch_size": settings["pretrain"]["batch_size"],
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
@@ -270,11 +558,11 @@ def _pretrain_run(
         out / "settings.json",
         {
             **settings,
-            "fold": fold,
-            "seed": seed,
+            "fold": run.fold,
+            "seed": run.seed,
             "aunce_version": __version__,
             "loss_settings": loss_settings(method, settings.get("method_name")),
-            "au_weights": None if objective.kwargs["au_weights"] is None else weights.tolist(),
+            "au_weights": None if run.objective.kwargs["au_weights"] is None else weights.tolist(),
             "minority_label": minority.tolist(),
             "aus": cache.aus,
             "cache": str(cache.root),
@@ -282,19 +570,113 @@ def _pretrain_run(
             "torch": torch.__version__,
         },
     )
-    with atomic_path(out / "encoder.pt") as tmp:
-        torch.save(
-            {
-                "encoder": settings["encoder"],
-                "num_aus": len(cache.aus),
-                "aus": cache.aus,
-                "state_dict": encoder.state_dict(),
-                "fold": fold,
-                "seed": seed,
-                "method": method,
-            },
-            tmp,
+    _save(
+        {
+            "encoder": settings["encoder"],
+            "num_aus": len(cache.aus),
+            "aus": cache.aus,
+            "state_dict": run.encoder.state_dict(),
+            "fold": run.fold,
+            "seed": run.seed,
+            "method": method,
+        },
+        out / "encoder.pt",
+    )
+
+
+# --- the stage ----------------------------------------------------------------------------------
+def pretrain(
+    cache_dir: str | Path,
+    settings: dict,
+    runs: list[tuple[str, int]],
+    out_root: str | Path,
+    *,
+    checkpoints: str | Path | None = None,
+    keep_checkpoints: bool = False,
+    prefetch: int = PREFETCH,
+) -> None:
+    """Pretrain one encoder per (fold, seed) in ``runs`` with the method in ``settings``.
+
+    Checkpoints go below ``checkpoints`` (default :func:`checkpoint_root` of ``out_root``) and are
+    removed at the end unless ``keep_checkpoints`` (a caller with more to do before the job is
+    complete removes them itself). ``prefetch``: batches read ahead (0: on the main thread).
+    """
+    set_threads(settings.get("threads", 0))
+    cache = open_cache(cache_dir)
+    device = resolve_device(settings["device"])
+    loop = Loop(
+        cache,
+        cache.labels,
+        device,
+        resolve_amp(settings["amp"], device),
+        resolve_channels_last(bool(settings.get("channels_last", False)), device),
+        prefetch,
+    )
+    root = checkpoint_root(out_root) if checkpoints is None else Path(checkpoints)
+    with STOP.handling():
+        for fold, seeds in group_runs(runs).items():
+            train_idx, _ = cache.split(fold)
+            weights, minority = training_statistics(
+                cache, train_idx, f"training split of fold {fold}"
+            )
+            for seed in seeds:
+                run = setup_run(loop, train_idx, weights, minority, settings, fold, seed)
+                _train_run(run, loop, run_dir(root, fold, seed) / CHECKPOINT)
+                write_outputs(run_dir(out_root, fold, seed), run, cache, weights, minority, device)
+        if STOP.signal is not None:  # arrived while the last outputs were written
+            raise Preempted(f"received SIGTERM; every run of {out_root} is checkpointed")
+    if not keep_checkpoints:
+        remove_checkpoints(root, runs)
+
+
+def _train_run(run: Run, loop: Loop, checkpoint: Path) -> None:
+    """Train ``run`` to its last epoch, from its checkpoint when there is one, saving one per epoch."""
+    cfg, device = run.settings["pretrain"], loop.device
+    fingerprint = run_fingerprint(run, loop.cache)
+    if load_checkpoint(checkpoint, run, fingerprint, device):
+        if run.finished:
+            log.info("%s: run already finished, restored from %s", run.who(), checkpoint)
+            return
+        where = (
+            ""
+            if run.progress is None
+            else f", step {run.progress.step} of epoch {run.progress.epoch}"
         )
+        log.info("%s: resumed from epoch %d%s (%s)", run.who(), len(run.history), where, checkpoint)
+    else:
+        n, bsz = len(run.train_idx), cfg["batch_size"]
+        log.info(
+            "pretrain %s fold %s seed %s: %d training frames, %d batches of %d, %s on %s",
+            run.objective.name, run.fold, run.seed, n, max(1, n // bsz), min(bsz, n),
+            run.settings["method"]["loss"], device,
+        )  # fmt: skip
+    while not run.finished:
+        epoch = len(run.history) + 1
+        if STOP.signal is not None:
+            raise Preempted(
+                f"received SIGTERM; {run.who()} is checkpointed after epoch {epoch - 1} "
+                f"({checkpoint}); run the job again to resume"
+            )
+        row = train_epoch(run, loop, epoch)
+        if row is None:
+            save_checkpoint(checkpoint, run, fingerprint, device)
+            log.warning(
+                "SIGTERM: %s checkpointed at step %d of epoch %d",
+                run.who(),
+                run.progress.step,
+                epoch,
+            )
+            raise Preempted(
+                f"received SIGTERM; {run.who()} is checkpointed at step {run.progress.step} of "
+                f"epoch {epoch} ({checkpoint}); run the job again to resume"
+            )
+        run.history.append(row)
+        log.info(
+            "  epoch %d/%d  loss %.4f  similarity %.3f  %.1f s  %.0f frames/s",
+            epoch, cfg["epochs"], row["loss"], row["mean_similarity"], row["seconds"],
+            row["frames_per_second"],
+        )  # fmt: skip
+        save_checkpoint(checkpoint, run, fingerprint, device)
 
 
 def load_encoder(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:

@@ -189,12 +189,13 @@ def pretrain_settings(dataset, encoder, method):
     pretrain = dict(config["pretrain"], epochs=PLAN.epochs.get(method, config["pretrain"]["epochs"]))
     return {"dataset": dataset, "encoder": encoder_settings(encoder), "method": PLAN.methods[method],
             "method_name": method, "pretrain": pretrain, "image": config["image"],
-            "device": config["device"], "amp": config["amp"], "threads": TORCH_THREADS}
+            "device": config["device"], "amp": config["amp"], "threads": TORCH_THREADS,
+            "channels_last": config["channels_last"], "compile": config["compile"]}
 
 
 def embed_settings(dataset, encoder, method):
     return {"dataset": dataset, "image": config["image"], "device": config["device"],
-            "amp": config["amp"], "threads": TORCH_THREADS}
+            "amp": config["amp"], "threads": TORCH_THREADS, "channels_last": config["channels_last"]}
 
 
 def linear_eval_settings(dataset, encoder, method):
@@ -204,7 +205,7 @@ def linear_eval_settings(dataset, encoder, method):
 
 def cross_settings(src, tgt, encoder, method):
     return dict(linear_eval_settings(src, encoder, method), target=tgt, image=config["image"],
-                amp=config["amp"])
+                amp=config["amp"], channels_last=config["channels_last"])
 
 
 def runs_arg(runs):

@@ -9,6 +9,8 @@
 
 Every random draw comes from a ``torch.Generator`` on the CPU, so the same seed gives the same
 views on any device. Crops also return their offsets and flips so landmarks can follow the pixels.
+Draws and constants go to the device with ``non_blocking=True`` and nothing reads a device value
+back: a plain copy from the host waits for the device's queue to drain (a host synchronisation).
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ _FLIP_49 = [
     46,
 ]
 
+_FLIP_49_INDEX = torch.tensor(_FLIP_49)
+
 
 @dataclass
 class Crop:
@@ -91,9 +95,14 @@ def to_float(images_uint8: Tensor) -> Tensor:
     return images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def _on(t: Tensor, x: Tensor) -> Tensor:
+    """A tensor drawn or built on the host, on ``x``'s device without waiting for its queue."""
+    return t.to(x.device, non_blocking=True)
+
+
 def normalize(x: Tensor, kind: str) -> Tensor:
-    mean = torch.tensor(MEANS[kind], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STDS[kind], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = _on(torch.tensor(MEANS[kind], dtype=x.dtype).view(1, 3, 1, 1), x)
+    std = _on(torch.tensor(STDS[kind], dtype=x.dtype).view(1, 3, 1, 1), x)
     return (x - mean) / std
 
 
@@ -125,9 +134,9 @@ def center_crop(x: Tensor, size: int) -> tuple[Tensor, Crop]:
 def apply_crop(x: Tensor, crop: Crop) -> Tensor:
     b = x.shape[0]
     ar = torch.arange(crop.size)
-    rows = (crop.top[:, None] + ar).to(x.device)  # (B, s)
+    rows = _on(crop.top[:, None] + ar, x)  # (B, s)
     cols = crop.left[:, None] + ar
-    cols = torch.where(crop.flip[:, None], cols.flip(1), cols).to(x.device)
+    cols = _on(torch.where(crop.flip[:, None], cols.flip(1), cols), x)
     batch = torch.arange(b, device=x.device)[:, None, None]
     out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, s, s, C)
     return out.permute(0, 3, 1, 2).contiguous()
@@ -136,14 +145,12 @@ def apply_crop(x: Tensor, crop: Crop) -> Tensor:
 def crop_landmarks(landmarks: Tensor, crop: Crop) -> Tensor:
     """Move (B, 49, 2) landmarks into crop coordinates; a flip mirrors x and swaps left/right points."""
     pts = landmarks.clone()
-    pts[..., 0] -= crop.left.to(pts)[:, None]
-    pts[..., 1] -= crop.top.to(pts)[:, None]
-    flipped = crop.flip.to(pts.device)
-    if flipped.any():
-        mirrored = pts[:, _FLIP_49].clone()
-        mirrored[..., 0] = crop.size - 1 - mirrored[..., 0]
-        pts = torch.where(flipped[:, None, None], mirrored, pts)
-    return pts
+    pts[..., 0] -= _on(crop.left, pts).to(pts.dtype)[:, None]
+    pts[..., 1] -= _on(crop.top, pts).to(pts.dtype)[:, None]
+    flipped = _on(crop.flip, pts)
+    mirrored = pts[:, _on(_FLIP_49_INDEX, pts)]
+    mirrored[..., 0] = crop.size - 1 - mirrored[..., 0]
+    return torch.where(flipped[:, None, None], mirrored, pts)
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -161,10 +168,10 @@ def color_distort(
     b = x.shape[0]
 
     def draw(n, lo, hi):
-        return (lo + (hi - lo) * torch.rand(n, generator=generator)).to(x.device).view(-1, 1, 1, 1)
+        return _on(lo + (hi - lo) * torch.rand(n, generator=generator), x).view(-1, 1, 1, 1)
 
     s = 0.8 * strength
-    apply = (torch.rand(b, generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
+    apply = _on(torch.rand(b, generator=generator) < p, x).view(-1, 1, 1, 1)
     bright, contrast, sat = draw(b, 1 - s, 1 + s), draw(b, 1 - s, 1 + s), draw(b, 1 - s, 1 + s)
     hue = draw(b, -0.2 * strength, 0.2 * strength)
     order = torch.randperm(4, generator=generator).tolist()
@@ -182,30 +189,30 @@ def color_distort(
             y = _rotate_hue(y, hue)
         y = y.clamp(0, 1)
     y = torch.where(apply, y, x)
-    grey = (torch.rand(b, generator=generator) < p_grey).to(x.device).view(-1, 1, 1, 1)
+    grey = _on(torch.rand(b, generator=generator) < p_grey, x).view(-1, 1, 1, 1)
     return torch.where(grey, _grey(y).expand_as(y), y)
 
 
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)  # once on the host: inv on CUDA checks its result on the host
 
 
 def _rotate_hue(x: Tensor, hue: Tensor) -> Tensor:
     """Rotate the chroma plane of YIQ by ``hue`` turns (one value per image)."""
-    m = _RGB2YIQ.to(x)
-    yiq = torch.einsum("ij,bjhw->bihw", m, x)
+    yiq = torch.einsum("ij,bjhw->bihw", _on(_RGB2YIQ, x).to(x.dtype), x)
     theta = 2 * torch.pi * hue.view(-1)
     c, s = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
     i, q = yiq[:, 1], yiq[:, 2]
     yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], 1)
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), yiq)
+    return torch.einsum("ij,bjhw->bihw", _on(_YIQ2RGB, x).to(x.dtype), yiq)
 
 
 def gaussian_blur(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
     """Per-image Gaussian blur (kernel about 10 % of the side, sigma U[0.1, 2]) with probability p."""
     b, c, h, _ = x.shape
     k = max(3, int(0.1 * h) // 2 * 2 + 1)
-    sigma = (0.1 + 1.9 * torch.rand(b, generator=generator)).to(x)
-    apply = (torch.rand(b, generator=generator) < p).to(x.device)
+    sigma = _on(0.1 + 1.9 * torch.rand(b, generator=generator), x).to(x.dtype)
+    apply = _on(torch.rand(b, generator=generator) < p, x)
     r = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
     kern = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
     kern = kern / kern.sum(1, keepdim=True)  # (B, k)
