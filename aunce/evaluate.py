@@ -8,9 +8,10 @@ the test split: the last epoch is evaluated. With injected label noise, the clas
 noisy labels and is scored against the true ones.
 
 On CUDA the embeddings are extracted in batches of ``EMBED_BATCH`` read and pinned ahead on a
-background thread, under bf16 (or fp16) autocast when ``amp`` says so and in ``channels_last``
-format when asked; they are stored as float16 either way. The linear head trains on the device with
-no host synchronisation inside its steps (labels validated once).
+background thread (on the CPU read in turn: aunce.train.prefetch_depth), under bf16 (or fp16)
+autocast when ``amp`` says so and in the ``channels_last`` format when asked; they are stored as
+float16 either way. The linear head trains on the device with no host synchronisation inside its
+steps (labels validated once).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aunce.device import autocast, resolve_amp, resolve_channels_last, resolve_d
 from aunce.encoders.blocks import PerAULinear
 from aunce.io import atomic_path, read_json, write_json
 from aunce.losses import au_weights, values_checked, wce_loss
-from aunce.train import PREFETCH, group_runs, load_encoder, require_landmarks, run_dir
+from aunce.train import group_runs, load_encoder, prefetch_depth, require_landmarks, run_dir
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256
@@ -62,7 +63,7 @@ def extract(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     out = []
     # each chunk is read sorted (sequential memmap reads) and its embeddings put back in order
-    with Prefetcher(reader, [np.sort(c) for c in chunks], PREFETCH) as stream:
+    with Prefetcher(reader, [np.sort(c) for c in chunks], prefetch_depth(device)) as stream:
         for chunk, batch in zip(chunks, stream, strict=True):
             order = np.argsort(np.argsort(chunk))
             batch = batch.to(device)

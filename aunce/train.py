@@ -16,9 +16,10 @@ similarity between the per-AU embeddings of two different images of a training b
 view for two-view methods), ``(1/K) sum_k mean_{a != j} cos(z_ak, z_jk)``, averaged over the epoch's
 batches. 1 means every image maps to the same embedding of an AU; unrelated embeddings give about 0.
 
-The step loop (issue 13) keeps the accelerator busy: batches are read from the memory-mapped cache
-(and pinned, on CUDA) on a background thread while the previous step runs
-(:mod:`aunce.data.loader`), copied with ``non_blocking``, augmented on the device, and nothing in a
+The step loop (issue 13) keeps the accelerator busy: on CUDA batches are read from the
+memory-mapped cache and pinned on a background thread while the previous step runs
+(:mod:`aunce.data.loader`; on the CPU they are read in turn, :func:`prefetch_depth`), copied with
+``non_blocking``, augmented on the device, and nothing in a
 step reads a device value on the host: labels are validated once per fold, the losses and the
 similarity are summed on the device and read once per epoch (a NaN or infinite loss stops the run
 at the end of that epoch, naming method, fold, seed and epoch). ``amp``, ``channels_last`` and
@@ -76,10 +77,17 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-PREFETCH = 2  # batches read ahead of the step
+PREFETCH = 2  # batches read ahead of the step on CUDA
 # the code a checkpoint depends on (relative to the package): another version starts afresh
 TRAINING_CODE = ("train.py", "losses.py", "methods.py", "device.py", "data", "encoders")
 PACKAGE = Path(__file__).resolve().parent
+
+
+def prefetch_depth(device: torch.device) -> int:
+    """Batches read ahead on a thread: 2 on CUDA; none on the CPU, where reading a batch from the
+    page cache costs about 1 % of a step and a thread competes with torch's for the cores
+    (BENCHMARKS.md, "GPU fast path")."""
+    return PREFETCH if device.type == "cuda" else 0
 
 
 class Preempted(AunceError):
@@ -593,13 +601,14 @@ def pretrain(
     *,
     checkpoints: str | Path | None = None,
     keep_checkpoints: bool = False,
-    prefetch: int = PREFETCH,
+    prefetch: int | None = None,
 ) -> None:
     """Pretrain one encoder per (fold, seed) in ``runs`` with the method in ``settings``.
 
     Checkpoints go below ``checkpoints`` (default :func:`checkpoint_root` of ``out_root``) and are
     removed at the end unless ``keep_checkpoints`` (a caller with more to do before the job is
-    complete removes them itself). ``prefetch``: batches read ahead (0: on the main thread).
+    complete removes them itself). ``prefetch``: batches read ahead on a thread (0: on the main
+    thread; None: :func:`prefetch_depth` of the device).
     """
     set_threads(settings.get("threads", 0))
     cache = open_cache(cache_dir)
@@ -610,7 +619,7 @@ def pretrain(
         device,
         resolve_amp(settings["amp"], device),
         resolve_channels_last(bool(settings.get("channels_last", False)), device),
-        prefetch,
+        prefetch_depth(device) if prefetch is None else prefetch,
     )
     root = checkpoint_root(out_root) if checkpoints is None else Path(checkpoints)
     with STOP.handling():

@@ -265,8 +265,8 @@ def test_a_failed_job_resumes_its_runs_and_restores_the_finished_ones(
     out = tmp_path / "pretrain"
     # run 1 finished; run 2 fails in the middle of epoch 2
     fail_at(monkeypatch, EPOCHS * STEPS + STEPS + 1)
-    with pytest.raises(Interrupt):
-        train.pretrain(bp4d_cache, settings_for(), RUNS, out)
+    with pytest.raises(Interrupt):  # with the reading thread (CUDA's default) this time
+        train.pretrain(bp4d_cache, settings_for(), RUNS, out, prefetch=2)
     monkeypatch.undo()
     ckpts = train.checkpoint_root(out)
     first = torch.load(ckpts / "fold-1" / "seed-0" / train.CHECKPOINT, weights_only=False)
@@ -277,7 +277,7 @@ def test_a_failed_job_resumes_its_runs_and_restores_the_finished_ones(
 
     shutil.rmtree(out)  # what Snakemake does to the declared outputs of a failed job
     caplog.clear()
-    train.pretrain(bp4d_cache, settings_for(), RUNS, out)
+    train.pretrain(bp4d_cache, settings_for(), RUNS, out, prefetch=2)
     assert "method aunce fold 1 seed 0: run already finished, restored" in caplog.text
     assert "method aunce fold 2 seed 0: resumed from epoch 1 (" in caplog.text
     assert not (tmp_path / "checkpoints").exists() and not ckpts.exists()  # removed when done
