@@ -326,7 +326,7 @@ def benchmark_settings(method: str, args, device: torch.device) -> dict:
         "amp": "bf16" if device.type == "cuda" else "none",
         "channels_last": device.type == "cuda",
         "compile": args.compile,
-        "threads": 0,
+        "threads": args.threads,
     }
 
 
@@ -341,11 +341,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile in the harness")
     parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 peak")
     parser.add_argument("--methods", nargs="+", default=["aunce", "wce"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")
     args = parser.parse_args(argv)
     # (a) keeps the release's 4 workers whatever the machine's core count
     warnings.filterwarnings("ignore", message="This DataLoader will create")
     steps = args.steps or (8 if args.quick else 30)
-    set_threads(0)
+    set_threads(args.threads)
     device = resolve_device(args.device)
     peak, peak_note = peak_tflops(device, args.peak_tflops)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
