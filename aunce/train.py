@@ -217,7 +217,8 @@ def _pretrain_run(
                 total_loss = loss if align is None else loss + encoder.alignment_weight * align
             if not torch.isfinite(total_loss):
                 raise FloatingPointError(
-                    f"fold {fold} seed {seed} epoch {epoch}: loss is {total_loss.item()}"
+                    f"method '{settings.get('method_name') or objective.name}' fold {fold} "
+                    f"seed {seed} epoch {epoch}: loss is {total_loss.item()}"
                 )
             optim.zero_grad(set_to_none=True)
             scaler.scale(total_loss).backward()
