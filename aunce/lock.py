@@ -4,8 +4,9 @@ Snakemake locks its working directory while it runs (``.snakemake/locks/<n>.{inp
 and removes the lock when it ends; a run killed with ``kill -9``, or a machine that went down,
 leaves the lock behind, and the next run stops with ``LockException`` until ``snakemake --unlock``.
 ``make run`` removes such a lock itself, through :func:`unlock_stale`, but only when no process on
-this machine is a Snakemake, or a job of one, working in that directory. A run from another machine
-on a shared file system cannot be seen from here (README, "After a crash").
+this machine is a Snakemake, or a job of one, working in that directory, and the lock is this
+user's (another user's processes may be hidden from this one). A run from another machine on a
+shared file system cannot be seen from here (README, "After a crash").
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def unlock_stale(workdir: str | os.PathLike = ".", proc: str = "/proc") -> bool:
     if not locks:
         return False
     where = Path(workdir).resolve()
+    foreign = [p for p in locks if p.stat().st_uid != os.geteuid()]
+    if foreign and os.geteuid() != 0:  # their processes may be hidden from this user
+        raise AunceError(
+            f"{where} is locked by another user's Snakemake ({foreign[0]} belongs to user id "
+            f"{foreign[0].stat().st_uid}); if no run of theirs works there, run `snakemake --unlock`"
+        )
     try:
         running = workflow_processes(workdir, proc)
     except AunceError as err:

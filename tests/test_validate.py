@@ -246,6 +246,14 @@ def test_a_lock_is_removed_only_when_no_workflow_runs_in_the_folder(tmp_path):
         unlock_stale(work, str(tmp_path / "no-proc"))
 
 
+def test_another_users_lock_is_left_alone(tmp_path, monkeypatch):
+    locked(tmp_path)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)  # not root, and not the lock's owner
+    with pytest.raises(AunceError, match=r"is locked by another user's Snakemake .*user id"):
+        unlock_stale(tmp_path, fake_proc(tmp_path / "proc", {}))
+    assert lock_files(tmp_path)
+
+
 def test_unlock_stale_on_this_machine(tmp_path, caplog):
     locked(tmp_path)
     assert main(["unlock-stale", "--directory", str(tmp_path)]) == 0
