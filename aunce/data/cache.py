@@ -205,6 +205,17 @@ def _open_partial(
         log.info("%s: inputs changed since the interrupted build; starting afresh", partial)
     if partial.exists():
         shutil.rmtree(partial)
+    try:
+        _new_partial(partial, n, size, manifest_csv, report)
+    except OSError:  # a full disk: leave nothing behind, the space is the user's to free
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    write_json(progress, {"fingerprint": fingerprint, "done": []})
+    return set()
+
+
+def _new_partial(partial: Path, n: int, size: int, manifest_csv: bytes, report: dict) -> None:
+    """A partial folder: the arrays, their space reserved on disk, the manifest and the report."""
     partial.mkdir(parents=True)
     np.lib.format.open_memmap(
         partial / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
@@ -213,13 +224,16 @@ def _open_partial(
     lm = np.lib.format.open_memmap(
         partial / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 49, 2)
     )
+    lm.flush()
+    _reserve(partial / "landmarks.npy")
     lm[:] = np.nan
     lm.flush()
     del lm
-    (partial / "manifest.csv").write_bytes(manifest_csv)
+    try:
+        (partial / "manifest.csv").write_bytes(manifest_csv)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(partial / "manifest.csv")) from None
     write_json(partial / "report.json", report)
-    write_json(progress, {"fingerprint": fingerprint, "done": []})
-    return set()
 
 
 def _reserve(path: Path) -> None:
