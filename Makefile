@@ -1,4 +1,6 @@
 # Two commands: `make run` (the whole DAG on the embedded default) and `make test`.
+# `make run` is also how to go on after a crash or a kill: it removes the lock the dead run left
+# when no Snakemake runs in this folder, and Snakemake reruns the jobs it left incomplete.
 # Both create .venv with pip on first use and reinstall when pyproject.toml changes.
 PYTHON ?= python3
 VENV   := .venv
@@ -23,6 +25,7 @@ $(STAMP): pyproject.toml
 run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(STAMP)
 	@test -f "$(CONFIG)" || { echo "error: config file '$(CONFIG)' not found (set CONFIG=path/to/config.yaml)" >&2; exit 2; }
+	@$(BIN)/aunce unlock-stale  # a lock left by a crash or a kill (README, "After a crash")
 	$(BIN)/snakemake all --cores $(CORES) --resources gpu=1 --configfile="$(CONFIG)" $(SNAKEMAKE_ARGS)
 
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)

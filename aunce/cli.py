@@ -1,7 +1,10 @@
 """The ``aunce`` command: one subcommand per workflow step.
 
 Each subcommand imports only what its step needs (a table job never imports torch): on a small
-machine the imports of a job cost seconds (BENCHMARKS.md). User errors print one line and exit 2.
+machine the imports of a job cost seconds (BENCHMARKS.md). User errors print one line and exit 2;
+errors of the machine (a full disk: ``OSError``) and a diverged training (``FloatingPointError``)
+print one line naming the file, or the method, fold, seed and epoch, and exit 1 (``-v`` shows the
+traceback).
 """
 
 from __future__ import annotations
@@ -242,11 +245,25 @@ def cmd_write_config(args) -> None:
 
 
 def cmd_check_config(args) -> None:
-    from aunce.config import load_config
+    from aunce.validate import validate_files
 
     kwargs = {"schema_path": args.schema} if args.schema else {}
-    load_config(*args.config, **kwargs)
+    validate_files(*args.config, **kwargs)
     print(f"{' + '.join(map(str, args.config))}: valid")
+
+
+def cmd_unlock_stale(args) -> None:
+    import socket
+
+    from aunce.lock import unlock_stale
+
+    if unlock_stale(args.directory):
+        log.warning(
+            "removed the Snakemake lock left by an interrupted run in %s (no Snakemake and no job "
+            "of it runs there on %s); going on",
+            args.directory.resolve(),
+            socket.gethostname(),
+        )
 
 
 def cmd_audit(args) -> None:
@@ -398,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser(
+        "unlock-stale",
+        help="remove Snakemake's lock of a folder when no Snakemake or job of it runs there",
+    )
+    p.add_argument("--directory", type=Path, default=Path("."), help="the workflow's folder")
+    p.set_defaults(func=cmd_unlock_stale)
+
+    p = sub.add_parser(
         "audit", help="list published averages that differ from the mean of their per-AU F1"
     )
     p.add_argument("published", type=Path, help="baselines/published.csv")
@@ -418,4 +442,15 @@ def main(argv: list[str] | None = None) -> int:
     except AunceError as err:
         print(f"aunce {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine, not the input: a full disk, a folder that went away
+        if args.verbose:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"aunce {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except FloatingPointError as err:  # training diverged (a NaN or infinite loss)
+        if args.verbose:
+            raise
+        print(f"aunce {args.command}: error: {err}", file=sys.stderr)
+        return 1
     return 0

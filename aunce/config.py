@@ -8,6 +8,7 @@ key path (``pretrain.lr``) and the offending value, before any job starts.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,12 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 CROSS_VALIDATED = {"bp4d", "disfa"}
 FIXED_SPLIT = {"gft", "affwild2"}
 TEST_ONLY = {"bp4d_plus"}
+#: how far from 1 a method's ``positive_probs`` may sum (the loss's own tolerance, aunce.losses)
+PROBABILITY_TOLERANCE = 1e-6
+SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
+#: a loss given by import path, ``package.module:function`` (config/schema.yaml's pattern)
+_NAME = "[A-Za-z_][A-Za-z0-9_]*"
+_IMPORT_PATH = re.compile(rf"^{_NAME}(\.{_NAME})*:{_NAME}$")
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -55,7 +62,9 @@ def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         lines = [f"  {_key_path(e)}: {_message(e)}" for e in errors]
         raise AunceError("invalid config:\n" + "\n".join(lines))
     fill_defaults(config, schema)
-    _check_references(config)
+    problems = _check_references(config) + _check_values(config)
+    if problems:
+        raise AunceError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
     return config
 
 
@@ -109,10 +118,38 @@ def _message(error) -> str:
     if error.validator == "additionalProperties":
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"unknown key (allowed here: {allowed})"
+    if error.validator == "pattern":
+        return _pattern_message(error)
     return error.message
 
 
-def _check_references(config: dict) -> None:
+def _pattern_message(error) -> str:
+    """A pattern error in words: what the value should look like, and a likely correction."""
+    value = error.instance
+    if error.schema.get("pattern") == SHA256_PATTERN:
+        return f"'{value}' is not a SHA-256 digest (64 hexadecimal digits)"
+    if list(error.absolute_path)[-1:] != ["loss"]:
+        return error.message
+    module, colon, function = str(value).rpartition(":")
+    if not colon:
+        return (
+            f"'{value}' is not aunce, wce, wfl or the import path of a function of yours "
+            "(package.module:function, with a colon before the function)"
+        )
+    dotted = module.removeprefix("./").removesuffix(".py").replace("\\", "/").replace("/", ".")
+    hint = f"'{dotted}:{function}'"
+    if module != dotted and _IMPORT_PATH.match(f"{dotted}:{function}"):
+        return (
+            f"'{value}' names a file; give the module with dots, {hint} (imported with the "
+            "project folder on sys.path, docs/custom-method.md)"
+        )
+    return (
+        f"'{value}' is not an import path package.module:function (letters, digits and "
+        "underscores, modules separated by dots, docs/custom-method.md)"
+    )
+
+
+def _check_references(config: dict) -> list[str]:
     """Cross-key checks a JSON schema cannot express: tables name known datasets/methods/encoders."""
     problems = []
     for table, spec in config.get("tables", {}).items():
@@ -159,8 +196,52 @@ def _check_references(config: dict) -> None:
                 "folder (set root: /path/to/dataset, or source: synthetic, or drop the tables "
                 "that use it)"
             )
-    if problems:
-        raise AunceError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+    return problems
+
+
+def _check_values(config: dict) -> list[str]:
+    """Value checks a JSON schema cannot express: probabilities that sum to 1, and the seeds and
+    folds of a table among those the config and its datasets have."""
+    problems = []
+    for name, method in config.get("methods", {}).items():
+        probs = method.get("positive_probs")
+        if probs is not None and abs(sum(probs) - 1.0) > PROBABILITY_TOLERANCE:
+            problems.append(f"methods.{name}.positive_probs: {probs} sum to {sum(probs):g}, not 1")
+    seeds = config.get("seeds", [])
+    datasets = config.get("datasets", {})
+    for table, spec in config.get("tables", {}).items():
+        for seed in spec.get("seeds") or []:
+            if seed not in seeds:
+                problems.append(
+                    f"tables.{table}.seeds: {seed} is not one of the config's seeds "
+                    f"({', '.join(map(str, seeds))}); add it to seeds or drop it here"
+                )
+        if not spec.get("folds"):
+            continue
+        trained, any_of = _trained_datasets(spec)
+        folds = {n: dataset_folds(datasets[n]) for n in trained if n in datasets}
+        for fold in map(str, spec["folds"]):
+            lacking = [n for n, known in folds.items() if fold not in known]
+            if lacking and (len(lacking) == len(folds) or not any_of):
+                name = lacking[0]
+                problems.append(
+                    f"tables.{table}.folds: '{fold}' is not a fold of dataset '{name}' "
+                    f"(its folds: {', '.join(folds[name]) or 'none, it is for testing only'})"
+                )
+    return problems
+
+
+def _trained_datasets(spec: dict) -> tuple[list[str], bool]:
+    """The datasets whose folds a table's ``folds`` select, and whether a fold need only be one of
+    some of them (a cross table: the sources' folds, a fixed-split source keeping its split)."""
+    kind = spec.get("kind", "au_f1")
+    if kind == "occurrence" or (kind == "au_f1" and spec.get("test_dataset")):
+        return [], False  # no folds: every frame, or trained on all of the source
+    if kind == "cross":
+        return list(dict.fromkeys(pair[0] for pair in spec.get("pairs", []))), True
+    if kind in ("grid", "cost"):
+        return list(spec.get("datasets", [])), False
+    return _as_list(spec.get("dataset")), False
 
 
 def _as_list(value) -> list:

@@ -237,6 +237,50 @@ def loss_settings(method: dict, name: str | None = None) -> dict:
     return out
 
 
+def check_method(method: dict, name: str | None = None) -> None:
+    """Refuse, before any job runs, a loss given by import path that its jobs could not train with.
+
+    What can be checked without data: the module imports, the function is callable and accepts
+    the calling contract of its ``kind`` with the method's options, and one call on tiny inputs of
+    the contract's shapes (B = 4 images, K = 3 AUs, D = 8; labels 1, 0 and -1) returns a scalar
+    floating-point tensor that depends on the embeddings. Raises :class:`AunceError` naming the
+    method and path. Built-in losses need no check here.
+    """
+    if not is_custom(method):
+        return
+    who = _who(method, name)
+    b, k, d = 4, 3, 8
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, -1], [0, 1, 1]], dtype=torch.int8)
+    objective = build_objective(method, torch.ones(k), torch.tensor([1, 0, 1]), name=name)
+    z = torch.randn(b, k, d, generator=gen, requires_grad=True)
+    z_aug = torch.randn(b, k, d, generator=gen, requires_grad=True)
+    logits = torch.randn(b, k, generator=gen, requires_grad=True)
+    inputs = f"z and z_aug ({b}, {k}, {d})" if objective.two_views else f"logits ({b}, {k})"
+    try:
+        if objective.two_views:
+            out = objective.loss(z, z_aug, labels, generator=gen, **objective.kwargs)
+        else:
+            out = objective.loss(logits, labels, **objective.kwargs)
+    except Exception as err:
+        raise AunceError(
+            f"{who}: a test call with {inputs} and labels ({b}, {k}) failed: "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    if not (isinstance(out, Tensor) and out.ndim == 0):
+        got = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+        raise AunceError(
+            f"{who}: must return a scalar tensor, got {got} on a test call with {inputs}"
+        )
+    if not out.is_floating_point():
+        raise AunceError(f"{who}: returned a {out.dtype} tensor; a loss is a floating-point scalar")
+    if not out.requires_grad:
+        raise AunceError(
+            f"{who}: returned a tensor that does not depend on its inputs ({inputs}): "
+            "there is nothing to train"
+        )
+
+
 def build_objective(
     method: dict,
     au_weights: Tensor | None,

@@ -14,12 +14,21 @@ from snakemake.exceptions import WorkflowError
 import aunce
 from aunce import AunceError
 from aunce.config import check_config
-from aunce.plan import FIGURE_KINDS, input_files, make_plan
+from aunce.plan import FIGURE_KINDS, input_files
+from aunce.validate import validate
 
-try:
-    check_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
+
+
+def config_error(err):
+    """An error of the config or its plan as Snakemake prints it: the message, no traceback."""
+    return WorkflowError(f"{err}\n(config files: {', '.join(map(str, workflow.configfiles)) or 'none'})")
+
+
+try:  # the schema first: the settings read below need their defaults
+    check_config(config, SCHEMA)
 except AunceError as err:
-    raise WorkflowError(f"{err}\n(config files: {', '.join(map(str, workflow.configfiles)) or 'none'})")
+    raise config_error(err)
 
 # Every job calls the `aunce` command; it must be the one installed beside this Snakemake.
 if shutil.which("aunce") is None:
@@ -40,24 +49,6 @@ def _shown(path):
 
 
 CONFIG_FILES = list(dict.fromkeys(_shown(f) for f in workflow.configfiles))
-
-
-def check_writable(folder="results"):
-    """Fail before any job starts if the results folder cannot be written."""
-    path = Path(folder).resolve()
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if probe == path and not path.is_dir():
-        raise WorkflowError(f"results folder '{path}' is not writable: a file of that name is in the way")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise WorkflowError(
-            f"results folder '{path}' is not writable (checked '{probe}'); fix its permissions "
-            "or run from a folder you own (snakemake --directory DIR)"
-        )
-
-
-check_writable()
 
 
 # --- code versions: Snakemake reruns a job when the code its step runs changes -----------------
@@ -89,8 +80,12 @@ CODE = {
 
 # --- the plan: every run, cross-evaluation and table the config asks for ------------------------
 PUBLISHED = os.path.relpath(Path(workflow.basedir) / "baselines" / "published.csv")
-PLAN = make_plan(config, provenance=f"Config: {', '.join(CONFIG_FILES)}; code {CODE['tables']}.",
-                 published=PUBLISHED)
+try:  # the one validation path of `aunce check-config` too (aunce.validate)
+    PLAN = validate(config, schema_path=SCHEMA, published=PUBLISHED,
+                    provenance=f"Config: {', '.join(CONFIG_FILES)}; code {CODE['tables']}.",
+                    main_process=workflow.is_main_process)
+except AunceError as err:
+    raise config_error(err)
 # contact sheets of the synthetic datasets the config names (not the noise tables' copies)
 CONTACT_SHEETS = sorted(
     f"results/figures/contact_{name}.png"
@@ -285,7 +280,7 @@ def report_spec():
         "figures": figures,
         "published": PUBLISHED,
         "resolved_config": "results/config.yaml",
-        "paper_config": str(Path(workflow.basedir) / "config" / "paper.yaml"),
+        "paper_config": os.path.relpath(Path(workflow.basedir) / "config" / "paper.yaml"),
         "provenance": {"code": CODE["tables"], "configs": CONFIG_FILES, "seeds": SEEDS,
                        "created": None},
     }

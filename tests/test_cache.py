@@ -43,3 +43,49 @@ def test_incomplete_cache_is_refused(tmp_path):
     (tmp_path / "images.npy").write_bytes(b"")
     with pytest.raises(AunceError, match="not a complete cache"):
         open_cache(tmp_path)
+
+
+def encoded(ext: str) -> bytes:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    ok, data = cv2.imencode(ext, rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_truncated_images_are_found_whole_ones_pass(tmp_path, ext):
+    from aunce.data.cache import read_image, truncation
+
+    whole = encoded(ext)
+    assert truncation(whole) is None
+    assert read_image(_write(tmp_path / f"whole{ext}", whole)).shape == (48, 40, 3)
+    kind = "JPEG" if ext == ".jpg" else "PNG"
+    for cut in (len(whole) // 2, len(whole) - 2):  # half the scan, or only the end marker lost
+        path = _write(tmp_path / f"cut{cut}{ext}", whole[:cut])
+        with pytest.raises(AunceError, match=rf"^{path}: truncated {kind} \({cut} bytes"):
+            read_image(path)
+    with pytest.raises(AunceError, match="not an image OpenCV can read"):
+        read_image(_write(tmp_path / f"junk{ext}", b"junk"))
+    with pytest.raises(AunceError, match="image missing"):
+        read_image(tmp_path / f"absent{ext}")
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def test_a_truncated_image_stops_the_cache_naming_the_file(synthetic_bp4d, tmp_path):
+    import shutil
+
+    from aunce.data.cache import build_cache
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_bp4d, root)
+    image = sorted((root / "images").rglob("*.png"))[5]
+    image.write_bytes(image.read_bytes()[:200])
+    with pytest.raises(AunceError, match=rf"^{image}: truncated PNG \(200 bytes"):
+        build_cache("synthetic", root, tmp_path / "cache", 32)
+    assert not (tmp_path / "cache").exists()  # the partial folder resumes once the file is fixed

@@ -103,7 +103,7 @@ def test_budget_overrides_make_their_own_methods_and_runs():
     assert plan.tables["quick"]["inputs"]["metrics"] == [
         "results/eval/bp4d/megraph/wce-e3/fold-1/seed-2/metrics.json"
     ]
-    with pytest.raises(AunceError, match="folds \\['7'\\] are not folds of dataset 'bp4d'"):
+    with pytest.raises(AunceError, match="tables.t.folds: '7' is not a fold of dataset 'bp4d'"):
         plan_of({"t": {"dataset": "bp4d", "encoder": "megraph", "methods": ["wce"], "folds": [7]}})
 
 

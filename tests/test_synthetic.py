@@ -203,3 +203,37 @@ def test_contact_sheet(synthetic_bp4d, tmp_path):
     out = contact_sheet(synthetic_bp4d, tmp_path / "sheet.png", n=6, columns=3)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # an ordinary file, not mkstemp's mode
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda rows: rows[3].__setitem__("AU12", "300"), r"line 4: AU12 label '300' is not 1, 0"),
+        (lambda rows: rows[2].__setitem__("AU1", "2"), r"line 3: AU1 label '2' is not 1, 0 or -1"),
+        (lambda rows: rows[1].__setitem__("AU4", "yes"), r"line 2: AU4 label 'yes' is not 1, 0"),
+        (lambda rows: rows[4].__setitem__("AU6", ""), r"line 5: AU6 label '' is not 1, 0 or -1"),
+        (lambda rows: rows.insert(2, None), r"line 3: blank line inside the file"),
+        (lambda rows: rows.clear(), r"empty file \(expected a header and one line per frame\)"),
+    ],
+)  # fmt: skip
+def test_bad_labels_name_file_line_and_value(synthetic_bp4d, tmp_path, edit, message):
+    """An int8 cast would store 300 as 44 and 2 as 2; an empty or non-integer file was a
+    traceback."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_bp4d, root)
+    path = root / "labels.csv"
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","), strict=True)) for line in lines]
+    edit(rows)
+    text = "".join(
+        "\n" if row is None else ",".join(row[h] for h in header) + "\n" for row in rows
+    )
+    path.write_text(text)
+    with pytest.raises(AunceError, match=rf"^{path}: {message}"):
+        read_synthetic(root)
+    (root / "labels.csv").unlink()
+    with pytest.raises(AunceError, match=rf"^{path}: file not found"):
+        read_synthetic(root)

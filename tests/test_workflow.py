@@ -128,6 +128,8 @@ def test_every_table_figure_and_the_report(smoke_run):
     report = (results / "report.md").read_text()
     for name in cfg["tables"]:
         assert name in report
+    for absolute in (REPO, smoke_run):  # relative paths only (`../` from another working folder)
+        assert not re.search(rf"(?<![\w.]){re.escape(str(absolute))}", report), absolute
 
 
 def test_grid_and_cross_tables_equal_their_metrics(smoke_run):
@@ -191,6 +193,13 @@ def test_readme_has_the_known_forms():
 def test_make_run_is_the_documented_command():
     proc = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True)
     assert "snakemake all --cores 1 --resources gpu=1" in proc.stdout
+    unlock = proc.stdout.index("aunce unlock-stale")  # a stale lock first (README, "After a crash")
+    assert unlock < proc.stdout.index("snakemake all")
+
+
+def test_the_workflow_profile_reruns_incomplete_jobs():
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert profile == {"rerun-incomplete": True}  # nothing that would override profiles/slurm
 
 
 def test_config_typo_stops_before_any_job(tmp_path):
@@ -226,6 +235,63 @@ def test_unwritable_results_folder(tmp_path):
     (tmp_path / "results").write_text("a file where the results folder should be")
     proc = snakemake(tmp_path, "-n", "--cores", "1")
     assert proc.returncode != 0 and "is not writable" in proc.stdout + proc.stderr
+
+
+def test_bad_input_stops_the_snakefile_with_its_message_and_no_traceback(tmp_path):
+    """The Snakefile validates as `aunce check-config` does (aunce.validate), before any job: a
+    problem of the config, and a folder the plan writes into that is blocked (Build 12.3)."""
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["tables"]["table2"]["seeds"] = [1, 7]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "work"
+    (work / "results").mkdir(parents=True)
+    proc = snakemake(work, "--cores", "1", configfile=bad)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    line = "  tables.table2.seeds: 7 is not one of the config's seeds (1, 2);"
+    assert any(x.startswith(line) for x in out.splitlines()), out
+    (work / "results" / "tables").write_text("a file where the tables folder should be")
+    proc = snakemake(work, "--cores", "1")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    assert "results/tables is not writable: a file of that name is in the way" in out
+    assert sorted(p.name for p in (work / "results").iterdir()) == ["tables"]  # no job ran
+
+
+def test_recovery_after_kill_9_is_make_run(tmp_path):
+    """A workflow killed with kill -9 leaves Snakemake's lock: the plain command stops with
+    LockException; `aunce unlock-stale` (what `make run` does first) removes it, as no Snakemake
+    runs there any more, and the plain command then finishes. The workflow profile
+    profiles/default makes the plain command rerun incomplete jobs (README, "After a crash")."""
+    import signal
+    import time
+
+    target = "results/data/bp4d_plus"
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+           f"--configfile={SMOKE}", "--cores", "1", target]  # fmt: skip
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    run = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    incomplete = tmp_path / ".snakemake" / "incomplete"
+    deadline = time.monotonic() + 120
+    while not (incomplete.is_dir() and any(incomplete.iterdir())):  # the job has started
+        assert run.poll() is None and time.monotonic() < deadline, "the job never started"
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert list((tmp_path / ".snakemake" / "locks").glob("*.lock"))
+    proc = snakemake(tmp_path, "--cores", "1", target)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "LockException" in out
+    assert "Using workflow specific profile profiles/default" in out
+    unlock = subprocess.run([str(BIN / "aunce"), "unlock-stale", "--directory", str(tmp_path)],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert unlock.returncode == 0, unlock.stderr
+    assert "removed the Snakemake lock left by an interrupted run" in unlock.stderr
+    proc = snakemake(tmp_path, "--cores", "1", target)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / target / "dataset.json").is_file()
 
 
 def test_missing_aunce_command_is_explained(tmp_path):

@@ -18,6 +18,7 @@ decoding images.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ from aunce.data.readers.common import sha256_file
 from aunce.io import read_json, write_json
 
 CACHE_VERSION = 2
+MIN_SIZE = 16  # pixels, the schema's smallest image.cache_size
 CHUNK_SIZE = 256  # frames per unit of work and of resumption
 PROGRESS_SECONDS = 10.0  # a progress line at most this often
 
@@ -100,6 +102,13 @@ def build_cache(
     absolute); ``options`` go to the reader (:func:`aunce.data.read_dataset`).
     """
     root, out_dir = Path(root), Path(out_dir)
+    if size < MIN_SIZE:
+        raise AunceError(f"cache size must be at least {MIN_SIZE} pixels, got {size}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AunceError(
+            f"{out_dir}: a file is in the way (a cache is a folder); move it away or choose "
+            "another output"
+        )
     if aligned is None:
         aligned = aligned_by_default(reader)
     report: dict = {}
@@ -196,20 +205,83 @@ def _open_partial(
         log.info("%s: inputs changed since the interrupted build; starting afresh", partial)
     if partial.exists():
         shutil.rmtree(partial)
+    try:
+        _new_partial(partial, n, size, manifest_csv, report)
+    except OSError:  # a full disk: leave nothing behind, the space is the user's to free
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    write_json(progress, {"fingerprint": fingerprint, "done": []})
+    return set()
+
+
+def _new_partial(partial: Path, n: int, size: int, manifest_csv: bytes, report: dict) -> None:
+    """A partial folder: the arrays, their space reserved on disk, the manifest and the report."""
     partial.mkdir(parents=True)
     np.lib.format.open_memmap(
         partial / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
     ).flush()
+    _reserve(partial / "images.npy")
     lm = np.lib.format.open_memmap(
         partial / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 49, 2)
     )
+    lm.flush()
+    _reserve(partial / "landmarks.npy")
     lm[:] = np.nan
     lm.flush()
     del lm
-    (partial / "manifest.csv").write_bytes(manifest_csv)
+    try:
+        (partial / "manifest.csv").write_bytes(manifest_csv)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(partial / "manifest.csv")) from None
     write_json(partial / "report.json", report)
-    write_json(progress, {"fingerprint": fingerprint, "done": []})
-    return set()
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a memory-mapped array's file on disk now: a full disk is then an ``OSError`` naming
+    the file here, not a ``SIGBUS`` that kills a worker when it first writes to a page."""
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as err:
+            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return  # a file system that cannot reserve space: writes find out instead
+            raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB uint8. A missing, unreadable or truncated file is an error naming it
+    (OpenCV decodes a truncated JPEG with a warning on stderr only, and grey where data is missing)."""
+    import cv2
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise AunceError(f"{path}: image missing") from None
+    except OSError as err:
+        raise AunceError(f"{path}: cannot read the image ({err.strerror})") from None
+    problem = truncation(raw)
+    if problem:
+        raise AunceError(f"{path}: {problem}; the file is damaged, copy or extract it again")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # as before: EXIF orientation applied
+    if bgr is None:
+        raise AunceError(f"{path}: not an image OpenCV can read")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def truncation(raw: bytes) -> str | None:
+    """Why the bytes of a JPEG or PNG file are a truncated image, or None.
+
+    JPEG: after the start of the last scan (marker FFDA) an end-of-image marker (FFD9) must follow;
+    inside a scan a byte FF is always followed by 00 or a restart marker, so FFD9 appears there only
+    at the end. PNG: the file ends with the IEND chunk and its CRC."""
+    if raw[:2] == b"\xff\xd8":
+        if raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda"):
+            return f"truncated JPEG ({len(raw)} bytes, no end-of-image marker after its last scan)"
+    elif raw[:8] == b"\x89PNG\r\n\x1a\n":
+        end = raw.rfind(b"IEND")
+        if end < 0 or end + 8 > len(raw):  # the chunk type, then its 4-byte CRC
+            return f"truncated PNG ({len(raw)} bytes, no complete IEND chunk)"
+    return None
 
 
 def _rows(path: Path, start: int, stop: int) -> np.memmap:
@@ -230,18 +302,13 @@ def _rows(path: Path, start: int, stop: int) -> np.memmap:
 
 def _align_chunk(task) -> tuple[int, int]:
     """Align frames ``start:stop`` into the partial arrays; runs in a worker process."""
-    import cv2
-
     from aunce.data.align import align_face, resize_face
 
     root, partial, start, stop, paths, landmarks, size, aligned = task
     images = _rows(partial / "images.npy", start, stop)
     points = _rows(partial / "landmarks.npy", start, stop)
     for i, rel in enumerate(paths):
-        bgr = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise AunceError(f"{root / rel}: image missing or unreadable")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = read_image(root / rel)
         lm = None if landmarks is None else landmarks[i]
         if aligned:
             images[i], points[i] = resize_face(rgb, lm, size)

@@ -22,7 +22,6 @@ its own children of ``numpy.random.SeedSequence(seed)``.
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -32,10 +31,11 @@ import numpy as np
 
 from aunce import AunceError
 from aunce.data.catalog import DATASET_AUS, OCCURRENCE_RATES, PARTITIONS, au_columns
-from aunce.io import atomic_dir, write_json
+from aunce.io import atomic_dir, read_json, write_json
 
 GENERATOR_VERSION = 2
 MAX_LABEL_NOISE = 0.5  # label_noise must lie in [0, MAX_LABEL_NOISE)
+LABEL_VALUES = (-1, 0, 1)  # unknown, inactive, active
 
 
 @dataclass(frozen=True)
@@ -731,15 +731,28 @@ def read_synthetic(root: str | os.PathLike):
             f"{root}: not a synthetic dataset (no dataset.json); make one with "
             "`aunce synth --profile bp4d --out DIR`"
         )
-    meta = json.loads(meta_path.read_text())
-    df = pd.read_csv(root / "labels.csv")
+    meta = read_json(meta_path)
+    path = root / "labels.csv"
+    try:  # blank lines kept: a line number in an error is the file's own
+        df = pd.read_csv(path, skip_blank_lines=False)
+    except FileNotFoundError:
+        raise AunceError(f"{path}: file not found") from None
+    except pd.errors.EmptyDataError:
+        raise AunceError(f"{path}: empty file (expected a header and one line per frame)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise AunceError(f"{path}: cannot read as CSV ({str(err).strip()})") from None
+    blank = df.isna().all(axis=1).to_numpy()
+    while len(df) and blank[len(df) - 1]:  # blank lines at the end are no frames
+        df = df.iloc[:-1]
+    if blank[: len(df)].any():
+        raise AunceError(f"{path}: line {int(blank.argmax()) + 2}: blank line inside the file")
     columns = au_columns(meta["aus"])
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise AunceError(f"{root / 'labels.csv'}: missing AU columns {', '.join(missing)}")
+        raise AunceError(f"{path}: missing AU columns {', '.join(missing)}")
     for col in df.columns:
         if col.startswith("AU"):
-            df[col] = df[col].astype(np.int8)
+            df[col] = _labels(df[col], path, col)
     if len(df) != meta["n_frames"]:
         raise AunceError(
             f"{root / 'labels.csv'}: {len(df)} rows, dataset.json says {meta['n_frames']}"
@@ -747,9 +760,30 @@ def read_synthetic(root: str | os.PathLike):
     return df
 
 
+def _labels(column, path: Path, name: str) -> np.ndarray:
+    """A label column as int8; a value other than 1, 0 or -1 names the file, line and column (an
+    int8 cast would store 300 as 44)."""
+    import pandas as pd
+
+    values = pd.to_numeric(column, errors="coerce")
+    bad = ~values.isin(LABEL_VALUES).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        text = "" if pd.isna(column.iloc[row]) else str(column.iloc[row]).strip()
+        raise AunceError(
+            f"{path}: line {row + 2}: {name} label '{text[:40]}' is not 1, 0 or -1 (unknown)"
+        )
+    return values.to_numpy().astype(np.int8)
+
+
 def read_synthetic_landmarks(root: str | os.PathLike, n_rows: int) -> np.ndarray:
     path = Path(root) / "landmarks.npy"
-    landmarks = np.load(path)
+    try:
+        landmarks = np.load(path)
+    except FileNotFoundError:
+        raise AunceError(f"{path}: file not found") from None
+    except (ValueError, OSError) as err:
+        raise AunceError(f"{path}: not a NumPy array file ({err})") from None
     if landmarks.shape[0] != n_rows:
         raise AunceError(f"{path}: {landmarks.shape[0]} landmark sets for {n_rows} manifest rows")
     return landmarks
