@@ -14,6 +14,7 @@
 # jobs kept 300 s for squeue (MinJobAge), CPUs and memory consumable (select/cons_tres). --gpu
 # declares one fake GPU (gres gpu:1 backed by /dev/null) so that jobs asking for a GPU are accepted.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # the daemons, also where a user's PATH lacks them
 
 die() { echo "slurm-test-cluster: $*" >&2; exit 1; }
 
@@ -170,7 +171,7 @@ EOF
     echo $! > "$dir/pids/slurmd.pid"
     wait_for "node $node idle" 60 node_idle "$node"
     trap - ERR
-    echo "slurm-test-cluster: running ($cluster, $hw ${gres_line}) from $dir"
+    echo "slurm-test-cluster: running ($cluster: $hw${gres_line:+ $gres_line}) from $dir"
     echo "export SLURM_CONF=$SLURM_CONF PATH=$dir/bin:\$PATH"
 }
 

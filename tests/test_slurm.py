@@ -40,6 +40,12 @@ def snakemake(workdir, *args, configfile=SMOKE, env=None, **kwargs):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, **kwargs)
 
 
+class Resources(dict):
+    """A job's resources as the SLURM plugin reads them (``.get`` and attributes)."""
+
+    __getattr__ = dict.__getitem__
+
+
 def job_stats(log: str) -> dict[str, int]:
     """Rule -> number of jobs from Snakemake's "Job stats" table."""
     block = log.split("Job stats:", 1)[1].split("total", 1)[0]
@@ -52,8 +58,11 @@ def test_jobs_ask_for_the_configs_resources(tmp_path, device):
     """A dry run through the SLURM profile: memory and wall time per stage from the config, the
     data jobs' processes from their threads, and a GPU for training only when the device is not the
     CPU (a node without GPUs refuses a GPU request)."""
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
     cfg = yaml.safe_load(SMOKE.read_text())
     cfg["device"] = device
+    cfg["resources"]["gpu_model"] = "h100"
     cfg["resources"]["data"] = {"threads": 3, "mem_mb": 1234, "runtime": 17}
     cfg["resources"]["pretrain"] = {"threads": 5, "mem_mb": 4321, "runtime": 71,
                                     "partition": "gpu"}
@@ -76,6 +85,10 @@ def test_jobs_ask_for_the_configs_resources(tmp_path, device):
         assert int(res["mem_mb"]) == spec["mem_mb"] and int(res["runtime"]) == spec["runtime"], rule
         gpu = kind in ("pretrain", "train_eval", "embed", "cross_eval") and device != "cpu"
         assert int(res.get("gpu", 0)) == int(gpu), (rule, res)
+        # what the plugin adds to sbatch for these resources (a node without GPUs refuses --gpus)
+        job = SimpleNamespace(resources=Resources({k: int(v) if v.isdigit() else v
+                                                   for k, v in res.items()}))
+        assert set_gres_string(job) == (" --gpus=h100:1" if gpu else ""), (rule, res)
         assert res.get("slurm_partition") == spec.get("partition"), (rule, res)
         if kind in ("synthesize", "cache"):
             assert "--workers 3 " in body, body  # {threads}, not the machine's core count
@@ -167,10 +180,12 @@ def cancel_a_running_training_job(cluster, workdir, run, timeout=300) -> str:
 def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, tmp_path):
     workdir = tmp_path / "work"
     workdir.mkdir()
-    # the README's command; --retries 0: the workflow stops on the cancelled job, as when the
-    # profile's retries are used up, so that the recovery command has something to do
+    # the README's command (with a status check 1 s after a job ends instead of the profile's 5 s:
+    # a shorter test); --retries 0: the workflow stops on the cancelled job, as when the profile's
+    # retries are used up, so that the recovery command has something to do
     command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "all",
-               "--profile", str(PROFILE), f"--configfile={SMOKE}"]
+               "--profile", str(PROFILE), f"--configfile={SMOKE}",
+               "--slurm-init-seconds-before-status-checks", "1"]
     first_log = tmp_path / "first.log"
     with open(first_log, "w") as log:
         run = subprocess.Popen([*command, "--retries", "0"], stdout=log, stderr=subprocess.STDOUT,
@@ -188,14 +203,19 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, tmp_p
     first = first_log.read_text()
     assert "SLURM status is: 'CANCELLED'" in first, first[-3000:]
     assert f"Error in rule {cancelled}" in first
+    # outputs of the jobs that finished (Snakemake deleted the cancelled job's outputs)
+    outputs = {"encoder.pt", "timing.json", "embeddings.npz", "metrics.json", "predictions.npz"}
+    kept = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()
+            and (p.name in outputs or p.parts[len(workdir.parts) + 1] in ("data", "cache"))}
+    assert kept
 
     recovery = subprocess.run(command, capture_output=True, text=True, env=cluster.env,
                               timeout=900)
     out = recovery.stdout + recovery.stderr
     assert recovery.returncode == 0, out[-4000:]
-    stats = job_stats(out)
-    assert stats.get(cancelled) == 1, stats  # the cancelled job runs again ...
-    assert "synthesize" not in stats and "cache" not in stats  # ... finished ones do not
+    assert job_stats(out).get(cancelled) == 1, out[-4000:]  # the cancelled job runs again ...
+    rewritten = [p for p, mtime in kept.items() if p.stat().st_mtime_ns != mtime]
+    assert not rewritten, rewritten  # ... what finished before is kept as it was
 
     # every job asked for its stage's resources and for no GPU (device: cpu)
     cfg = yaml.safe_load(SMOKE.read_text())
