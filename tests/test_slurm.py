@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slurm
 BIN = Path(sys.executable).parent
 SCRIPT = REPO / "scripts" / "slurm-test-cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
-DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch")
+PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel")
 STAGE = {"synthesize": "data", "cache": "data", "pretrain": "pretrain", "train_eval": "pretrain",
          "embed": "embed", "linear_eval": "linear_eval", "cross_eval": "cross_eval"}
 
@@ -113,7 +113,7 @@ def test_a_node_with_another_core_count_reruns_nothing(smoke_run):
 
 # --- a real cluster --------------------------------------------------------------------------------
 def _installed() -> bool:
-    return all(shutil.which(d) or Path(f"/usr/sbin/{d}").exists() for d in DAEMONS)
+    return all(shutil.which(d) or Path(f"/usr/sbin/{d}").exists() for d in PROGRAMS)
 
 
 @pytest.fixture(scope="module")
