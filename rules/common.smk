@@ -37,9 +37,6 @@ if shutil.which("aunce") is None:
         "first (source .venv/bin/activate), or install the package (pip install -e .)"
     )
 TORCH_THREADS = config["threads"]
-# processes of a data job: `threads`, or every core (Snakemake scales a rule's `threads` down to
-# --cores, which is 1 in the documented command; the data jobs run one at a time anyway)
-WORKERS = config["threads"] or len(os.sched_getaffinity(0))
 SEEDS = config["seeds"]
 # --configfile replaces the Snakefile's default; a file given twice is named once
 def _shown(path):
@@ -49,6 +46,33 @@ def _shown(path):
 
 
 CONFIG_FILES = list(dict.fromkeys(_shown(f) for f in workflow.configfiles))
+
+
+# --- what each job asks a scheduler for (config `resources`; README, "SLURM") ------------------
+# A job's threads are its CPUs (sbatch --cpus-per-task; on one machine capped by --cores); a data
+# job gets `--workers {threads}` in its command, not a machine-dependent param, so that results
+# made on a node with another core count are not rerun. Training and embedding jobs hold the
+# resource `gpu`: 1 unless the device is the CPU (the SLURM plugin turns it into --gpus=1; locally
+# `--resources gpu=1` runs them one at a time).
+GPUS = 0 if config["device"] == "cpu" else 1
+
+
+def stage_threads(stage):
+    return config["resources"][stage]["threads"]
+
+
+def stage_resources(stage, gpu=False):
+    """Resources of a job of ``stage`` (a key of config `resources`): memory, wall time, optional
+    partition and, for ``gpu`` jobs, the GPU (with its model when the config names one)."""
+    spec = config["resources"][stage]
+    res = {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"]}
+    if spec["partition"]:
+        res["slurm_partition"] = spec["partition"]
+    if gpu:
+        res["gpu"] = GPUS
+        if GPUS and config["resources"]["gpu_model"]:
+            res["gpu_model"] = config["resources"]["gpu_model"]
+    return res
 
 
 # --- code versions: Snakemake reruns a job when the code its step runs changes -----------------

@@ -6,15 +6,16 @@ rule synthesize:
         directory("results/data/{dataset}"),
     params:
         args=lambda wc: synth_args(wc.dataset),
-        workers=WORKERS,
         code=CODE["data"],
     log:
         "results/logs/data/{dataset}.synthesize.log",
-    threads: 2
+    threads: stage_threads("data")
+    resources:
+        **stage_resources("data"),
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce synth --out {output} --workers {params.workers} {params.args} > {log} 2>&1"
+        "aunce synth --out {output} --workers {threads} {params.args} > {log} 2>&1"
 
 
 rule cache:
@@ -24,15 +25,16 @@ rule cache:
         directory("results/cache/{dataset}"),
     params:
         args=cache_args,
-        workers=WORKERS,
         code=CODE["data"],
     log:
         "results/logs/data/{dataset}.cache.log",
-    threads: 2
+    threads: stage_threads("data")
+    resources:
+        **stage_resources("data"),
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce cache --out {output} --workers {params.workers} {params.args} > {log} 2>&1"
+        "aunce cache --out {output} --workers {threads} {params.args} > {log} 2>&1"
 
 
 rule contact_sheet:

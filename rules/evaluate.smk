@@ -22,8 +22,9 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 f"results/logs/embed/{_ds}/{_enc}/{{method}}/{_tag}.log",
             benchmark:
                 f"results/benchmarks/embed/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
+            threads: stage_threads("embed")
             resources:
-                gpu=1,
+                **stage_resources("embed", gpu=True),
             conda:
                 "../envs/aunce.yaml"
             shell:
@@ -48,6 +49,9 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 f"results/logs/eval/{_ds}/{_enc}/{{method}}/{_tag}.log",
             benchmark:
                 f"results/benchmarks/eval/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
+            threads: stage_threads("linear_eval")
+            resources:
+                **stage_resources("linear_eval"),
             conda:
                 "../envs/aunce.yaml"
             shell:
@@ -84,8 +88,9 @@ for (_src, _tgt, _enc), _jobs in sorted(_CROSS.items()):
             f"results/logs/cross/{_src}-to-{_tgt}/{_enc}.log",
         benchmark:
             f"results/benchmarks/cross/{_src}-to-{_tgt}/{_enc}.tsv"
+        threads: stage_threads("cross_eval")
         resources:
-            gpu=1,
+            **stage_resources("cross_eval", gpu=True),
         conda:
             "../envs/aunce.yaml"
         shell:

@@ -23,8 +23,9 @@ for _ds, _enc in CELLS:
                 f"results/logs/pretrain/{_ds}/{_enc}/{{method}}/{_tag}.log",
             benchmark:
                 f"results/benchmarks/pretrain/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
+            threads: stage_threads("pretrain")
             resources:
-                gpu=1,
+                **stage_resources("pretrain", gpu=True),
             conda:
                 "../envs/aunce.yaml"
             shell:
@@ -61,8 +62,9 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
                 f"results/logs/train_eval/{_ds}/{_enc}/{_tag}.log",
             benchmark:
                 f"results/benchmarks/train_eval/{_ds}/{_enc}/{_tag}.tsv"
+            threads: stage_threads("pretrain")
             resources:
-                gpu=1,
+                **stage_resources("pretrain", gpu=True),
             conda:
                 "../envs/aunce.yaml"
             shell:

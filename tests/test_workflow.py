@@ -27,12 +27,7 @@ def snakemake(workdir, *args, configfile=SMOKE, env=None):
     return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    proc = snakemake(workdir, "all", "--cores", "1", "--resources", "gpu=1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir
+# smoke_run: the smoke config run once per session (tests/conftest.py), shared with test_slurm.py
 
 
 def test_table_numbers_equal_aggregated_metrics(smoke_run):

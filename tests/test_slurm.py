@@ -1,0 +1,249 @@
+"""profiles/slurm on a real single-node SLURM cluster (issue 12, item 4).
+
+The cluster is the project's own (scripts/slurm-test-cluster.sh): the test installs Debian's
+slurm-wlm and munge when they are missing, starts munged, slurmctld and slurmd from a temporary
+folder, and stops them by PID at the end, also on failure. It is skipped only when it cannot be
+started at all: not root, or the packages cannot be installed. The smoke config runs through the
+SLURM executor; one training job is cancelled with scancel; the README's recovery command (the
+same command again) finishes the run; tables and metrics equal the local run's (tests/conftest.py,
+`smoke_run`). The resource requests are read back from slurmctld (`scontrol show job`)."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, SMOKE
+
+pytestmark = pytest.mark.slurm
+BIN = Path(sys.executable).parent
+SCRIPT = REPO / "scripts" / "slurm-test-cluster.sh"
+PROFILE = REPO / "profiles" / "slurm"
+PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel")
+STAGE = {"synthesize": "data", "cache": "data", "pretrain": "pretrain", "train_eval": "pretrain",
+         "embed": "embed", "linear_eval": "linear_eval", "cross_eval": "cross_eval"}
+
+
+def snakemake(workdir, *args, configfile=SMOKE, env=None, **kwargs):
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           f"--configfile={configfile}", *args]
+    env = env or dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, **kwargs)
+
+
+class Resources(dict):
+    """A job's resources as the SLURM plugin reads them (``.get`` and attributes)."""
+
+    __getattr__ = dict.__getitem__
+
+
+def job_stats(log: str) -> dict[str, int]:
+    """Rule -> number of jobs from Snakemake's "Job stats" table."""
+    block = log.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\S+)\s+(\d+)$", block, re.M)}
+
+
+# --- without a cluster: what the rules ask for -----------------------------------------------------
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_jobs_ask_for_the_configs_resources(tmp_path, device):
+    """A dry run through the SLURM profile: memory and wall time per stage from the config, the
+    data jobs' processes from their threads, and a GPU for training only when the device is not the
+    CPU (a node without GPUs refuses a GPU request)."""
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["device"] = device
+    cfg["resources"]["gpu_model"] = "h100"
+    cfg["resources"]["data"] = {"threads": 3, "mem_mb": 1234, "runtime": 17}
+    cfg["resources"]["pretrain"] = {"threads": 5, "mem_mb": 4321, "runtime": 71,
+                                    "partition": "gpu"}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", "--profile", str(PROFILE), "--cores", "64", "all",
+                     configfile=config)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\[|\Z)", out, re.M | re.S)
+    seen = set()
+    for rule, body in jobs:
+        kind = next((k for k in STAGE if rule == k or rule.startswith(k + "_")), None)
+        res = dict(re.findall(r"(\w+)=([^,\n]+)", re.search(r"resources: (.*)", body)[1]))
+        if kind is None:  # tables, figures, report: run on the submitting machine
+            assert "gpu" not in res, rule
+            continue
+        seen.add(kind)
+        spec = cfg["resources"][STAGE[kind]]
+        assert int(res["mem_mb"]) == spec["mem_mb"] and int(res["runtime"]) == spec["runtime"], rule
+        gpu = kind in ("pretrain", "train_eval", "embed", "cross_eval") and device != "cpu"
+        assert int(res.get("gpu", 0)) == int(gpu), (rule, res)
+        # what the plugin adds to sbatch for these resources (a node without GPUs refuses --gpus)
+        job = SimpleNamespace(resources=Resources({k: int(v) if v.isdigit() else v
+                                                   for k, v in res.items()}))
+        assert set_gres_string(job) == (" --gpus=h100:1" if gpu else ""), (rule, res)
+        assert res.get("slurm_partition") == spec.get("partition"), (rule, res)
+        if kind in ("synthesize", "cache"):
+            assert "--workers 3 " in body, body  # {threads}, not the machine's core count
+    assert seen == {"synthesize", "cache", "pretrain", "train_eval", "cross_eval"}
+
+
+def test_a_node_with_another_core_count_reruns_nothing(smoke_run):
+    """Results made where the job had every core are up to date where it has one core (a SLURM
+    node with another core count): nothing in a job's params depends on the machine."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores to pin to one")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(smoke_run),
+           f"--configfile={SMOKE}", "all", "-n", "--cores", "1"]
+    core = min(os.sched_getaffinity(0))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                          preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, (
+        proc.stdout[-3000:]
+    )
+
+
+# --- a real cluster --------------------------------------------------------------------------------
+def _installed() -> bool:
+    return all(shutil.which(d) or Path(f"/usr/sbin/{d}").exists() for d in PROGRAMS)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A running single-node cluster: SimpleNamespace(folder, env); stopped by PID at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("a SLURM test cluster needs root (slurmd and munged); run the tests as root")
+    if not _installed():
+        proc = subprocess.run([str(SCRIPT), "install"], capture_output=True, text=True,
+                              timeout=1200)
+        if proc.returncode != 0 or not _installed():
+            pytest.skip("Debian packages slurm-wlm and munge not installable here: "
+                        + (proc.stderr.strip().splitlines() or ["no output"])[-1])
+    # under /tmp: the munge user must be able to enter the folder (pytest's folders are 0700)
+    folder = Path(tempfile.mkdtemp(prefix="aunce-slurm-", dir="/tmp"))
+    try:
+        proc = subprocess.run([str(SCRIPT), "start", str(folder)], capture_output=True,
+                              text=True, timeout=180)
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}"
+                         for p in sorted((folder / "log").glob("*")) if p.is_file())
+        assert proc.returncode == 0, proc.stdout + proc.stderr + logs
+        env = dict(os.environ, SLURM_CONF=str(folder / "etc" / "slurm.conf"),
+                   PATH=os.pathsep.join([str(folder / "bin"), str(BIN), os.environ["PATH"]]))
+        yield SimpleNamespace(folder=folder, env=env)
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(folder)], capture_output=True, timeout=120)
+        for pidfile in (folder / "pids").glob("*.pid"):  # the script failed to stop one
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except (ValueError, ProcessLookupError):
+                pass
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def slurm(cluster, *args) -> str:
+    return subprocess.run(list(args), capture_output=True, text=True, env=cluster.env,
+                          check=True).stdout
+
+
+def slurm_jobs(cluster) -> list[dict]:
+    """Every job slurmctld still knows (finished ones for MinJobAge = 300 s), as key=value dicts."""
+    out = slurm(cluster, "scontrol", "show", "job", "-o")
+    return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines()
+            if line.startswith("JobId=")]
+
+
+def cancel_a_running_training_job(cluster, workdir, run, timeout=300) -> str:
+    """Wait until a train_eval job runs its command (its log exists), scancel it; its rule name."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        for job in slurm_jobs(cluster):
+            rule = job.get("Comment", "").removeprefix("rule_")
+            if job.get("JobState") != "RUNNING" or not rule.startswith("train_eval_"):
+                continue
+            ds, enc, tag = rule.removeprefix("train_eval_").rsplit("_", 2)
+            log = workdir / f"results/logs/train_eval/{ds}/{enc}/{tag}.log"
+            if log.exists():
+                slurm(cluster, "scancel", job["JobId"])
+                return rule
+        time.sleep(0.5)
+    raise AssertionError(f"no training job ran within {timeout} s (snakemake exit {run.poll()})")
+
+
+def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    # the README's command (with a status check 1 s after a job ends instead of the profile's 5 s:
+    # a shorter test); --retries 0: the workflow stops on the cancelled job, as when the profile's
+    # retries are used up, so that the recovery command has something to do
+    command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "all",
+               "--profile", str(PROFILE), f"--configfile={SMOKE}",
+               "--slurm-init-seconds-before-status-checks", "1"]
+    first_log = tmp_path / "first.log"
+    with open(first_log, "w") as log:
+        run = subprocess.Popen([*command, "--retries", "0"], stdout=log, stderr=subprocess.STDOUT,
+                               env=cluster.env, start_new_session=True)
+    try:
+        cancelled = cancel_a_running_training_job(cluster, workdir, run)
+        assert run.wait(timeout=600) != 0
+    finally:
+        if run.poll() is None:  # snakemake cancels its own jobs on SIGTERM
+            os.killpg(run.pid, signal.SIGTERM)
+            try:
+                run.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+    first = first_log.read_text()
+    assert "SLURM status is: 'CANCELLED'" in first, first[-3000:]
+    assert f"Error in rule {cancelled}" in first
+    # outputs of the jobs that finished (Snakemake deleted the cancelled job's outputs)
+    outputs = {"encoder.pt", "timing.json", "embeddings.npz", "metrics.json", "predictions.npz"}
+    kept = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()
+            and (p.name in outputs or p.parts[len(workdir.parts) + 1] in ("data", "cache"))}
+    assert kept
+
+    recovery = subprocess.run(command, capture_output=True, text=True, env=cluster.env,
+                              timeout=900)
+    out = recovery.stdout + recovery.stderr
+    assert recovery.returncode == 0, out[-4000:]
+    assert job_stats(out).get(cancelled) == 1, out[-4000:]  # the cancelled job runs again ...
+    rewritten = [p for p, mtime in kept.items() if p.stat().st_mtime_ns != mtime]
+    assert not rewritten, rewritten  # ... what finished before is kept as it was
+
+    # every job asked for its stage's resources and for no GPU (device: cpu)
+    cfg = yaml.safe_load(SMOKE.read_text())
+    jobs = [j for j in slurm_jobs(cluster) if j.get("Comment", "").startswith("rule_")]
+    assert jobs
+    for job in jobs:
+        rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        kind = next(k for k in STAGE if rule == k or rule.startswith(k + "_"))
+        spec = cfg["resources"][STAGE[kind]]
+        assert job["NumCPUs"] == str(spec["threads"]), job
+        assert job["MinMemoryNode"] == f"{spec['mem_mb']}M", job
+        hours, minutes, seconds = map(int, job["TimeLimit"].split(":"))
+        assert hours * 60 + minutes == spec["runtime"] and seconds == 0, job
+        assert "gpu" not in job["TRES"], job
+
+    # the same numbers as the local run: every metrics file, table and figure data
+    results, local = workdir / "results", smoke_run / "results"
+    metrics = sorted(p.relative_to(local) for p in local.rglob("metrics.json"))
+    assert metrics and metrics == sorted(p.relative_to(results) for p in results.rglob("metrics.json"))
+    for rel in metrics:
+        assert (results / rel).read_bytes() == (local / rel).read_bytes(), rel
+    timed = {name for name, spec in cfg["tables"].items() if spec.get("kind") == "cost"}
+    for table in sorted([*local.glob("tables/*.csv"), *local.glob("figures/*.csv")]):
+        mine = pd.read_csv(results / table.relative_to(local))
+        theirs = pd.read_csv(table)
+        if table.stem in timed:  # measured seconds differ; the rows do not
+            mine, theirs = mine[["row", "source", "kind"]], theirs[["row", "source", "kind"]]
+        pd.testing.assert_frame_equal(mine, theirs, obj=str(table.relative_to(local)))
+
+    again = snakemake(workdir, "all", "-n", "--profile", str(PROFILE), env=cluster.env)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
