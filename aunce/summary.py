@@ -319,7 +319,8 @@ def summarize(
         "frames": {ds: {"total": f["total"], "source": f["source"],
                         "folds": {k: list(v) for k, v in f["folds"].items()}}
                    for ds, f in frames.items()},  # fmt: skip
-        "rates": [{"dataset": ds, "encoder": enc, "method": m, **r}
+        "rates": [{"dataset": ds, "encoder": enc, "method": m,
+                   "loss": plan.methods[m]["loss"], **r}
                   for (ds, enc, m), r in sorted(rates.used.items())],  # fmt: skip
         "keep": {"encoders": (config.get("keep") or {}).get("encoders", "needed"),
                  "embeddings": (config.get("keep") or {}).get("embeddings", "needed")},  # fmt: skip
@@ -413,13 +414,19 @@ def render_summary(s: dict) -> str:
         "",
     ]
     for ds, f in s["frames"].items():
-        folds = ", ".join(f"{k}: {a:,} / {b:,}" for k, (a, b) in f["folds"].items() if k != "all")
-        lines.append(f"- {ds}: {_num(f['total'])} frames ({f['source']}); train / test {folds}")
-    lines.append("")
-    by_source = Counter((r["encoder"], r["method"], round(r["seconds_per_frame"], 6), r["source"])
-                        for r in s["rates"])  # fmt: skip
-    for (enc, m, spf, source), n in sorted(by_source.items()):
-        lines.append(f"- {enc} / {m}: {spf:.4g} s per frame ({source}; {n} dataset(s))")
+        folds = ", ".join(f"{'split' if k == 'split' else f'fold {k}'} {a:,} / {b:,}"
+                          for k, (a, b) in f["folds"].items()
+                          if k != "all") or "test only"  # fmt: skip
+        lines.append(f"- {ds}: {_num(f['total'])} frames ({f['source']}); training / test: {folds}")
+    lines += ["", "Seconds per pretraining frame (frames of every method with that loss):", ""]
+    groups: dict[tuple, set] = {}
+    for r in s["rates"]:
+        key = (r["encoder"], r["loss"], round(r["seconds_per_frame"], 6), r["source"])
+        groups.setdefault(key, set()).add(r["dataset"])
+    rows = [[enc, loss, f"{spf:.4g}", ", ".join(sorted(ds)), source]
+            for (enc, loss, spf, source), ds in sorted(groups.items())]  # fmt: skip
+    lines.append(tabulate(rows, ["encoder", "loss", "s/frame", "datasets", "from"],
+                          tablefmt="github", disable_numparse=True))  # fmt: skip
     if s["warnings"]:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in s["warnings"])]
     return "\n".join(lines) + "\n"

@@ -476,7 +476,7 @@ def render_markdown(table: Table) -> str:
 def render_latex(table: Table) -> str:
     """A booktabs tabular (pandas Styler); notes become LaTeX comments above it."""
     header, body = _body(table, latex=True)
-    esc = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#"})
+    esc = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "^": r"\^{}"})
     cells = [
         [c if "$" in c or "\\textbf" in c else c.translate(esc) for c in line] for line in body
     ]

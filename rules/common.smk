@@ -148,7 +148,7 @@ CELLS = cells(PLAN)
 
 
 def pretrain_units(ds, enc):
-    """Jobs of the pretraining rule of a (dataset, encoder): [(tag, runs, methods, kept runs)]; all
+    """Pretraining jobs of a (dataset, encoder): [(tag, runs, methods, kept runs)]; all
     runs, or with fuse_stages only those trained for cross-dataset tests (fold 'all')."""
     which = "pretrain_only" if config["fuse_stages"] else "all"
     return [(f"{tag}{suffix}", runs, methods, kept)

@@ -80,6 +80,29 @@ def test_outputs_logs_and_resolved_config(smoke_run):
     logs = list((results / "logs").rglob("*.log"))
     assert any("train_eval" in str(p) for p in logs)
     assert list((results / "benchmarks" / "train_eval").rglob("*.tsv"))
+    # linear evaluation "with the same settings as the pre-training phase" (weight_decay: null)
+    metrics = json.loads((results / "eval/bp4d/megraph/aunce/fold-2/seed-1/metrics.json").read_text())
+    assert metrics["linear_eval"]["weight_decay"] == settings["pretrain"]["weight_decay"] == 1e-6
+
+
+def test_only_the_outputs_a_later_step_reads_are_kept(smoke_run):
+    """keep: needed (the default): encoder.pt where cross-dataset evaluation reads it (table7: fold
+    1, seed 1; table4: the model trained on all of BP4D), no embeddings.npz, fig5's samples; the
+    small files of a run within what `aunce plan` assumes."""
+    from aunce.summary import SMALL_FILES_PER_RUN
+
+    results = smoke_run / "results"
+    pretrain = results / "pretrain/bp4d/megraph"
+    assert sorted(p.relative_to(pretrain).as_posix() for p in pretrain.rglob("encoder.pt")) == [
+        "aunce/fold-1/seed-1/encoder.pt", "aunce/fold-all/seed-1/encoder.pt",
+        "wce/fold-1/seed-1/encoder.pt",
+    ]  # fmt: skip
+    assert (pretrain / "wce/fold-2/seed-1/timing.json").exists()  # Table 9 reads it
+    assert not list(results.rglob("embeddings.npz"))
+    samples = sorted(results.glob("embed/bp4d/megraph/*/fold-1/seed-1/tsne_n20.npz"))
+    assert [p.parts[-4] for p in samples] == ["aunce", "wce"]
+    for run in (pretrain / "wce/fold-2/seed-1", results / "eval/bp4d/megraph/wce/fold-2/seed-1"):
+        assert sum(f.stat().st_size for f in run.iterdir()) < SMALL_FILES_PER_RUN / 2
 
 
 def test_rerun_does_nothing(smoke_run):
