@@ -16,7 +16,8 @@ Where the numbers come from (docs/tables.md, "Planning"):
   (Table 9's own output) with the same encoder, size, crop, batch size and loss, this run's first;
   else the paper's Table 9 (baselines/published_cost.csv: MEGraph with Swin-B on one RTX 3090,
   batch 32; its "Frame Rate" column is seconds per frame), BP4D's figure for datasets the paper did
-  not time, and the same figure for every encoder (the paper times MEGraph only). GPU-hours count
+  not time, and the same figure for every paper-size encoder (the paper times MEGraph only); a tiny
+  encoder has no default and its runs are counted apart until measured. GPU-hours count
   pretraining epochs; embedding (one forward pass over each frame) and linear evaluation add about
   1 % at 60 epochs and are left out.
 - **Bytes.** encoder.pt: the encoder's state (:data:`ENCODER_STATE_BYTES`, measured with
@@ -176,7 +177,7 @@ class Rates:
                          encoder_image(cfg, enc)["input_size"], cfg["pretrain"]["batch_size"],
                          self.plan.methods[method]["loss"])  # fmt: skip
 
-    def __call__(self, ds: str, enc: str, method: str) -> float:
+    def __call__(self, ds: str, enc: str, method: str) -> float | None:
         cache_key = (ds, enc, method)
         if cache_key not in self.used:
             self.used[cache_key] = self._rate(ds, enc, method)
@@ -193,6 +194,10 @@ class Rates:
                     "source": f"measured: {len(found)} timing.json "
                               f"({'this run' if own else 'same encoder and loss'}; "
                               f"{', '.join(devices)})"}  # fmt: skip
+        if key[1] != "paper":
+            return {"seconds_per_frame": None,
+                    "source": f"not measured: the paper times paper-size encoders only ({key[1]} "
+                              "here); run a pretraining job to measure"}  # fmt: skip
         kind = dataset_kind(self.plan.datasets[ds])
         loss = self.plan.methods[method]["loss"]
         if loss not in ("aunce", "wce", "wfl"):  # a loss by import path: by its kind
@@ -251,7 +256,8 @@ def summarize(
             k, d = num_aus(plan, ds), feature_dim(config, enc)
             epochs = plan.epochs.get(m, config["pretrain"]["epochs"])
             seen = None if train is None else (train // bsz) * bsz
-            hours = None if seen is None else epochs * seen * rates(ds, enc, m) / 3600
+            rate = rates(ds, enc, m)
+            hours = None if seen is None or rate is None else epochs * seen * rate / 3600
             enc_bytes = encoder_bytes(config, enc, k)
             evaluated = f != "all" and test is not None
             emb = (train + test) * (k * d * 2 + k + 8) if evaluated else 0
@@ -287,6 +293,8 @@ def summarize(
             "shared_with": others, "cross_evaluations": len(plan.table_cross[table]),
             "gpu_hours": _sum(c["gpu_hours"] for c in mine),
             "own_gpu_hours": _sum(run_cost[r]["gpu_hours"] for r in runs - shared),
+            "runs_without_rate": sum(c["gpu_hours"] is None for c in mine),
+            "own_runs_without_rate": sum(run_cost[r]["gpu_hours"] is None for r in runs - shared),
             "kept_gb": (sum(c["kept_bytes"] for c in mine)
                         + sum(samples.get(p, 0) for p in spec["inputs"].get("embeddings", []))) / GB,
         })  # fmt: skip
@@ -315,6 +323,7 @@ def summarize(
         "runs": len(run_cost),
         "cross_evaluations": sum(len(c) for c in plan.cross.values()),
         "gpu_hours": _sum(c["gpu_hours"] for c in costs),
+        "runs_without_rate": sum(c["gpu_hours"] is None for c in costs),
         "tables": tables,
         "frames": {ds: {"total": f["total"], "source": f["source"],
                         "folds": {k: list(v) for k, v in f["folds"].items()}}
@@ -349,9 +358,9 @@ def _datasets_used(plan: Plan) -> list[str]:
     return sorted({ds for ds, _, _ in plan.runs} | {t for _, t, _, _ in plan.cross})
 
 
-def _sum(values) -> float | None:
-    values = list(values)
-    return None if any(v is None for v in values) else float(sum(values))
+def _sum(values) -> float:
+    """The sum of the known values (a run without a rate or frame count is counted apart)."""
+    return float(sum(v for v in values if v is not None))
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -359,6 +368,13 @@ def _num(value, digits=0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "?"
     return f"{value:,.{digits}f}"
+
+
+def _hours(value: float, unrated: int) -> str:
+    """GPU-hours to a sensible precision; '?' when no run has a rate, '+' when some lack one."""
+    if unrated and not value:
+        return "?"
+    return _num(value, 0 if value >= 10 else 2) + ("+" if unrated else "")
 
 
 def render_summary(s: dict) -> str:
@@ -371,8 +387,11 @@ def render_summary(s: dict) -> str:
         "",
         f"{s['jobs']:,} jobs (`snakemake all`), {s['runs']:,} pretraining runs, "
         f"{s['cross_evaluations']:,} cross-dataset evaluations; about "
-        f"**{_num(s['gpu_hours'])} GPU-hours** of pretraining; kept outputs **"
-        f"{_num(d['kept_gb'], 1)} GB** (caches aside: {_num(d['caches_gb'], 1)} GB).",
+        f"**{_hours(s['gpu_hours'], s['runs_without_rate'])} GPU-hours** of pretraining"
+        + (f" ({s['runs_without_rate']:,} runs without a rate, not counted: '?' or '+' below)"
+           if s["runs_without_rate"] else "")
+        + f"; kept outputs **{_num(d['kept_gb'], 1)} GB** (caches aside: "
+        f"{_num(d['caches_gb'], 1)} GB).",
         "",
         "Jobs per rule: " + ", ".join(f"{r} {n:,}" for r, n in sorted(s["jobs_per_rule"].items())),
         "",
@@ -381,8 +400,9 @@ def render_summary(s: dict) -> str:
     ]
     rows = [
         [t["id"], t["kind"], t["jobs"], t["runs"], t["shared_runs"],
-         ", ".join(t["shared_with"]) or "-", t["cross_evaluations"], _num(t["gpu_hours"]),
-         _num(t["own_gpu_hours"]), _num(t["kept_gb"], 2)]
+         ", ".join(t["shared_with"]) or "-", t["cross_evaluations"],
+         _hours(t["gpu_hours"], t["runs_without_rate"]), _hours(t["own_gpu_hours"], t["own_runs_without_rate"]),
+         _num(t["kept_gb"], 2)]
         for t in s["tables"]
     ]  # fmt: skip
     lines.append(tabulate(rows, ["table", "kind", "jobs", "runs", "shared runs", "shares with",
@@ -421,10 +441,12 @@ def render_summary(s: dict) -> str:
     lines += ["", "Seconds per pretraining frame (frames of every method with that loss):", ""]
     groups: dict[tuple, set] = {}
     for r in s["rates"]:
-        key = (r["encoder"], r["loss"], round(r["seconds_per_frame"], 6), r["source"])
+        spf = r["seconds_per_frame"]
+        key = (r["encoder"], r["loss"], None if spf is None else round(spf, 6), r["source"])
         groups.setdefault(key, set()).add(r["dataset"])
-    rows = [[enc, loss, f"{spf:.4g}", ", ".join(sorted(ds)), source]
-            for (enc, loss, spf, source), ds in sorted(groups.items())]  # fmt: skip
+    rows = [[enc, loss, "?" if spf is None else f"{spf:.4g}", ", ".join(sorted(ds)), source]
+            for (enc, loss, spf, source), ds in sorted(groups.items(),
+                                                       key=lambda g: (*g[0][:2], g[0][2] or 0))]
     lines.append(tabulate(rows, ["encoder", "loss", "s/frame", "datasets", "from"],
                           tablefmt="github", disable_numparse=True))  # fmt: skip
     if s["warnings"]:

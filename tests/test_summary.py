@@ -34,7 +34,8 @@ def small(tmp_path):
             "bp4d": {"source": "bp4d", "root": str(tmp_path)},
             "bp4d_plus": {"source": "bp4d_plus", "root": str(tmp_path)},
         },
-        "encoders": {"megraph": {"size": "tiny"}, "roi": {"size": "tiny"}},
+        "encoders": {"megraph": {"size": "paper", "pretrained": "none"},
+                     "roi": {"size": "paper", "pretrained": "none"}},
         "pretrain": {"epochs": 3, "batch_size": 4},
         "methods": {"aunce": {"loss": "aunce"}, "wce": {"loss": "wce"}},
         "tables": {
@@ -58,7 +59,7 @@ def small(tmp_path):
     run = results / "pretrain/bp4d/megraph/aunce/fold-1/seed-1"
     run.mkdir(parents=True)
     (run / "timing.json").write_text(json.dumps({"frames_per_second": 100.0, "device": "cpu"}))
-    settings = {"encoder": {"name": "megraph", "size": "tiny"}, "image": {"input_size": 224},
+    settings = {"encoder": {"name": "megraph", "size": "paper"}, "image": {"input_size": 224},
                 "pretrain": {"batch_size": 4}, "method": {"loss": "aunce"}}  # fmt: skip
     (run / "settings.json").write_text(json.dumps(settings))
     return config, results
@@ -109,13 +110,14 @@ def test_disk_keeps_what_cross_evaluation_reads(small):
     config, results = small
     s = summarize([config], results=results)
     d = s["disk"]
-    enc = ENCODER_STATE_BYTES[("megraph", "tiny")][0] + 12 * ENCODER_STATE_BYTES[("megraph", "tiny")][1]
+    enc = ENCODER_STATE_BYTES[("megraph", "paper")][0] + 12 * ENCODER_STATE_BYTES[("megraph", "paper")][1]
     assert d["encoders_kept"] == 1 and d["encoders_kept_gb"] == pytest.approx(enc / GB)
     assert d["embeddings_kept_gb"] == 0
     test_frames = 2 * 2 * (10 + 8 + 12) + 2 * 10  # table2's 12 runs, table8's ROI runs on fold 1
     predictions = test_frames * (12 * 5 + 8)  # float32 probabilities, int8 labels, int64 index
     assert d["kept_gb"] == pytest.approx((enc + predictions + 15 * SMALL_FILES_PER_RUN) / GB)
-    embeddings = 14 * 30 * (12 * 64 * 2 + 12 + 8)  # every evaluated run: all 30 frames, float16
+    # every evaluated run: all 30 frames, float16, D = 1024 (MEGraph) and 512 (ROI Nets)
+    embeddings = 12 * 30 * (12 * 1024 * 2 + 12 + 8) + 2 * 30 * (12 * 512 * 2 + 12 + 8)
     assert d["embeddings_all_gb"] == pytest.approx(embeddings / GB)
     assert d["caches"]["results/cache/bp4d"] == pytest.approx(30 * (256 * 256 * 3 + 456) / GB)
     cfg = yaml.safe_load(config.read_text())
@@ -156,6 +158,23 @@ def test_encoder_state_bytes_match_the_encoders(name, size):
         state = create_encoder(name, len(aus), size=size, aus=aus).state_dict()
         nbytes = sum(t.numel() * t.element_size() for t in state.values())
         assert nbytes == encoder_bytes({"encoders": {name: {"size": size}}}, name, len(aus))
+
+
+def test_tiny_encoders_have_no_rate_until_measured(small):
+    """The paper times paper-size encoders: a tiny one's GPU-hours are counted only once measured."""
+    config, results = small
+    cfg = yaml.safe_load(config.read_text())
+    cfg["encoders"]["roi"] = {"size": "tiny"}
+    config.write_text(yaml.safe_dump(cfg))
+    s = summarize([config], results=results)
+    tables = {t["id"]: t for t in s["tables"]}
+    assert s["runs_without_rate"] == 2 and tables["table8"]["runs_without_rate"] == 2
+    assert tables["table8"]["own_gpu_hours"] == 0  # the ROI runs
+    rates = {(r["encoder"], r["method"]): r for r in s["rates"]}
+    assert rates[("roi", "wce")]["seconds_per_frame"] is None
+    from aunce.summary import render_summary
+
+    assert "(2 runs without a rate, not counted: '?' or '+' below)" in render_summary(s)
 
 
 def test_cli_plan(small, capsys):
