@@ -13,7 +13,8 @@ Where the numbers come from (docs/tables.md, "Planning"):
   synthetic one its configured subjects x frames. A pretraining epoch sees the training frames in
   whole batches (the last partial batch is dropped).
 - **Seconds per frame.** Measured: the ``timing.json`` of this results folder's pretraining runs
-  (Table 9's own output) with the same encoder, size, crop, batch size and loss, this run's first;
+  (Table 9's own output) with the same encoder, size, crop, batch size, loss, mixed precision and
+  device type (cpu or cuda, as the config's ``device``), this run's first;
   else the paper's Table 9 (baselines/published_cost.csv: MEGraph with Swin-B on one RTX 3090,
   batch 32; its "Frame Rate" column is seconds per frame), BP4D's figure for datasets the paper did
   not time, and the same figure for every paper-size encoder (the paper times MEGraph only); a tiny
@@ -150,14 +151,15 @@ def measured_rates(results: Path) -> list[dict]:
             "dataset": ds, "encoder": enc, "method": method,
             "key": _rate_key(s["encoder"]["name"], s["encoder"].get("size"),
                              s["image"]["input_size"], s["pretrain"]["batch_size"],
-                             s["method"]["loss"]),
+                             s["method"]["loss"], s.get("amp", "none")),
+            "device_type": str(t.get("device", "")).split(":")[0],
             "seconds_per_frame": 1.0 / fps, "device": t.get("device_name") or t.get("device"),
         })  # fmt: skip
     return out
 
 
-def _rate_key(encoder, size, input_size, batch_size, loss) -> tuple:
-    return (encoder, size or "paper", int(input_size), int(batch_size), loss)
+def _rate_key(encoder, size, input_size, batch_size, loss, amp) -> tuple:
+    return (encoder, size or "paper", int(input_size), int(batch_size), loss, amp)
 
 
 class Rates:
@@ -175,7 +177,7 @@ class Rates:
         cfg = self.plan.config
         return _rate_key(enc, cfg["encoders"][enc].get("size"),
                          encoder_image(cfg, enc)["input_size"], cfg["pretrain"]["batch_size"],
-                         self.plan.methods[method]["loss"])  # fmt: skip
+                         self.plan.methods[method]["loss"], cfg.get("amp", "none"))  # fmt: skip
 
     def __call__(self, ds: str, enc: str, method: str) -> float | None:
         cache_key = (ds, enc, method)
@@ -185,7 +187,9 @@ class Rates:
 
     def _rate(self, ds: str, enc: str, method: str) -> dict:
         key = self.key(ds, enc, method)
-        same = [m for m in self.measured if m["key"] == key]
+        device = self.plan.config.get("device", "auto")  # cpu or cuda: runs timed there only
+        same = [m for m in self.measured
+                if m["key"] == key and device in ("auto", m["device_type"])]  # fmt: skip
         own = [m for m in same if (m["dataset"], m["encoder"], m["method"]) == (ds, enc, method)]
         found = own or same
         if found:
@@ -401,7 +405,8 @@ def render_summary(s: dict) -> str:
     rows = [
         [t["id"], t["kind"], t["jobs"], t["runs"], t["shared_runs"],
          ", ".join(t["shared_with"]) or "-", t["cross_evaluations"],
-         _hours(t["gpu_hours"], t["runs_without_rate"]), _hours(t["own_gpu_hours"], t["own_runs_without_rate"]),
+         _hours(t["gpu_hours"], t["runs_without_rate"]),
+         _hours(t["own_gpu_hours"], t["own_runs_without_rate"]),
          _num(t["kept_gb"], 2)]
         for t in s["tables"]
     ]  # fmt: skip

@@ -30,6 +30,7 @@ def small(tmp_path):
     measured timing.json, in a results folder of its own."""
     cfg = {
         "seeds": [1, 2],
+        "device": "cuda",
         "datasets": {
             "bp4d": {"source": "bp4d", "root": str(tmp_path)},
             "bp4d_plus": {"source": "bp4d_plus", "root": str(tmp_path)},
@@ -58,7 +59,8 @@ def small(tmp_path):
         )
     run = results / "pretrain/bp4d/megraph/aunce/fold-1/seed-1"
     run.mkdir(parents=True)
-    (run / "timing.json").write_text(json.dumps({"frames_per_second": 100.0, "device": "cpu"}))
+    timing = {"frames_per_second": 100.0, "device": "cuda:0", "device_name": "H200"}
+    (run / "timing.json").write_text(json.dumps(timing))
     settings = {"encoder": {"name": "megraph", "size": "paper"}, "image": {"input_size": 224},
                 "pretrain": {"batch_size": 4}, "method": {"loss": "aunce"}}  # fmt: skip
     (run / "settings.json").write_text(json.dumps(settings))
@@ -100,7 +102,7 @@ def test_gpu_hours_from_measured_and_published_rates(small):
     assert tables["table4"]["gpu_hours"] == pytest.approx(3 * measured * 28 / 3600)
     assert tables["table8"]["own_gpu_hours"] == pytest.approx(seconds["roi"] / 3600)
     rates = {(r["encoder"], r["method"]): r for r in s["rates"]}
-    assert rates[("megraph", "aunce")]["source"].startswith("measured: 1 timing.json (this run")
+    assert rates[("megraph", "aunce")]["source"] == "measured: 1 timing.json (this run; H200)"
     assert rates[("roi", "wce")]["source"] == (
         "paper Table 9 (RTX 3090, MEGraph Swin-B, batch 32; timed for MEGraph only)"
     )
@@ -158,6 +160,15 @@ def test_encoder_state_bytes_match_the_encoders(name, size):
         state = create_encoder(name, len(aus), size=size, aus=aus).state_dict()
         nbytes = sum(t.numel() * t.element_size() for t in state.values())
         assert nbytes == encoder_bytes({"encoders": {name: {"size": size}}}, name, len(aus))
+
+
+def test_a_timing_of_another_device_is_not_used(small):
+    config, results = small
+    cfg = yaml.safe_load(config.read_text())
+    cfg["device"] = "cpu"  # the measured run was on a GPU
+    config.write_text(yaml.safe_dump(cfg))
+    rates = {(r["encoder"], r["method"]): r for r in summarize([config], results=results)["rates"]}
+    assert rates[("megraph", "aunce")]["source"].startswith("paper Table 9")
 
 
 def test_tiny_encoders_have_no_rate_until_measured(small):
