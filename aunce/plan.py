@@ -938,7 +938,6 @@ class Job:
     name: str
     inputs: list[str]
     outputs: list[str]
-    runs: list[tuple] = field(default_factory=list)  # (ds, enc, method, fold, seed) it pretrains
 
 
 def _run_paths(stage, ds, enc, methods, runs, name):
@@ -957,8 +956,7 @@ def jobs(plan: Plan) -> list[Job]:
                 for m in group:  # a {method} wildcard: one job per method
                     out.append(Job("pretrain", f"pretrain_{ds}_{enc}_{tag}{suffix}", [cache],
                                    _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
-                                   + _run_paths("pretrain", ds, enc, [m], runs, "timing.json"),
-                                   [(ds, enc, m, f, s) for f, s in runs]))  # fmt: skip
+                                   + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")))  # fmt: skip
         for tag, runs, methods in units(plan, ds, enc, "evaluated"):
             if fused:
                 outputs = [p for stage, names in (("pretrain", ("encoder.pt", "timing.json")),
@@ -966,8 +964,7 @@ def jobs(plan: Plan) -> list[Job]:
                                                   ("eval", ("metrics.json", "predictions.npz")))
                            for name in names
                            for p in _run_paths(stage, ds, enc, methods, runs, name)]  # fmt: skip
-                out.append(Job("train_eval", f"train_eval_{ds}_{enc}_{tag}", [cache], outputs,
-                               [(ds, enc, m, f, s) for m in methods for f, s in runs]))  # fmt: skip
+                out.append(Job("train_eval", f"train_eval_{ds}_{enc}_{tag}", [cache], outputs))
                 continue
             for m in methods:
                 models = _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
