@@ -23,8 +23,4 @@ include: "rules/tables.smk"
 rule all:
     default_target: True
     input:
-        "results/config.yaml",
-        expand("results/tables/{table}.{ext}", table=TABLES, ext=["md", "tex"]),
-        expand("results/figures/{figure}.png", figure=FIGURES),
-        CONTACT_SHEETS,
-        "results/report.md",
+        ALL_TARGETS,  # the resolved config, every table and figure, contact sheets, the report

@@ -120,3 +120,65 @@ def audit(frame: pd.DataFrame, tolerance: float = ROUNDING) -> pd.DataFrame:
 def render_audit(frame: pd.DataFrame) -> str:
     """The audit as CSV text with the header ``table,dataset,method,printed,recomputed``."""
     return frame[list(AUDIT_COLUMNS)].to_csv(index=False, lineterminator="\n")
+
+
+#: Published rows that are one model in the harness (aunce.plan runs equal settings once, and
+#: tests/test_plan.py checks it merges these): ``(row, same row, why)``, rows as (table, dataset,
+#: method) of published.csv.
+SAME_MODEL = (
+    (("table11", "bp4d", "(1,0,0,0)"), ("table10", "bp4d", "D"),
+     "AU weights, betas 1.2 / 0.4, only the most similar positive"),
+    (("table11", "bp4d", "(0.15,0.15,0.7,0)"), ("table2", "bp4d", "AUNCE"),
+     "the full model (Table 10's E)"),
+    (("table8", "bp4d", "MEGraph (Onestage) + AUNCE"), ("table2", "bp4d", "AUNCE"),
+     "the full model, MEGraph encoder"),
+    (("table8", "disfa", "MEGraph (Onestage) + AUNCE"), ("table3", "disfa", "AUNCE"),
+     "the full model, MEGraph encoder"),
+)  # fmt: skip
+SAME_MODEL_COLUMNS = ("table", "dataset", "method", "printed", "same_as", "same_as_printed", "why")
+
+
+def same_model_audit(frame: pd.DataFrame, tolerance: float = ROUNDING) -> pd.DataFrame:
+    """Printed averages of rows that are the same model (:data:`SAME_MODEL`) and differ by more
+    than rounding, one row per pair: the paper contradicting itself, not a harness finding.
+    ``same_as`` names the other row as ``table/method``."""
+    printed = frame[frame["au"] == "avg"].set_index(["table", "dataset", "method"])["f1"]
+    rows = []
+    for row, other, why in SAME_MODEL:
+        if row in printed.index and other in printed.index:
+            a, b = float(printed[row]), float(printed[other])
+            if abs(a - b) > tolerance + 1e-9:
+                rows.append((*row, a, f"{other[0]}/{other[2]}", b, why))
+    return pd.DataFrame(rows, columns=list(SAME_MODEL_COLUMNS))
+
+
+def render_same_model_audit(frame: pd.DataFrame) -> str:
+    return frame[list(SAME_MODEL_COLUMNS)].to_csv(index=False, lineterminator="\n")
+
+
+def load_published_cost(path: str | Path) -> list[dict]:
+    """The paper's Table 9 (baselines/published_cost.csv): one row per dataset and loss with
+    ``seconds_per_frame`` and ``epoch_seconds``; a malformed row is an error naming the line."""
+    path = Path(path)
+    header = ["table", "dataset", "method", "source", "seconds_per_frame", "epoch_seconds"]
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            if next(reader, None) != header:
+                raise AunceError(f"{path}: line 1: header must be '{','.join(header)}'")
+            rows = []
+            for fields in reader:
+                if len(fields) != len(header):
+                    raise AunceError(f"{path}: line {reader.line_num}: expected 6 fields")
+                row = dict(zip(header, fields, strict=True))
+                try:
+                    for key in ("seconds_per_frame", "epoch_seconds"):
+                        row[key] = float(row[key])
+                except ValueError:
+                    raise AunceError(
+                        f"{path}: line {reader.line_num}: '{row[key]}' is not a number"
+                    ) from None
+                rows.append(row)
+    except FileNotFoundError:
+        raise AunceError(f"{path}: file not found") from None
+    return rows

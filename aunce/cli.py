@@ -199,6 +199,23 @@ def cmd_figure(args) -> None:
     log.info("wrote %s, %s and %s", args.png, args.csv, args.md)
 
 
+def cmd_tsne_sample(args) -> None:
+    from aunce.figures import tsne_sample
+
+    out = tsne_sample(args.embeddings, args.out, n_points=args.n_points, seed=args.seed)
+    log.info("wrote %s", out)
+
+
+def cmd_plan(args) -> None:
+    from aunce.summary import render_summary, summarize
+
+    summary = summarize(args.configfile, results=args.results, schema_path=args.schema)
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_summary(summary))
+
+
 def cmd_report(args) -> None:
     from aunce.report import write_report
 
@@ -267,9 +284,19 @@ def cmd_unlock_stale(args) -> None:
 
 
 def cmd_audit(args) -> None:
-    from aunce.baselines import audit, load_published, render_audit
+    """Two CSV blocks, a blank line between: printed averages that are not the mean of their
+    per-AU values, then rows the paper prints twice for one model with different averages."""
+    from aunce.baselines import (
+        audit,
+        load_published,
+        render_audit,
+        render_same_model_audit,
+        same_model_audit,
+    )
 
-    sys.stdout.write(render_audit(audit(load_published(args.published))))
+    published = load_published(args.published)
+    sys.stdout.write(render_audit(audit(published)))
+    sys.stdout.write("\n" + render_same_model_audit(same_model_audit(published)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,6 +416,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", required=True, type=Path)
     p.set_defaults(func=cmd_figure)
 
+    p = sub.add_parser(
+        "tsne-sample", help="save the test frames a t-SNE panel draws from a run's embeddings"
+    )
+    p.add_argument("--embeddings", required=True, type=Path, help="a run's embeddings.npz")
+    p.add_argument("--n-points", required=True, type=int)
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_tsne_sample)
+
+    p = sub.add_parser(
+        "plan",
+        help="what a config runs: jobs, runs per table and shared, GPU-hours, disk (no torch)",
+    )
+    p.add_argument(
+        "--configfile",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="config files, merged in order as Snakemake merges them",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="results folder whose caches and timing.json files refine the estimates",
+    )
+    p.add_argument("--schema", type=Path, help="config schema (default config/schema.yaml)")
+    p.add_argument("--json", action="store_true", help="the numbers as JSON")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("report", help="write results/report.md")
     p.add_argument("--spec", required=True, type=_settings)
     p.add_argument("--out", required=True, type=Path)
@@ -422,7 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_unlock_stale)
 
     p = sub.add_parser(
-        "audit", help="list published averages that differ from the mean of their per-AU F1"
+        "audit",
+        help="list published averages that differ from the mean of their per-AU F1, then rows "
+        "of one model printed with different averages",
     )
     p.add_argument("published", type=Path, help="baselines/published.csv")
     p.set_defaults(func=cmd_audit)

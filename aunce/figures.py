@@ -3,6 +3,8 @@
 - :func:`contact_sheet`: a grid of frames of a synthetic dataset with their active AUs.
 - :func:`beta_sweep`: Fig. 6, F1-macro against beta_minority and beta_majority (Section 4.4).
 - :func:`tsne`: Fig. 5, t-SNE of per-AU test embeddings, with a silhouette score per panel and AU.
+- :func:`tsne_sample`: the random test frames a t-SNE panel draws, saved apart from the (large,
+  deleted) embeddings of the run.
 - :func:`save_figure`: write a figure as PNG atomically.
 """
 
@@ -182,9 +184,11 @@ def tsne(spec: dict) -> tuple[Figure, pd.DataFrame]:
     """Fig. 5: t-SNE of the per-AU test embeddings of ``n_points`` random frames, one row per model.
 
     ``spec``: ``{"title", "panels": [{"label", "embeddings": embeddings.npz of
-    aunce.evaluate.embed}], "n_points" (default 200, Section 4.4), "seed" (default 0), "aus"
-    (default or null: the first four AUs of the first panel)}``. Every panel draws the same test
-    frames (one seeded permutation of the test set), so rows compare models on the same faces.
+    aunce.evaluate.embed or its sample by :func:`tsne_sample`, "dataset" (optional)}],
+    "n_points" (default 200, Section 4.4), "seed" (default 0), "aus" (default or null: the first
+    four AUs of each dataset's first panel)}``. Every panel draws the same test frames (one seeded
+    permutation of the test set), so rows compare models on the same faces; a sample file holds
+    exactly those frames, in that order.
 
     For each shown AU the AU's D-dimensional embeddings ``test_z[:, k]`` of the frames with a known
     label are mapped to 2-D (sklearn TSNE, PCA init, ``random_state`` the seed, perplexity
@@ -207,14 +211,20 @@ def tsne(spec: dict) -> tuple[Figure, pd.DataFrame]:
         raise AunceError("t-SNE: the spec names no panels")
     seed = int(spec.get("seed") or 0)
     n_points = int(spec.get("n_points") or 200)
-    loaded = [_load_embeddings(panel["embeddings"]) for panel in panels]
-    aus = list(spec.get("aus") or loaded[0][2][:4])
+    loaded = [_load_embeddings(panel["embeddings"], n_points, seed) for panel in panels]
+    first = {}  # each dataset's default AUs: the first four of its first panel
+    for panel, (_, _, names, _) in zip(panels, loaded, strict=True):
+        first.setdefault(panel.get("dataset"), list(spec.get("aus") or names[:4]))
+    width = max(len(aus) for aus in first.values())
     plt = _pyplot()
-    fig, axes = plt.subplots(len(panels), len(aus), figsize=(2.6 * len(aus), 2.5 * len(panels)),
+    fig, axes = plt.subplots(len(panels), width, figsize=(2.6 * width, 2.5 * len(panels)),
                              squeeze=False)  # fmt: skip
     rows = []
-    for r, (panel, (z, labels, names)) in enumerate(zip(panels, loaded, strict=True)):
-        pick = np.random.default_rng(seed).permutation(len(z))[:n_points]
+    for r, (panel, (z, labels, names, sampled)) in enumerate(zip(panels, loaded, strict=True)):
+        aus = first[panel.get("dataset")]
+        for c in range(len(aus), width):
+            axes[r][c].set_axis_off()
+        pick = sampled_rows(len(z), n_points, seed) if not sampled else np.arange(len(z))
         for c, au in enumerate(aus):
             if au not in names:
                 raise AunceError(f"{panel['embeddings']}: no AU '{au}' (has {', '.join(names)})")
@@ -257,11 +267,46 @@ def tsne(spec: dict) -> tuple[Figure, pd.DataFrame]:
     return fig, pd.DataFrame(rows, columns=TSNE_COLUMNS)
 
 
-def _load_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Test embeddings (N, K, D), test labels (N, K) and AU names of an embeddings.npz."""
+def sampled_rows(n: int, n_points: int, seed: int) -> np.ndarray:
+    """The test rows a t-SNE panel draws: the first ``n_points`` of one seeded permutation."""
+    return np.random.default_rng(seed).permutation(n)[:n_points]
+
+
+def tsne_sample(
+    embeddings: str | os.PathLike, out: str | os.PathLike, *, n_points: int, seed: int
+) -> Path:
+    """Save the ``n_points`` test frames :func:`tsne` draws from a run's embeddings.npz (same rows,
+    same order), with ``n_points`` and ``seed``, so that Fig. 5 can be drawn again after the
+    embeddings are deleted (config ``keep.embeddings: needed``). A few MB against GBs."""
+    from aunce.io import atomic_path
+
+    z, labels, names, sampled = _load_embeddings(embeddings)
+    if sampled:
+        raise AunceError(f"{embeddings}: already a t-SNE sample")
+    pick = sampled_rows(len(z), n_points, seed)
+    with np.load(embeddings) as data:
+        index = data["test_index"][pick] if "test_index" in data else np.arange(len(z))[pick]
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, test_z=z[pick], test_labels=labels[pick], test_index=index,
+                     aus=np.array(names), sample_n_points=n_points, sample_seed=seed,
+                     sample_of=np.array(str(embeddings)))  # fmt: skip
+    return Path(out)
+
+
+def _load_embeddings(
+    path: str | os.PathLike, n_points: int | None = None, seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
+    """Test embeddings (N, K, D), test labels (N, K), AU names of an embeddings.npz or of its
+    t-SNE sample, and whether it is a sample (then drawn with ``n_points`` and ``seed``, if given)."""
     try:
         with np.load(path) as data:
             z, labels, names = data["test_z"], data["test_labels"], [str(a) for a in data["aus"]]
+            sample = (
+                (int(data["sample_n_points"]), int(data["sample_seed"]))
+                if "sample_seed" in data
+                else None
+            )
     except FileNotFoundError:
         raise AunceError(f"{path}: file not found") from None
     except KeyError as err:
@@ -270,7 +315,12 @@ def _load_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, l
         raise AunceError(
             f"{path}: test_z {z.shape}, test_labels {labels.shape} and {len(names)} AUs disagree"
         )
-    return z, labels, names
+    if sample and n_points is not None and sample != (n_points, seed):
+        raise AunceError(
+            f"{path}: a sample of {sample[0]} frames with seed {sample[1]}, the figure draws "
+            f"{n_points} with seed {seed}"
+        )
+    return z, labels, names, sample is not None
 
 
 def save_figure(fig: Figure, png_path: str | os.PathLike) -> Path:

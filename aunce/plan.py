@@ -15,13 +15,22 @@ What a plan holds
   of cross-dataset evaluations (table4's BP4D -> BP4D+, table7's BP4D <-> GFT).
 - ``tables``: per table or figure id its kind, its output files and the spec its builder reads,
   with every input file by role (the rule declares the same files).
+- ``table_runs`` / ``table_cross``: which runs and cross-dataset evaluations each table needs (the
+  planning summary, :mod:`aunce.summary`, says which are shared).
+- ``warnings``: what the config allows but the paper does not (a GFT split that is not 78 / 18).
+
+Below the plan, the functions the rules are built from (:func:`units`, :func:`pretrain_groups`,
+:func:`cache_path`, :func:`encoder_image`, :func:`kept_encoders`) and :func:`jobs`, every job of
+the workflow as the rules declare it, which the summary counts without Snakemake.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aunce import AunceError
 from aunce.config import dataset_folds, dataset_kind
@@ -42,6 +51,22 @@ ENCODER_LABELS = {
     "megraph": "MEGraph (Onestage)",
 }
 PUBLISHED = "baselines/published.csv"
+#: The paper's GFT split (Sec. 4.1): 78 training and 18 test participants.
+PAPER_GFT_SPLIT = {"train": 78, "test": 18}
+#: How many views of each frame a loss encodes per step, and its cost per batch of B frames with K
+#: AUs and D-dimensional embeddings as this harness implements it (the paper's own formulas for
+#: Table 9's complexity column did not survive the text: "an asymptotic complexity of , ...").
+LOSS_COST = {
+    "aunce": {"views": 2, "complexity": "O(K (2B)^2 D)"},  # per AU, all pairs of the 2B views
+    "wce": {"views": 1, "complexity": "O(B K D)"},  # per-AU linear head and B x K logits
+    "wfl": {"views": 1, "complexity": "O(B K D)"},
+}
+THRESHOLD_NOTE = (
+    "Decision threshold {threshold} on each AU's probability: the harness's choice (the paper "
+    "states none), never tuned. Features: the frozen encoder's per-AU embeddings (K x D, one "
+    "linear classifier per AU on its own embedding), where the paper says it extracts "
+    "2048-dimensional feature vectors (Sec. 4.1)."
+)
 
 
 def noisy_name(dataset: str, rate: float) -> str:
@@ -76,6 +101,11 @@ class Plan:
     cross: dict = field(default_factory=dict)  # (src, tgt, enc, method) -> {(sf, tf, seed)}
     tables: dict = field(default_factory=dict)  # id -> spec (kind, outputs, inputs, ...)
     published: str = PUBLISHED  # the published numbers (baselines/published.csv)
+    table_runs: dict = field(default_factory=dict)  # id -> {(ds, enc, method, fold, seed)}
+    table_cross: dict = field(default_factory=dict)  # id -> {(src, tgt, enc, method, sf, tf, s)}
+    splits: dict = field(default_factory=dict)  # GFT dataset -> participants per split
+    warnings: list = field(default_factory=list)
+    current: str | None = None  # the table being planned
 
     # --- methods -------------------------------------------------------------------------------
     def _identity(self, method: dict, epochs: int | None) -> str:
@@ -87,6 +117,13 @@ class Plan:
 
     def method(self, base: str, epochs: int | None, overrides: dict | None = None, tag="") -> str:
         """The method ``base`` with ``overrides`` and a pretraining budget, by name (new or reused)."""
+        return self._method(base, epochs, overrides, tag, create=True)
+
+    def existing(self, base: str, epochs: int | None, overrides: dict | None = None) -> str | None:
+        """The name of the method :meth:`method` would reuse, or None (nothing is added)."""
+        return self._method(base, epochs, overrides, "", create=False)
+
+    def _method(self, base, epochs, overrides, tag, create):
         method = dict(self.methods[base])
         if overrides:  # a None override removes the base's key (so that a preset applies)
             method = {k: v for k, v in method.items() if k not in overrides or k == "loss"}
@@ -100,6 +137,8 @@ class Plan:
         for name, existing in self.methods.items():
             if self._identity(existing, self.epochs.get(name)) == wanted:
                 return name
+        if not create:
+            return None
         name = base + (f"-{tag}" if tag else "") + (f"-e{epochs}" if epochs else "")
         if name in self.methods:
             raise AunceError(f"method name '{name}' is taken by a different method in the config")
@@ -115,10 +154,12 @@ class Plan:
     def need(self, ds: str, enc: str, method: str, folds, seeds) -> list[str]:
         """Record the runs of a cell; returns their metrics files."""
         runs = self.runs.setdefault((ds, enc, method), set())
+        mine = self.table_runs.setdefault(self.current, set())
         files = []
         for f in folds:
             for s in seeds:
                 runs.add((f, s))
+                mine.add((ds, enc, method, f, s))
                 files.append(eval_file(ds, enc, method, f, s))
         return files
 
@@ -126,11 +167,15 @@ class Plan:
         """Models of ``src`` (fold ``sf``) evaluated on ``tgt``'s test split ``tf``."""
         cells = self.cross.setdefault((src, tgt, enc, method), set())
         pretrain = self.runs.setdefault((src, enc, method), set())
+        mine = self.table_runs.setdefault(self.current, set())
+        mine_cross = self.table_cross.setdefault(self.current, set())
         files = []
         for sf, tf in pairs:
             for s in seeds:
                 cells.add((sf, tf, s))
                 pretrain.add((sf, s))
+                mine.add((src, enc, method, sf, s))
+                mine_cross.add((src, tgt, enc, method, sf, tf, s))
                 files.append(cross_file(src, tgt, enc, method, sf, tf, s))
         return files
 
@@ -158,14 +203,80 @@ def make_plan(config: dict, provenance: str = "", published: str = PUBLISHED) ->
         methods=copy.deepcopy(config["methods"]),
         published=str(published),
     )
+    _check_encoders(config)
+    _check_splits(plan)
     for table, spec in config["tables"].items():
+        plan.current = table
         try:
             plan.tables[table] = _with_published_note(
                 _BUILDERS[spec["kind"]](plan, table, spec, provenance)
             )
         except KeyError as err:
             raise AunceError(f"tables.{table}: unknown name {err} in its settings") from None
+        plan.table_runs.setdefault(table, set())
+        plan.table_cross.setdefault(table, set())
+    plan.current = None
     return plan
+
+
+def _used(config: dict, key: str, many: str) -> list[str]:
+    """Names the tables use under ``key`` (one) or ``many`` (a list), in first-use order."""
+    names = []
+    for spec in config["tables"].values():
+        names += [spec[key]] if spec.get(key) else []
+        names += list(spec.get(many) or [])
+        if key == "dataset":
+            names += [spec["test_dataset"]] if spec.get("test_dataset") else []
+            names += [n for pair in spec.get("pairs") or [] for n in pair]
+    return list(dict.fromkeys(names))
+
+
+def _check_encoders(config: dict) -> None:
+    """A paper-size encoder must say where its weights come from: weights are never downloaded, and
+    a silent random initialisation of Swin-B would cost GPU-days before anyone noticed."""
+    for name in _used(config, "encoder", "encoders"):
+        enc = config["encoders"][name]
+        if enc.get("size", "paper") == "paper" and enc.get("pretrained") is None:
+            raise AunceError(
+                f"encoders.{name}.pretrained: a paper-size encoder needs an explicit choice: a timm "
+                "weight tag in the local cache (ms_in1k for Swin-B, tv_in1k for ResNet50 and VGG16), "
+                "a local weight file, or none for random initialisation (nothing is downloaded)"
+            )
+        image = encoder_image(config, name)
+        if image["input_size"] > image["cache_size"]:
+            where = f"encoders.{name}.image" if enc.get("image") else "image"
+            raise AunceError(
+                f"{where}: input_size {image['input_size']} is larger than cache_size "
+                f"{image['cache_size']} (the crop is taken from the aligned face)"
+            )
+
+
+def _check_splits(plan: Plan) -> None:
+    """GFT has no official split: refuse a GFT dataset without its split file at planning (not when
+    its cache job runs), and warn when the split's participants are not the paper's 78 / 18."""
+    from aunce.data.readers.common import resolve
+    from aunce.data.readers.gft import read_split_file
+
+    for name in _used(plan.config, "dataset", "datasets"):
+        ds = plan.datasets[name]
+        if ds["source"] != "gft":
+            continue
+        if not ds.get("split_file"):
+            raise AunceError(
+                f"datasets.{name}.split_file: GFT has no official split; name the file holding "
+                "each participant's split (header 'subject,split'; the paper: 78 train / 18 test)"
+            )
+        path = resolve(Path(ds["root"]), ds["split_file"])
+        if not path.is_file():
+            raise AunceError(f"datasets.{name}.split_file: '{path}' not found")
+        counts = Counter(read_split_file(path)[0].values())
+        plan.splits[name] = {k: counts.get(k, 0) for k in ("train", "test", "validation")}
+        if any(counts.get(k, 0) != n for k, n in PAPER_GFT_SPLIT.items()):
+            plan.warnings.append(
+                f"datasets.{name}.split_file: {path} holds {counts.get('train', 0)} training and "
+                f"{counts.get('test', 0)} test participants, the paper's GFT split 78 / 18: its "
+                "numbers do not compare with the paper's Tables 5 and 7"
+            )
 
 
 # --- per-kind planners --------------------------------------------------------------------------
@@ -245,8 +356,24 @@ def _occurrence(plan, table, spec, provenance):
         "paper_rates": {
             n: OCCURRENCE_RATES[kinds[n]] for n in names if kinds[n] in OCCURRENCE_RATES
         },
-        "notes": [f"{n}: {dataset_label(plan, n)}" for n in names] + [provenance],
+        "notes": [f"{n}: {dataset_label(plan, n)}; {_training_set(plan, n)}" for n in names]
+        + [provenance],
     }
+
+
+def _training_set(plan: Plan, name: str) -> str:
+    """What Table 1's "training set" is for this dataset (the paper does not say for the
+    cross-validated and test-only ones)."""
+    ds = plan.datasets[name]
+    folds = dataset_folds(ds)
+    if folds == ["split"]:
+        return "training set: its training split"
+    if not folds:
+        return "test only (trained on another dataset): every frame"
+    return (
+        f"cross-validated ({len(folds)} folds): every frame, each in the training split of "
+        f"{len(folds) - 1} of the {len(folds)} folds"
+    )
 
 
 def _au_f1(plan, table, spec, provenance):
@@ -281,8 +408,21 @@ def _au_f1(plan, table, spec, provenance):
         "methods": [[m, plan.label(m)] for m in methods],
         "inputs": {"metrics": metrics, "published": plan.published},
         "published": _published(plan, spec, table, published_ds),
-        "notes": [note, provenance],
+        "notes": [note, *_split_notes(plan, [ds, test]), _threshold_note(plan), provenance],
     }
+
+
+def _threshold_note(plan: Plan) -> str:
+    return THRESHOLD_NOTE.format(threshold=plan.config["linear_eval"]["threshold"])
+
+
+def _split_notes(plan: Plan, names) -> list[str]:
+    return [
+        f"{n}: the split file holds {c['train']} training and {c['test']} test participants "
+        f"(the paper's GFT split: {PAPER_GFT_SPLIT['train']} / {PAPER_GFT_SPLIT['test']})."
+        for n in dict.fromkeys(names)
+        if (c := plan.splits.get(n))
+    ]
 
 
 def _cross(plan, table, spec, provenance):
@@ -328,6 +468,8 @@ def _cross(plan, table, spec, provenance):
             "GFT -> BP4D: the source model evaluated on each target test fold, averaged. The linear "
             "head is trained on the source training split, on the shared AUs only.",
             f"mean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
+            *_split_notes(plan, [n for pair in spec["pairs"] for n in pair]),
+            _threshold_note(plan),
             provenance,
         ],
     }
@@ -369,6 +511,7 @@ def _grid(plan, table, spec, provenance):
         "notes": [
             _averaging(folds, seeds, epochs, plan.config),
             "Encoders: " + ", ".join(_encoder_title(plan, e) for e in spec["encoders"]) + ".",
+            _threshold_note(plan),
             provenance,
         ],
     }
@@ -376,6 +519,8 @@ def _grid(plan, table, spec, provenance):
 
 def _cost(plan, table, spec, provenance):
     enc, rows = spec["encoder"], []
+    published = spec.get("published", True)
+    cost_file = str(Path(plan.published).with_name("published_cost.csv")) if published else None
     for ds in spec["datasets"]:
         folds, seeds, epochs = _budget(plan, spec, ds)
         for m in spec["methods"]:
@@ -387,6 +532,8 @@ def _cost(plan, table, spec, provenance):
                     "method": name,
                     "label": plan.label(name),
                     "loss": plan.methods[name]["loss"],
+                    "published_dataset": dataset_kind(plan.datasets[ds]),
+                    **loss_cost(plan.methods[name]),
                     "timing": [
                         stage_file("pretrain", ds, enc, name, f, s, "timing.json")
                         for f in folds
@@ -400,13 +547,32 @@ def _cost(plan, table, spec, provenance):
         or f"{table}: training cost per loss, {_encoder_title(plan, enc)}",
         "outputs": _table_outputs(table),
         "rows": rows,
-        "inputs": {"timing": [f for r in rows for f in r["timing"]]},
+        "inputs": {
+            "timing": [f for r in rows for f in r["timing"]],
+            **({"published": cost_file} if cost_file else {}),
+        },
+        "published_cost": cost_file,
         "notes": [
             "Measured during pretraining, same encoder and batch size; mean ± std over the runs "
-            "(folds x seeds). AUNCE encodes two views per frame: frames/s counts frames, not views.",
+            f"(folds x seeds), batch {plan.config['pretrain']['batch_size']}. frames/s counts "
+            "frames; views/s the images the encoder saw (AUNCE encodes two augmented views of "
+            "each frame, WCE and WFL one); s/frame = 1 / (frames/s), the unit of the paper's "
+            "'Frame Rate (FPS)' column, which reads as seconds per frame: its 1 Epoch Time "
+            "divided by it gives 101 k (BP4D) and 87 k (DISFA) frames, a fold's training set.",
+            "Complexity: the loss's cost per batch of B frames, K AUs and D-dimensional "
+            "embeddings as implemented here (the paper's formulas are lost from its text); the "
+            "encoder's forward and backward pass, paid once per view, is most of a step.",
             provenance,
         ],
     }
+
+
+def loss_cost(method: dict) -> dict:
+    """Views per frame and cost per batch of a method's loss (a loss given by import path: by its
+    kind, its complexity unknown)."""
+    if method["loss"] in LOSS_COST:
+        return dict(LOSS_COST[method["loss"]])
+    return {"views": 2 if method.get("kind") == "contrastive" else 1, "complexity": "-"}
 
 
 def _variants(plan, table, spec, rows, provenance, kind):
@@ -427,8 +593,29 @@ def _variants(plan, table, spec, rows, provenance, kind):
         "methods": methods,
         "inputs": {"metrics": metrics, "published": plan.published},
         "published": _published(plan, spec, table, dataset_kind(plan.datasets[ds])),
-        "notes": [_averaging(folds, seeds, epochs, plan.config), provenance],
+        "notes": [
+            _averaging(folds, seeds, epochs, plan.config),
+            *_same_as_model_d(plan, spec, methods, epochs, kind),
+            _threshold_note(plan),
+            provenance,
+        ],
     }
+
+
+def _same_as_model_d(plan: Plan, spec: dict, methods: list, epochs, kind: str) -> list[str]:
+    """Table 11's (1, 0, 0, 0) row has model D's settings (AU weights, betas 1.2 / 0.4, the
+    most-similar positive only): the plan runs it once; the paper prints 60.1 and 64.1."""
+    d = plan.existing(spec["base"], epochs, preset_overrides("D"))
+    rows = [label for name, label in methods if name == d]
+    if not rows:
+        return []
+    same = "Table 11's (1,0,0,0) row" if kind == "ablation" else "Table 10's model D"
+    return [
+        f"{', '.join(rows)} and {same} have the same settings (AU weights, betas 1.2 / 0.4, only "
+        "the most similar positive) and are one run here. The paper prints 64.1 for model D in "
+        "Table 10 and 60.1 for (1,0,0,0) in Table 11 (60.1 is model A's F1-macro): an "
+        "inconsistency of the paper's (`aunce audit`)."
+    ]
 
 
 def _ablation(plan, table, spec, provenance):
@@ -503,36 +690,51 @@ def _beta(plan, table, spec, provenance):
     }
 
 
+def tsne_sample_file(ds: str, enc: str, method: str, fold: str, seed: int, n_points: int) -> str:
+    """The ``n_points`` test frames of a run's embeddings a t-SNE panel draws (kept; small)."""
+    return stage_file("embed", ds, enc, method, fold, seed, f"tsne_n{n_points}.npz")
+
+
 def _tsne(plan, table, spec, provenance):
-    ds, enc = spec["dataset"], spec["encoder"]
-    folds, seeds, epochs = _budget(plan, spec, ds)
-    fold, seed = folds[0], seeds[0]
-    panels = []
-    for m in spec.get("methods", []):
-        name = plan.method(m, epochs)
-        panels.append((plan.label(name), name))
-    if spec.get("base"):
-        for p in spec.get("presets") or ["A", "B", "C", "D", "E"]:
-            name = plan.method(spec["base"], epochs, preset_overrides(p), p)
-            panels.append((f"{plan.label(spec['base'])} (model {p})", name))
-    files = []
-    for _label, name in panels:
-        plan.need(ds, enc, name, [fold], [seed])
-        files.append(stage_file("embed", ds, enc, name, fold, seed, "embeddings.npz"))
+    """Fig. 5: per dataset (``dataset`` or ``datasets``: the paper draws a group of panels per
+    dataset), one panel per method and per ablation model, on the dataset's first fold and seed."""
+    enc, n_points = spec["encoder"], spec.get("n_points", 200)
+    names = spec.get("datasets") or [spec["dataset"]]
+    panels, where = [], []
+    for ds in names:
+        folds, seeds, epochs = _budget(plan, spec, ds)
+        fold, seed = folds[0], seeds[0]
+        models = [(plan.label(name), name) for name in (plan.method(m, epochs)
+                                                        for m in spec.get("methods", []))]  # fmt: skip
+        if spec.get("base"):
+            for p in spec.get("presets") or ["A", "B", "C", "D", "E"]:
+                name = plan.method(spec["base"], epochs, preset_overrides(p), p)
+                models.append((f"{plan.label(spec['base'])} (model {p})", name))
+        for label, name in models:
+            plan.need(ds, enc, name, [fold], [seed])
+            panels.append(
+                {
+                    "label": f"{ds}: {label}" if len(names) > 1 else label,
+                    "dataset": ds,
+                    "embeddings": tsne_sample_file(ds, enc, name, fold, seed, n_points),
+                }  # fmt: skip
+            )
+        where.append(f"{dataset_label(plan, ds)}, fold {fold}, seed {seed}")
     return {
         "kind": "tsne",
-        "title": spec.get("title")
-        or f"{table}: t-SNE of test embeddings on "
-        f"{dataset_label(plan, ds)}, fold {fold}, seed {seed}",
+        "title": spec.get("title") or f"{table}: t-SNE of test embeddings on " + "; ".join(where),
         "outputs": _figure_outputs(table),
-        "panels": [
-            {"label": lab, "embeddings": f} for (lab, _), f in zip(panels, files, strict=True)
-        ],
-        "n_points": spec.get("n_points", 200),
-        "seed": seed,
+        "panels": panels,
+        "n_points": n_points,
+        "seed": _budget(plan, spec, names[0])[1][0],
         "aus": spec.get("aus"),
-        "inputs": {"embeddings": files},
-        "notes": [provenance],
+        "inputs": {"embeddings": [p["embeddings"] for p in panels]},
+        "notes": [
+            f"Each panel: {n_points} random test frames of one run (the same frames in every panel "
+            "of a dataset), drawn once from its embeddings and kept (results/embed/.../"
+            f"tsne_n{n_points}.npz), so the figure can be redrawn after the embeddings are deleted.",
+            provenance,
+        ],
     }
 
 
@@ -589,3 +791,241 @@ def input_files(spec: dict) -> list[str]:
         return list(value) if isinstance(value, list) else [value]
 
     return list(dict.fromkeys(flatten(spec["inputs"])))
+
+
+# --- what the rules are built from --------------------------------------------------------------
+def encoder_image(config: dict, encoder: str | None) -> dict:
+    """The image settings of an encoder's jobs: ``image``, with the encoder's own ``cache_size`` and
+    ``input_size`` where it sets them (JA-Net: 200 -> 176); None: the top-level settings."""
+    own = (config["encoders"][encoder].get("image") or {}) if encoder else {}
+    return {**config["image"], **{k: v for k, v in own.items() if v is not None}}
+
+
+def cache_path(config: dict, dataset: str, encoder: str | None = None) -> str:
+    """The aligned cache an encoder reads: ``results/cache/<dataset>`` at ``image.cache_size``,
+    ``results/cache/<dataset>-<size>px`` for an encoder with its own size."""
+    size = encoder_image(config, encoder)["cache_size"]
+    if size == config["image"]["cache_size"]:
+        return f"results/cache/{dataset}"
+    return f"results/cache/{dataset}-{size}px"
+
+
+def _keep(config: dict, what: str) -> str:
+    return (config.get("keep") or {}).get(what, "needed")
+
+
+def kept_encoders(plan: Plan) -> set[tuple]:
+    """Runs ``(ds, enc, method, fold, seed)`` whose encoder.pt stays on disk: every run with
+    ``keep.encoders: all``; else those a cross-dataset evaluation reads (Tables 4 and 7), so that
+    evaluating again never pretrains again."""
+    if _keep(plan.config, "encoders") == "all":
+        return {(d, e, m, f, s) for (d, e, m), runs in plan.runs.items() for f, s in runs}
+    return {
+        (src, enc, m, sf, s) for (src, _, enc, m), cells in plan.cross.items() for sf, _, s in cells
+    }
+
+
+def keeps_embeddings(plan: Plan) -> bool:
+    """Whether every embeddings.npz stays (``keep.embeddings: all``); else each is deleted once its
+    linear evaluation and any t-SNE sample of it are written."""
+    return _keep(plan.config, "embeddings") == "all"
+
+
+def units(plan: Plan, ds: str, enc: str, which: str = "all") -> list[tuple[str, list, list]]:
+    """Jobs of a (dataset, encoder): ``[(tag, runs, methods)]`` for the runs ``which`` selects:
+    "all", "evaluated" (runs with a test split) or "pretrain_only" (fold 'all': trained on the
+    whole dataset for cross-dataset tests only).
+
+    granularity 'cell': one job per group of methods that need the same runs (all their folds and
+    seeds in one process); 'run': one job per fold and seed, for the methods that need it."""
+    keep = {"all": lambda f: True, "evaluated": lambda f: f != "all",
+            "pretrain_only": lambda f: f == "all"}[which]  # fmt: skip
+    needs = {m: {r for r in runs if keep(r[0])}
+             for (d, e, m), runs in plan.runs.items() if (d, e) == (ds, enc)}  # fmt: skip
+    needs = {m: runs for m, runs in needs.items() if runs}
+    prefix = {"all": "", "evaluated": "e", "pretrain_only": "p"}[which]
+    out = []
+    if plan.config["granularity"] == "run":
+        for f, s in sorted({r for runs in needs.values() for r in runs}):
+            methods = sorted(m for m, r in needs.items() if (f, s) in r)
+            out.append((f"{prefix}fold{f}_seed{s}", [(f, s)], methods))
+        return out
+    groups = {}
+    for m, runs in needs.items():
+        groups.setdefault(tuple(sorted(runs)), []).append(m)
+    for i, (runs, methods) in enumerate(sorted(groups.items())):
+        out.append((f"{prefix}cell{i}", list(runs), sorted(methods)))
+    return out
+
+
+def pretrain_groups(plan: Plan, ds: str, enc: str, runs: list, methods: list,
+                    kept: set | None = None) -> list[tuple[str, list[str], set]]:  # fmt: skip
+    """The methods of a pretraining unit split by which of their runs keep encoder.pt:
+    ``[(name suffix, methods, kept runs)]``, suffix '' for the group that keeps nothing (or the
+    only group), ``_kept``, ``_kept2``, ... for the others. A rule declares temp() per file, and
+    its {method} wildcard shares one declaration between its methods."""
+    kept = kept_encoders(plan) if kept is None else kept
+    groups: dict[tuple, list[str]] = {}
+    for m in methods:
+        mine = tuple(sorted(r for r in runs if (ds, enc, m, *r) in kept))
+        groups.setdefault(mine, []).append(m)
+    out, n = [], 0
+    for signature, group in sorted(groups.items()):
+        if signature and len(groups) > 1:
+            n += 1
+            suffix = "_kept" if n == 1 else f"_kept{n}"
+        else:
+            suffix = ""
+        out.append((suffix, group, set(signature)))
+    return out
+
+
+def cells(plan: Plan) -> list[tuple[str, str]]:
+    return sorted({(ds, enc) for ds, enc, _ in plan.runs})
+
+
+def cross_jobs(plan: Plan) -> dict[tuple[str, str, str], dict[str, list]]:
+    """One job per (source, target, encoder): its methods and their (sf, tf, seed) triples."""
+    out: dict = {}
+    for (src, tgt, enc, m), triples in plan.cross.items():
+        out.setdefault((src, tgt, enc), {})[m] = sorted(triples)
+    return dict(sorted(out.items()))
+
+
+def table_ids(plan: Plan) -> list[str]:
+    return [t for t, spec in plan.tables.items() if spec["kind"] not in FIGURE_KINDS]
+
+
+def figure_ids(plan: Plan) -> list[str]:
+    return [t for t, spec in plan.tables.items() if spec["kind"] in FIGURE_KINDS]
+
+
+def contact_sheets(plan: Plan) -> list[str]:
+    """Contact sheets of the synthetic datasets the config names (not the noise tables' copies)."""
+    return sorted(
+        f"results/figures/contact_{name}.png"
+        for name, ds in plan.config["datasets"].items()
+        if ds["source"] == "synthetic"
+    )
+
+
+def report_inputs(plan: Plan) -> list[str]:
+    return [
+        "results/config.yaml",
+        *(plan.tables[t]["outputs"][k] for t in table_ids(plan) for k in ("md", "csv", "significance")),
+        *(plan.tables[f]["outputs"][k] for f in figure_ids(plan) for k in ("png", "md")),
+    ]
+
+
+def all_targets(plan: Plan) -> list[str]:
+    """The inputs of rule ``all``."""
+    return [
+        "results/config.yaml",
+        *(f"results/tables/{t}.{ext}" for t in table_ids(plan) for ext in ("md", "tex")),
+        *(f"results/figures/{f}.png" for f in figure_ids(plan)),
+        *contact_sheets(plan),
+        "results/report.md",
+    ]
+
+
+# --- every job, as the rules declare it ---------------------------------------------------------
+@dataclass
+class Job:
+    """One Snakemake job: its rule family (pretrain, train_eval, ... as docs/tables.md counts them),
+    its rule's name, and the files it reads and writes (the rules' declarations)."""
+
+    rule: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+
+
+def _run_paths(stage, ds, enc, methods, runs, name):
+    return [stage_file(stage, ds, enc, m, f, s, name) for m in methods for f, s in runs]
+
+
+def jobs(plan: Plan) -> list[Job]:
+    """Every job the workflow can run for this plan, mirroring rules/*.smk (a test compares the
+    counts with Snakemake's dry runs). Which of them a target needs: :func:`needed_jobs`."""
+    config, out = plan.config, []
+    fused = config["fuse_stages"]
+    for ds, enc in cells(plan):
+        cache = cache_path(config, ds, enc)
+        for tag, runs, methods in units(plan, ds, enc, "pretrain_only" if fused else "all"):
+            for suffix, group, _ in pretrain_groups(plan, ds, enc, runs, methods):
+                for m in group:  # a {method} wildcard: one job per method
+                    out.append(Job("pretrain", f"pretrain_{ds}_{enc}_{tag}{suffix}", [cache],
+                                   _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
+                                   + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")))  # fmt: skip
+        for tag, runs, methods in units(plan, ds, enc, "evaluated"):
+            if fused:
+                outputs = [p for stage, names in (("pretrain", ("encoder.pt", "timing.json")),
+                                                  ("embed", ("embeddings.npz",)),
+                                                  ("eval", ("metrics.json", "predictions.npz")))
+                           for name in names
+                           for p in _run_paths(stage, ds, enc, methods, runs, name)]  # fmt: skip
+                out.append(Job("train_eval", f"train_eval_{ds}_{enc}_{tag}", [cache], outputs))
+                continue
+            for m in methods:
+                models = _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
+                embeddings = _run_paths("embed", ds, enc, [m], runs, "embeddings.npz")
+                out.append(Job("embed", f"embed_{ds}_{enc}_{tag}", [cache, *models], embeddings))
+                out.append(Job("linear_eval", f"linear_eval_{ds}_{enc}_{tag}", embeddings,
+                               _run_paths("eval", ds, enc, [m], runs, "metrics.json")
+                               + _run_paths("eval", ds, enc, [m], runs, "predictions.npz")))  # fmt: skip
+    for (src, tgt, enc), methods in cross_jobs(plan).items():
+        models = sorted({stage_file("pretrain", src, enc, m, sf, s, "encoder.pt")
+                         for m, triples in methods.items() for sf, _, s in triples})  # fmt: skip
+        outputs = [cross_file(src, tgt, enc, m, sf, tf, s)
+                   for m, triples in methods.items() for sf, tf, s in triples]  # fmt: skip
+        inputs = [cache_path(config, src, enc), cache_path(config, tgt, enc), *models]
+        out.append(Job("cross_eval", f"cross_eval_{src}_to_{tgt}_{enc}", inputs, outputs))
+    samples = sorted({p["embeddings"] for spec in plan.tables.values()
+                      if spec["kind"] == "tsne" for p in spec["panels"]})  # fmt: skip
+    for sample in samples:
+        out.append(Job("tsne_sample", "tsne_sample",
+                       [str(Path(sample).with_name("embeddings.npz"))], [sample]))  # fmt: skip
+    for t in table_ids(plan):
+        spec = plan.tables[t]
+        out.append(Job("table", "table", input_files(spec), list(spec["outputs"].values())))
+    for f in figure_ids(plan):
+        spec = plan.tables[f]
+        out.append(Job("figure", "figure", input_files(spec), list(spec["outputs"].values())))
+    for sheet in contact_sheets(plan):
+        name = Path(sheet).stem.removeprefix("contact_")
+        out.append(Job("contact_sheet", "contact_sheet", [f"results/data/{name}"], [sheet]))
+    out.append(Job("report", "report", report_inputs(plan), ["results/report.md"]))
+    out.append(Job("resolved_config", "resolved_config", [], ["results/config.yaml"]))
+    out.append(Job("all", "all", all_targets(plan), []))
+    caches = sorted({p for job in out for p in job.inputs if p.startswith("results/cache/")})
+    for cache in caches:
+        name = cache.removeprefix("results/cache/")
+        ds, rule = (name, "cache") if name in plan.datasets else (name.rsplit("-", 1)[0],
+                                                                    "cache_sized")  # fmt: skip
+        synthetic = plan.datasets[ds]["source"] == "synthetic"
+        out.append(Job("cache", rule, [f"results/data/{ds}"] if synthetic else [], [cache]))
+    for ds, spec in plan.datasets.items():
+        if spec["source"] == "synthetic":
+            out.append(Job("synthesize", "synthesize", [], [f"results/data/{ds}"]))
+    return out
+
+
+def needed_jobs(all_jobs: list[Job], targets: list[str]) -> list[Job]:
+    """The jobs a set of target files needs (them and everything upstream), in ``all_jobs`` order;
+    the target ``all`` is the job of that name."""
+    producer = {p: i for i, job in enumerate(all_jobs) for p in job.outputs}
+    wanted, todo = set(), []
+    for t in targets:
+        if t == "all":
+            todo.append(next(i for i, j in enumerate(all_jobs) if j.rule == "all"))
+        elif t in producer:
+            todo.append(producer[t])
+        else:
+            raise AunceError(f"no job writes '{t}'")
+    while todo:
+        i = todo.pop()
+        if i in wanted:
+            continue
+        wanted.add(i)
+        todo.extend(producer[p] for p in all_jobs[i].inputs if p in producer)
+    return [all_jobs[i] for i in sorted(wanted)]

@@ -26,7 +26,8 @@ NAN = (math.nan, math.nan)
 class Row:
     label: str
     source: str
-    cells: dict[str, tuple[float, float]]  # column -> (mean, std); std NaN when undefined
+    # column -> (mean, std), std NaN when undefined; or a text (Table 9's complexity)
+    cells: dict[str, tuple[float, float] | str]
     kind: str = "this run"  # "this run", "reference" or "published"
 
 
@@ -39,13 +40,16 @@ class Table:
     notes: list[str] = field(default_factory=list)
     highlight_best: bool = True  # bold the best mean of each column
     digits: int = 1
+    column_digits: dict[str, int] = field(default_factory=dict)  # where a column needs others
 
     def best(self) -> dict[str, float]:
         out = {}
         for col in self.columns:
             if col.endswith(" gain"):  # a difference, not a score: nothing to bold
                 continue
-            means = [r.cells[col][0] for r in self.rows if not math.isnan(r.cells.get(col, NAN)[0])]
+            means = [r.cells[col][0] for r in self.rows
+                     if not isinstance(r.cells.get(col), str)
+                     and not math.isnan(r.cells.get(col, NAN)[0])]  # fmt: skip
             if means:
                 out[col] = max(means)
         return out
@@ -56,7 +60,8 @@ class Table:
         for r in self.rows:
             rec = {"row": r.label, "source": r.source, "kind": r.kind}
             for col in self.columns:
-                rec[col], rec[f"{col}_std"] = r.cells.get(col, NAN)
+                cell = r.cells.get(col, NAN)
+                rec[col], rec[f"{col}_std"] = (cell, math.nan) if isinstance(cell, str) else cell
             records.append(rec)
         return pd.DataFrame(records)
 
@@ -370,9 +375,16 @@ def grid_table(table_id: str, spec: dict, read_json, published) -> Table:
     return Table(table_id, spec["title"], columns, out, list(spec["notes"]))
 
 
+COST_COLUMNS = ["complexity", "frames/s", "views/s", "s/frame", "s/epoch", "time vs first"]
+
+
 def cost_table(table_id: str, spec: dict, read_json) -> Table:
-    """Table 9: frames per second and seconds per epoch of pretraining, per dataset and loss."""
-    columns = ["frames/s", "s/epoch", "time vs first"]
+    """Table 9: training cost per dataset and loss, in explicit units. ``frames/s`` counts frames,
+    ``views/s`` the images the encoder processed (two per frame for AUNCE), ``s/frame`` is the
+    paper's "Frame Rate" unit, ``s/epoch`` its epoch time, ``time vs first`` the epoch time over
+    the first row's of the dataset; ``complexity`` the loss's cost per batch (aunce.plan.LOSS_COST).
+    With ``published_cost`` the paper's own rows (baselines/published_cost.csv) follow, their
+    frames/s and views/s derived from its seconds per frame."""
     rows, first = [], {}
     for r in spec["rows"]:
         timings = [read_json(p) for p in r["timing"]]
@@ -380,15 +392,45 @@ def cost_table(table_id: str, spec: dict, read_json) -> Table:
         sec = np.array([t["epoch_seconds"] for t in timings], float)
         std = lambda x: float(x.std(ddof=1)) if len(x) > 1 else math.nan  # noqa: E731
         first.setdefault(r["dataset"], sec.mean())
+        views = r.get("views", 1)
         cells = {
+            "complexity": r.get("complexity", "-"),
             "frames/s": (float(fps.mean()), std(fps)),
+            "views/s": (float(views * fps.mean()), std(views * fps)),
+            "s/frame": (float((1 / fps).mean()), std(1 / fps)),
             "s/epoch": (float(sec.mean()), std(sec)),
             "time vs first": (float(sec.mean() / first[r["dataset"]]), math.nan),
         }
         rows.append(
             Row(f"{r['label']} on {r['dataset']} (this run)", f"{len(timings)} run(s)", cells)
         )
-    return Table(table_id, spec["title"], columns, rows, list(spec["notes"]), False, 2)
+    if spec.get("published_cost"):
+        rows += published_cost_rows(spec)
+    return Table(table_id, spec["title"], COST_COLUMNS, rows, list(spec["notes"]), False, 1,
+                 {"s/frame": 4, "time vs first": 2})  # fmt: skip
+
+
+def published_cost_rows(spec: dict) -> list[Row]:
+    """The paper's Table 9 for the datasets and losses of the spec's rows (by published dataset
+    and loss), in the same units."""
+    from aunce.baselines import load_published_cost
+
+    wanted = {(r.get("published_dataset", r["dataset"]), r["loss"]): r for r in spec["rows"]}
+    out, first = [], {}
+    for p in load_published_cost(spec["published_cost"]):
+        r = wanted.get((p["dataset"], p["method"].lower()))
+        if r is None:
+            continue
+        spf, epoch = p["seconds_per_frame"], p["epoch_seconds"]
+        first.setdefault(p["dataset"], epoch)
+        out.append(Row(
+            f"{p['method']} on {p['dataset']} (published)", f"{p['source']}, RTX 3090",
+            {"complexity": r.get("complexity", "-"), "frames/s": (1 / spf, math.nan),
+             "views/s": (r.get("views", 1) / spf, math.nan), "s/frame": (spf, math.nan),
+             "s/epoch": (epoch, math.nan), "time vs first": (epoch / first[p["dataset"]], math.nan)},
+            "published",
+        ))  # fmt: skip
+    return out
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -410,13 +452,16 @@ def _body(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
     for r in table.rows:
         line = [r.label, r.source]
         for col in table.columns:
+            if isinstance(r.cells.get(col), str):
+                line.append(r.cells[col])
+                continue
             mean, std = r.cells.get(col, NAN)
             is_best = (
                 col in best
                 and not math.isnan(mean)
                 and round(mean, table.digits) == round(best[col], table.digits)
             )
-            line.append(_fmt(mean, std, is_best, latex, table.digits))
+            line.append(_fmt(mean, std, is_best, latex, table.column_digits.get(col, table.digits)))
         body.append(line)
     return header, body
 
@@ -431,7 +476,7 @@ def render_markdown(table: Table) -> str:
 def render_latex(table: Table) -> str:
     """A booktabs tabular (pandas Styler); notes become LaTeX comments above it."""
     header, body = _body(table, latex=True)
-    esc = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#"})
+    esc = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "^": r"\^{}"})
     cells = [
         [c if "$" in c or "\\textbf" in c else c.translate(esc) for c in line] for line in body
     ]

@@ -10,11 +10,27 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 import aunce
 from aunce import AunceError
 from aunce.config import check_config
-from aunce.plan import FIGURE_KINDS, input_files
+from aunce.plan import (
+    all_targets,
+    cache_path,
+    cells,
+    contact_sheets,
+    cross_jobs,
+    encoder_image,
+    figure_ids,
+    input_files,
+    keeps_embeddings,
+    kept_encoders,
+    pretrain_groups,
+    report_inputs,
+    table_ids,
+)
+from aunce.plan import units as plan_units
 from aunce.validate import validate
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
@@ -110,21 +126,20 @@ try:  # the one validation path of `aunce check-config` too (aunce.validate)
                     main_process=workflow.is_main_process)
 except AunceError as err:
     raise config_error(err)
+for _warning in PLAN.warnings:
+    logger.warning(f"aunce: {_warning}")
 # contact sheets of the synthetic datasets the config names (not the noise tables' copies)
-CONTACT_SHEETS = sorted(
-    f"results/figures/contact_{name}.png"
-    for name, ds in config["datasets"].items()
-    if ds["source"] == "synthetic"
-)
+CONTACT_SHEETS = contact_sheets(PLAN)
+ALL_TARGETS = all_targets(PLAN)
 config["datasets"] = PLAN.datasets  # with the noise tables' derived datasets (saved resolved)
 DATASETS = list(PLAN.datasets)
-TABLES = [t for t, spec in PLAN.tables.items() if spec["kind"] not in FIGURE_KINDS]
-FIGURES = [t for t, spec in PLAN.tables.items() if spec["kind"] in FIGURE_KINDS]
-REPORT_INPUTS = [
-    "results/config.yaml",
-    *(PLAN.tables[t]["outputs"][k] for t in TABLES for k in ("md", "csv", "significance")),
-    *(PLAN.tables[f]["outputs"][k] for f in FIGURES for k in ("png", "md")),
-]
+TABLES = table_ids(PLAN)
+FIGURES = figure_ids(PLAN)
+REPORT_INPUTS = report_inputs(PLAN)
+# what stays on disk (config `keep`): the other encoders and embeddings are temp() files
+KEPT_ENCODERS = kept_encoders(PLAN)
+KEEP_EMBEDDINGS = keeps_embeddings(PLAN)
+ENCODERS = sorted({enc for _, enc in cells(PLAN)} | set(config["encoders"]))
 
 
 def alternatives(names):
@@ -134,44 +149,54 @@ def alternatives(names):
 wildcard_constraints:
     dataset=alternatives(DATASETS),
     method=alternatives(PLAN.methods),
+    encoder=alternatives(ENCODERS),
     table=alternatives(TABLES),
     figure=alternatives(FIGURES),
 
 
 def units(ds, enc, which="all"):
-    """Jobs of a (dataset, encoder): [(tag, runs, methods)] for the runs ``which`` selects:
-    "all", "evaluated" (runs with a test split) or "pretrain_only" (fold 'all': trained on the
-    whole dataset for cross-dataset tests only).
-
-    granularity 'cell': one job per group of methods that need the same runs (all their folds and
-    seeds in one process); 'run': one job per fold and seed, for the methods that need it."""
-    keep = {"all": lambda f: True, "evaluated": lambda f: f != "all",
-            "pretrain_only": lambda f: f == "all"}[which]
-    needs = {m: {r for r in runs if keep(r[0])}
-             for (d, e, m), runs in PLAN.runs.items() if (d, e) == (ds, enc)}
-    needs = {m: runs for m, runs in needs.items() if runs}
-    prefix = {"all": "", "evaluated": "e", "pretrain_only": "p"}[which]
-    out = []
-    if config["granularity"] == "run":
-        for f, s in sorted({r for runs in needs.values() for r in runs}):
-            methods = sorted(m for m, r in needs.items() if (f, s) in r)
-            out.append((f"{prefix}fold{f}_seed{s}", [(f, s)], methods))
-        return out
-    groups = {}
-    for m, runs in needs.items():
-        groups.setdefault(tuple(sorted(runs)), []).append(m)
-    for i, (runs, methods) in enumerate(sorted(groups.items())):
-        out.append((f"{prefix}cell{i}", list(runs), sorted(methods)))
-    return out
+    """Jobs of a (dataset, encoder): [(tag, runs, methods)] (aunce.plan.units)."""
+    return plan_units(PLAN, ds, enc, which)
 
 
-CELLS = sorted({(ds, enc) for ds, enc, _ in PLAN.runs})
+CELLS = cells(PLAN)
 
 
-def run_files(stage, ds, enc, runs, name, methods):
-    """Per-run paths of a stage with {method} a wildcard limited to ``methods``."""
-    return [f"results/{stage}/{ds}/{enc}/{{method,{alternatives(methods)}}}/fold-{f}/seed-{s}/{name}"
-            for f, s in runs]
+def pretrain_units(ds, enc):
+    """Pretraining jobs of a (dataset, encoder): [(tag, runs, methods, kept runs)]; all
+    runs, or with fuse_stages only those trained for cross-dataset tests (fold 'all')."""
+    which = "pretrain_only" if config["fuse_stages"] else "all"
+    return [(f"{tag}{suffix}", runs, methods, kept)
+            for tag, runs, unit_methods in units(ds, enc, which)
+            for suffix, methods, kept in pretrain_groups(PLAN, ds, enc, runs, unit_methods, KEPT_ENCODERS)]
+
+
+def run_files(stage, ds, enc, runs, name, methods, kept=None):
+    """Per-run paths of a stage with {method} a wildcard limited to ``methods`` (an input: not
+    limited, Snakemake ignores constraints there). With ``kept`` (a set of (fold, seed)), the other
+    runs' files are temp(): deleted once every job reading them is done."""
+    method = f"{{method,{alternatives(methods)}}}" if methods else "{method}"
+    paths = [(f"results/{stage}/{ds}/{enc}/{method}/fold-{f}/seed-{s}/{name}", (f, s))
+             for f, s in runs]
+    if kept is None:
+        return [p for p, _ in paths]
+    return [p if run in kept else temp(p) for p, run in paths]
+
+
+def kept_encoder(ds, enc, method, fold, seed):
+    return (ds, enc, method, fold, seed) in KEPT_ENCODERS
+
+
+def encoder_files(ds, enc, runs, methods):
+    """encoder.pt of each method and run of a fused unit, temp() unless kept (config `keep`)."""
+    return [p if kept_encoder(ds, enc, m, f, s) else temp(p)
+            for m in methods for f, s in runs
+            for p in [f"results/pretrain/{ds}/{enc}/{m}/fold-{f}/seed-{s}/encoder.pt"]]
+
+
+def embedding_files(paths):
+    """embeddings.npz paths, temp() unless keep.embeddings is all (a t-SNE figure keeps a sample)."""
+    return list(paths) if KEEP_EMBEDDINGS else [temp(p) for p in paths]
 
 
 def loss_code(method):
@@ -201,29 +226,43 @@ def as_json(obj):
 
 
 def encoder_settings(name):
-    return dict(config["encoders"][name], name=name)
+    """An encoder's settings as its jobs get them: `pretrained: none` (random initialisation,
+    stated explicitly) becomes None; the image geometry goes into the stage's `image`."""
+    enc = {k: v for k, v in config["encoders"][name].items() if k != "image"}
+    if str(enc.get("pretrained")).lower() == "none":
+        enc["pretrained"] = None
+    return dict(enc, name=name)
 
 
 def pretrain_settings(dataset, encoder, method):
     pretrain = dict(config["pretrain"], epochs=PLAN.epochs.get(method, config["pretrain"]["epochs"]))
     return {"dataset": dataset, "encoder": encoder_settings(encoder), "method": PLAN.methods[method],
-            "method_name": method, "pretrain": pretrain, "image": config["image"],
+            "method_name": method, "pretrain": pretrain, "image": encoder_image(config, encoder),
             "device": config["device"], "amp": config["amp"], "threads": TORCH_THREADS,
             "channels_last": config["channels_last"], "compile": config["compile"]}
 
 
 def embed_settings(dataset, encoder, method):
-    return {"dataset": dataset, "image": config["image"], "device": config["device"],
+    return {"dataset": dataset, "image": encoder_image(config, encoder), "device": config["device"],
             "amp": config["amp"], "threads": TORCH_THREADS, "channels_last": config["channels_last"]}
+
+
+def linear_eval_config():
+    """linear_eval settings resolved: weight_decay null means as pretraining (paper Sec. 4.1:
+    AdamW "with the same settings as the pre-training phase")."""
+    le = dict(config["linear_eval"])
+    if le.get("weight_decay") is None:
+        le["weight_decay"] = config["pretrain"]["weight_decay"]
+    return le
 
 
 def linear_eval_settings(dataset, encoder, method):
     return {"dataset": dataset, "encoder": encoder_settings(encoder), "method_name": method,
-            "linear_eval": config["linear_eval"], "device": config["device"], "threads": TORCH_THREADS}
+            "linear_eval": linear_eval_config(), "device": config["device"], "threads": TORCH_THREADS}
 
 
 def cross_settings(src, tgt, encoder, method):
-    return dict(linear_eval_settings(src, encoder, method), target=tgt, image=config["image"],
+    return dict(linear_eval_settings(src, encoder, method), target=tgt, image=encoder_image(config, encoder),
                 amp=config["amp"], channels_last=config["channels_last"])
 
 
@@ -249,12 +288,14 @@ def cache_source(wildcards):
 
 
 def cache_args(wildcards):
+    """Arguments of a cache job: `{size}` is set for an encoder's own cache size (JA-Net's 200)."""
     ds = config["datasets"][wildcards.dataset]
     if ds["source"] == "synthetic":
         root, reader = f"results/data/{wildcards.dataset}", "synthetic"
     else:
         root, reader = ds["root"], ds["source"]
-    args = [f"--reader {reader}", f"--root {shlex.quote(root)}", f"--size {config['image']['cache_size']}"]
+    size = getattr(wildcards, "size", None) or config["image"]["cache_size"]
+    args = [f"--reader {reader}", f"--root {shlex.quote(root)}", f"--size {size}"]
     if ds.get("aligned") is not None:
         args.append("--aligned" if ds["aligned"] else "--no-aligned")
     if reader != "synthetic":

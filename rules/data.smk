@@ -37,6 +37,17 @@ rule cache:
         "aunce cache --out {output} --workers {threads} {params.args} > {log} 2>&1"
 
 
+# An encoder with its own image geometry (JA-Net: 200 px faces) reads a cache of that size; the
+# others share results/cache/<dataset> at image.cache_size.
+use rule cache as cache_sized with:
+    output:
+        directory("results/cache/{dataset}-{size}px"),
+    log:
+        "results/logs/data/{dataset}-{size}px.cache.log",
+    wildcard_constraints:
+        size=r"\d+",
+
+
 rule contact_sheet:
     input:
         "results/data/{dataset}",

@@ -8,10 +8,10 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
             name:
                 f"embed_{_ds}_{_enc}_{_tag}"
             input:
-                cache=f"results/cache/{_ds}",
-                models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
+                cache=cache_path(config, _ds, _enc),
+                models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", methods=None),
             output:
-                run_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods),
+                embedding_files(run_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods)),
             params:
                 settings=lambda wc, ds=_ds, enc=_enc: as_json(embed_settings(ds, enc, wc.method)),
                 runs=runs_arg(_runs),
@@ -35,7 +35,7 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
             name:
                 f"linear_eval_{_ds}_{_enc}_{_tag}"
             input:
-                run_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods),
+                run_files("embed", _ds, _enc, _runs, "embeddings.npz", methods=None),
             output:
                 metrics=run_files("eval", _ds, _enc, _runs, "metrics.json", _methods),
                 predictions=run_files("eval", _ds, _enc, _runs, "predictions.npz", _methods),
@@ -60,18 +60,14 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
 
 
 # One job per (source, target, encoder): every method, source fold and seed it needs, in one process.
-_CROSS = {}
-for (_src, _tgt, _enc, _m), _triples in PLAN.cross.items():
-    _CROSS.setdefault((_src, _tgt, _enc), {})[_m] = sorted(_triples)
-
-for (_src, _tgt, _enc), _jobs in sorted(_CROSS.items()):
+for (_src, _tgt, _enc), _jobs in cross_jobs(PLAN).items():
 
     rule:
         name:
             f"cross_eval_{_src}_to_{_tgt}_{_enc}"
         input:
-            source=f"results/cache/{_src}",
-            target=f"results/cache/{_tgt}",
+            source=cache_path(config, _src, _enc),
+            target=cache_path(config, _tgt, _enc),
             models=sorted({f"results/pretrain/{_src}/{_enc}/{m}/fold-{sf}/seed-{s}/encoder.pt"
                            for m, triples in _jobs.items() for sf, _, s in triples}),
         output:
@@ -96,3 +92,26 @@ for (_src, _tgt, _enc), _jobs in sorted(_CROSS.items()):
         shell:
             "aunce cross-eval --source {input.source} --target {input.target} "
             "--models {params.models} --settings {params.settings:q} --out {params.out} > {log} 2>&1"
+
+
+# The test frames a t-SNE figure draws from a run's embeddings, kept when the embeddings are not
+# (config `keep.embeddings`), so that Fig. 5 can be drawn again without embedding again.
+rule tsne_sample:
+    input:
+        "results/embed/{dataset}/{encoder}/{method}/fold-{fold}/seed-{seed}/embeddings.npz",
+    output:
+        "results/embed/{dataset}/{encoder}/{method}/fold-{fold}/seed-{seed}/tsne_n{n}.npz",
+    params:
+        code=CODE["figures"],
+    log:
+        "results/logs/embed/{dataset}/{encoder}/{method}/fold-{fold}/seed-{seed}/tsne_n{n}.log",
+    wildcard_constraints:
+        fold=r"[^/]+",
+        seed=r"\d+",
+        n=r"\d+",
+    localrule: True
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce tsne-sample --embeddings {input} --n-points {wildcards.n} --seed {wildcards.seed} "
+        "--out {output} > {log} 2>&1"

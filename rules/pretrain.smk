@@ -3,16 +3,18 @@
 # with 'run' one job per fold and seed. Each run writes
 # results/pretrain/<ds>/<enc>/<method>/fold-F/seed-S/{encoder.pt,timing.json,history.csv,settings.json}.
 
+# encoder.pt is a temp() file unless kept (config `keep`): the methods of a unit whose runs keep
+# different files get a rule each (`_kept` suffix), since {method} shares one declaration.
 for _ds, _enc in CELLS:
-    for _tag, _runs, _methods in units(_ds, _enc, "pretrain_only" if config["fuse_stages"] else "all"):
+    for _tag, _runs, _methods, _kept in pretrain_units(_ds, _enc):
 
         rule:
             name:
                 f"pretrain_{_ds}_{_enc}_{_tag}"
             input:
-                cache=f"results/cache/{_ds}",
+                cache=cache_path(config, _ds, _enc),
             output:
-                models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
+                models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods, _kept),
                 timing=run_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
             params:
                 settings=lambda wc, ds=_ds, enc=_enc: as_json(pretrain_settings(ds, enc, wc.method)),
@@ -42,11 +44,13 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
             name:
                 f"train_eval_{_ds}_{_enc}_{_tag}"
             input:
-                cache=f"results/cache/{_ds}",
+                cache=cache_path(config, _ds, _enc),
             output:
-                models=fused_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
+                models=encoder_files(_ds, _enc, _runs, _methods),
                 timing=fused_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
-                embeddings=fused_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods),
+                embeddings=embedding_files(
+                    fused_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods)
+                ),
                 metrics=fused_files("eval", _ds, _enc, _runs, "metrics.json", _methods),
                 predictions=fused_files("eval", _ds, _enc, _runs, "predictions.npz", _methods),
             params:

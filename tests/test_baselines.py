@@ -5,7 +5,16 @@ import pandas as pd
 import pytest
 
 from aunce import AunceError
-from aunce.baselines import AUDIT_COLUMNS, COLUMNS, audit, load_published, render_audit
+from aunce.baselines import (
+    AUDIT_COLUMNS,
+    COLUMNS,
+    SAME_MODEL_COLUMNS,
+    audit,
+    load_published,
+    render_audit,
+    render_same_model_audit,
+    same_model_audit,
+)
 from aunce.cli import main
 from aunce.data.catalog import CROSS_DATASET_AUS, DATASET_AUS
 
@@ -358,10 +367,41 @@ def test_audit_of_the_published_numbers(published):
         assert f"| {table} | {dataset} | {method} | {printed} | {recomputed} |" in readme
 
 
+#: The paper contradicting itself: one model, two printed averages (the plan runs it once).
+SAME_MODEL_FINDINGS = [
+    ["table11", "bp4d", "(1,0,0,0)", 60.1, "table10/D", 64.1,
+     "AU weights, betas 1.2 / 0.4, only the most similar positive"],
+]  # fmt: skip
+
+
+def test_same_model_audit_of_the_published_numbers(published):
+    found = same_model_audit(published)
+    assert list(found.columns) == list(SAME_MODEL_COLUMNS)
+    # so the other pairs agree: Table 11's (0.15, 0.15, 0.7, 0) and Table 8's AUNCE cells are the
+    # full model's 66.1 (BP4D) and 66.4 (DISFA), as Tables 2 and 3 print them
+    assert found.values.tolist() == SAME_MODEL_FINDINGS
+    readme = (REPO / "baselines" / "README.md").read_text()
+    assert "| table11 | bp4d | (1,0,0,0) | 60.1 | table10/D | 64.1 |" in readme
+
+
+def test_same_model_audit_on_a_hand_made_frame():
+    rows = [("table11", "(1,0,0,0)", "avg", 60.1), ("table10", "D", "avg", 60.14),
+            ("table2", "AUNCE", "avg", 66.1), ("table11", "(0.15,0.15,0.7,0)", "avg", 65.0)]
+    frame = _frame(rows)  # fmt: skip
+    found = same_model_audit(frame)
+    assert found[["table", "method", "printed", "same_as", "same_as_printed"]].values.tolist() == [
+        ["table11", "(0.15,0.15,0.7,0)", 65.0, "table2/AUNCE", 66.1]
+    ]  # 60.1 vs 60.14 is rounding
+
+
 def test_cli_audit(capsys, tmp_path):
     assert main(["audit", str(PUBLISHED)]) == 0
     out = capsys.readouterr().out
-    assert out == render_audit(pd.DataFrame(FINDINGS, columns=list(AUDIT_COLUMNS)))
+    assert out == render_audit(
+        pd.DataFrame(FINDINGS, columns=list(AUDIT_COLUMNS))
+    ) + "\n" + render_same_model_audit(
+        pd.DataFrame(SAME_MODEL_FINDINGS, columns=list(SAME_MODEL_COLUMNS))
+    )
     assert out.splitlines()[0] == "table,dataset,method,printed,recomputed"
     bad = _write(tmp_path, HEADER, "table12,bp4d,MAL,2023 TAC,AU1,47.9")
     assert main(["audit", str(bad)]) == 2

@@ -18,13 +18,21 @@ def test_shipped_configs_are_valid(name):
     assert cfg["tables"]["table2"]["dataset"] in cfg["datasets"]
 
 
+PAPER_DATASETS = ("bp4d", "disfa", "gft", "bp4d_plus", "affwild2")
+
+
 def test_paper_config_needs_roots_then_validates(tmp_path):
     with pytest.raises(AunceError, match=r"datasets\.bp4d\.root"):
         load_config(REPO / "config" / "paper.yaml", schema_path=SCHEMA)
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    cfg["datasets"]["bp4d"]["root"] = str(tmp_path)
-    check_config(cfg, SCHEMA)  # only datasets used by a table need a root
+    for name in PAPER_DATASETS:
+        cfg["datasets"][name]["root"] = str(tmp_path)
+    check_config(cfg, SCHEMA)
     assert cfg["pretrain"]["lr"] == 1e-5 and cfg["seeds"][0] == 3407
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cfg["datasets"]["bp4d"]["root"] = str(tmp_path)
+    cfg["tables"] = {"table2": cfg["tables"]["table2"]}
+    check_config(cfg, SCHEMA)  # only datasets used by a table need a root
 
 
 def test_defaults_are_filled():
@@ -85,7 +93,7 @@ def test_fold_labels():
 
 def test_released_overlay_merges_like_snakemake(tmp_path):
     roots = tmp_path / "roots.yaml"
-    roots.write_text(f"datasets:\n  bp4d: {{root: {tmp_path}}}\n")
+    roots.write_text(yaml.safe_dump({"datasets": {n: {"root": str(tmp_path)} for n in PAPER_DATASETS}}))
     cfg = load_config(
         REPO / "config" / "paper.yaml", roots, REPO / "config" / "released.yaml", schema_path=SCHEMA
     )

@@ -3,10 +3,19 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aunce import AunceError
-from aunce.figures import BETA_COLUMNS, TSNE_COLUMNS, beta_sweep, save_figure, tsne
+from aunce.figures import (
+    BETA_COLUMNS,
+    TSNE_COLUMNS,
+    beta_sweep,
+    sampled_rows,
+    save_figure,
+    tsne,
+    tsne_sample,
+)
 from aunce.io import read_json
 
 AUS = ["AU1", "AU2"]
@@ -143,6 +152,41 @@ def test_tsne_defaults_to_first_four_aus_and_names_unknown_au(tmp_path):
         tsne(
             {"title": "t", "panels": [{"label": "m", "embeddings": str(tmp_path / "missing.npz")}]}
         )
+
+
+def test_tsne_from_samples_equals_tsne_from_the_embeddings(tmp_path):
+    """A t-SNE sample (kept when the embeddings are deleted) holds exactly the frames the figure
+    draws from the whole file: same points, same silhouettes."""
+    full = _embeddings(tmp_path / "a.npz", n=40, seed=3)
+    sample = tsne_sample(full, tmp_path / "s.npz", n_points=25, seed=7)
+    with np.load(sample) as data, np.load(full) as whole:
+        pick = sampled_rows(40, 25, 7)
+        assert np.array_equal(data["test_z"], whole["test_z"][pick])
+        assert np.array_equal(data["test_index"], whole["test_index"][pick])
+        assert int(data["sample_n_points"]) == 25 and int(data["sample_seed"]) == 7
+    spec = {"title": "t", "n_points": 25, "seed": 7, "aus": ["AU1", "AU2"]}
+    _, a = tsne(dict(spec, panels=[{"label": "m", "embeddings": full}]))
+    _, b = tsne(dict(spec, panels=[{"label": "m", "embeddings": str(sample)}]))
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(AunceError, match=r"s\.npz: a sample of 25 frames with seed 7, the figure "
+                       r"draws 30 with seed 7"):  # fmt: skip
+        tsne(dict(spec, n_points=30, panels=[{"label": "m", "embeddings": str(sample)}]))
+    with pytest.raises(AunceError, match="already a t-SNE sample"):
+        tsne_sample(sample, tmp_path / "t.npz", n_points=5, seed=7)
+
+
+def test_tsne_groups_panels_by_dataset_with_their_own_aus(tmp_path):
+    """Fig. 5 as the paper draws it: a group of panels per dataset, each with its own AUs."""
+    bp4d = _embeddings(tmp_path / "a.npz", n=20, seed=1)
+    other = tmp_path / "b.npz"
+    with np.load(bp4d) as data:
+        arrays = dict(data)
+    np.savez(other, **dict(arrays, aus=np.array(["AU9", "AU25", "AU26"])))
+    panels = [{"label": "bp4d: WCE", "dataset": "bp4d", "embeddings": bp4d},
+              {"label": "disfa: WCE", "dataset": "disfa", "embeddings": str(other)}]  # fmt: skip
+    fig, frame = tsne({"title": "t", "panels": panels, "n_points": 20, "seed": 0})
+    assert len(fig.axes) == 6  # two rows of three AUs
+    assert set(frame[frame["panel"] == "disfa: WCE"]["au"]) == {"AU9", "AU25", "AU26"}
 
 
 def test_save_figure_writes_a_png_atomically(sweep_spec, tmp_path):

@@ -147,3 +147,39 @@ def test_noise_table_and_flip_rate():
         100 * agg.loc["wce", "f1_macro_mean"]
     )
     assert frame.loc["Measured flip rate (%)", "20% noise"] == pytest.approx(21.0)
+
+
+def test_cost_table_units_and_the_papers_rows(repo):
+    """Table 9 in explicit units: frames/s, views/s (AUNCE: two views a frame), s/frame (the
+    paper's "Frame Rate" unit), s/epoch; the paper's rows with frames/s derived from its s/frame."""
+    from aunce.tables import COST_COLUMNS, cost_table
+
+    timings = {
+        "w1": {"frames_per_second": 200.0, "epoch_seconds": 10.0},
+        "w2": {"frames_per_second": 100.0, "epoch_seconds": 20.0},
+        "a1": {"frames_per_second": 50.0, "epoch_seconds": 40.0},
+    }
+    rows = [
+        {"dataset": "bp4d", "published_dataset": "bp4d", "label": "WCE", "loss": "wce",
+         "views": 1, "complexity": "O(B K D)", "timing": ["w1", "w2"]},
+        {"dataset": "bp4d", "published_dataset": "bp4d", "label": "AUNCE", "loss": "aunce",
+         "views": 2, "complexity": "O(K (2B)^2 D)", "timing": ["a1"]},
+    ]  # fmt: skip
+    spec = {"title": "table9", "rows": rows, "notes": ["n"],
+            "published_cost": str(repo / "baselines" / "published_cost.csv")}  # fmt: skip
+    table = cost_table("table9", spec, timings.__getitem__)
+    assert table.columns == COST_COLUMNS
+    frame = table.frame().set_index("row")
+    wce, aunce = frame.loc["WCE on bp4d (this run)"], frame.loc["AUNCE on bp4d (this run)"]
+    assert wce["frames/s"] == 150 and wce["frames/s_std"] == pytest.approx(np.std([200, 100], ddof=1))
+    assert wce["views/s"] == 150 and aunce["views/s"] == 100 and aunce["frames/s"] == 50
+    assert wce["s/frame"] == pytest.approx((1 / 200 + 1 / 100) / 2) and aunce["s/frame"] == 0.02
+    assert aunce["time vs first"] == pytest.approx(40 / 15) and aunce["complexity"] == "O(K (2B)^2 D)"
+    paper = frame.loc["AUNCE on bp4d (published)"]
+    assert paper["s/frame"] == 0.0138 and paper["s/epoch"] == 1388
+    assert paper["frames/s"] == pytest.approx(1 / 0.0138) and paper["views/s"] == pytest.approx(2 / 0.0138)
+    assert frame.loc["WCE on bp4d (published)", "time vs first"] == 1.0
+    assert "WFL on bp4d (published)" not in frame.index  # only the losses this table ran
+    md = render_markdown(table)
+    assert "| O(K (2B)^2 D) |" in md and "0.0138" in md and "1388.0" in md
+    assert "O(K (2B)\\^{}2 D)" in render_latex(table)  # ^ is a LaTeX special character

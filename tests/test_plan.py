@@ -189,3 +189,58 @@ def test_torch_free_aunce_defaults_match_the_loss_signature():
             assert params[key].default is None and value is True
         else:
             assert params[key].default == value, key
+
+
+def test_kept_encoders_are_those_cross_evaluation_reads():
+    from aunce.plan import kept_encoders, pretrain_groups
+
+    tables = {
+        "table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["aunce", "wce"]},
+        "table7": {"kind": "cross", "pairs": [["bp4d", "gft"]], "encoder": "megraph",
+                   "methods": ["wce"], "folds": [1], "seeds": [1]},
+    }  # fmt: skip
+    plan = plan_of(tables)
+    assert kept_encoders(plan) == {("bp4d", "megraph", "wce", "1", 1)}
+    # a unit whose methods keep different runs becomes a rule per group ({method} is shared)
+    groups = pretrain_groups(plan, "bp4d", "megraph", [("1", 1), ("2", 1)], ["aunce", "wce"])
+    assert groups == [("", ["aunce"], set()), ("_kept", ["wce"], {("1", 1)})]
+    everything = plan_of(tables, keep={"encoders": "all", "embeddings": "all"})
+    assert len(kept_encoders(everything)) == 12
+    assert pretrain_groups(everything, "bp4d", "megraph", [("1", 1)], ["aunce", "wce"]) == [
+        ("", ["aunce", "wce"], {("1", 1)})
+    ]
+
+
+def test_encoder_geometry_and_its_cache():
+    from aunce.plan import cache_path, encoder_image, jobs, needed_jobs
+
+    plan = plan_of(
+        {"table8": {"kind": "grid", "datasets": ["bp4d"], "encoders": ["megraph", "roi"],
+                    "methods": ["wce"], "folds": [1], "seeds": [1]}},  # fmt: skip
+        image={"cache_size": 40, "input_size": 32},
+        encoders={"megraph": {"size": "tiny"},
+                  "roi": {"size": "tiny", "image": {"cache_size": 64, "input_size": 56}}},
+    )  # fmt: skip
+    cfg = plan.config
+    assert encoder_image(cfg, "roi") == {"cache_size": 64, "input_size": 56, "normalize": "imagenet"}
+    assert encoder_image(cfg, "megraph")["input_size"] == 32
+    assert cache_path(cfg, "bp4d", "roi") == "results/cache/bp4d-64px"
+    assert cache_path(cfg, "bp4d", "megraph") == cache_path(cfg, "bp4d") == "results/cache/bp4d"
+    needed = needed_jobs(jobs(plan), ["results/tables/table8.md"])
+    caches = sorted((j.name, j.outputs[0]) for j in needed if j.rule == "cache")
+    assert caches == [("cache", "results/cache/bp4d"), ("cache_sized", "results/cache/bp4d-64px")]
+
+
+def test_tsne_panels_per_dataset_read_kept_samples():
+    plan = plan_of(
+        {"fig5": {"kind": "tsne", "datasets": ["bp4d", "gft"], "encoder": "megraph",
+                  "methods": ["wce"], "base": "aunce", "presets": ["A", "E"], "n_points": 50}}
+    )  # fmt: skip
+    spec = plan.tables["fig5"]
+    assert [p["label"] for p in spec["panels"]] == [
+        "bp4d: WCE", "bp4d: AUNCE (model A)", "bp4d: AUNCE (model E)",
+        "gft: WCE", "gft: AUNCE (model A)", "gft: AUNCE (model E)",
+    ]  # fmt: skip
+    assert spec["panels"][3]["embeddings"] == "results/embed/gft/megraph/wce/fold-split/seed-1/tsne_n50.npz"
+    assert spec["inputs"]["embeddings"] == [p["embeddings"] for p in spec["panels"]]
+    assert plan.runs[("gft", "megraph", "aunce")] == {("split", 1)}  # model E is the base

@@ -75,6 +75,29 @@ def test_outputs_logs_and_resolved_config(smoke_run):
     logs = list((results / "logs").rglob("*.log"))
     assert any("train_eval" in str(p) for p in logs)
     assert list((results / "benchmarks" / "train_eval").rglob("*.tsv"))
+    # linear evaluation "with the same settings as the pre-training phase" (weight_decay: null)
+    metrics = json.loads((results / "eval/bp4d/megraph/aunce/fold-2/seed-1/metrics.json").read_text())
+    assert metrics["linear_eval"]["weight_decay"] == settings["pretrain"]["weight_decay"] == 1e-6
+
+
+def test_only_the_outputs_a_later_step_reads_are_kept(smoke_run):
+    """keep: needed (the default): encoder.pt where cross-dataset evaluation reads it (table7: fold
+    1, seed 1; table4: the model trained on all of BP4D), no embeddings.npz, fig5's samples; the
+    small files of a run within what `aunce plan` assumes."""
+    from aunce.summary import SMALL_FILES_PER_RUN
+
+    results = smoke_run / "results"
+    pretrain = results / "pretrain/bp4d/megraph"
+    assert sorted(p.relative_to(pretrain).as_posix() for p in pretrain.rglob("encoder.pt")) == [
+        "aunce/fold-1/seed-1/encoder.pt", "aunce/fold-all/seed-1/encoder.pt",
+        "wce/fold-1/seed-1/encoder.pt",
+    ]  # fmt: skip
+    assert (pretrain / "wce/fold-2/seed-1/timing.json").exists()  # Table 9 reads it
+    assert not list(results.rglob("embeddings.npz"))
+    samples = sorted(results.glob("embed/bp4d/megraph/*/fold-1/seed-1/tsne_n20.npz"))
+    assert [p.parts[-4] for p in samples] == ["aunce", "wce"]
+    for run in (pretrain / "wce/fold-2/seed-1", results / "eval/bp4d/megraph/wce/fold-2/seed-1"):
+        assert sum(f.stat().st_size for f in run.iterdir()) < SMALL_FILES_PER_RUN / 2
 
 
 def test_rerun_does_nothing(smoke_run):
@@ -103,7 +126,10 @@ def test_run_granularity_lists_jobs_per_fold_and_seed(tmp_path):
         for seed in (1, 2):
             for stage, tag in (("pretrain", ""), ("embed", "e"), ("linear_eval", "e")):
                 name = f"{stage}_bp4d_megraph_{tag}fold{fold}_seed{seed}"
-                assert re.search(rf"^{name}\s+2$", out, re.M), name  # aunce + wce
+                # aunce + wce; table7's fold-1 seed-1 models are kept for its cross-evaluation,
+                # the other methods' are temp(): a rule each (aunce.plan.pretrain_groups)
+                kept = "(_kept)?" if stage == "pretrain" else ""
+                assert re.search(rf"^{name}{kept}\s+2$", out, re.M), name
     proc = snakemake(tmp_path, *args)  # fused: one job per run does both methods' three stages
     out = proc.stdout + proc.stderr
     assert re.search(r"^train_eval_bp4d_megraph_efold3_seed2\s+1$", out, re.M)

@@ -89,7 +89,7 @@ def load_pretrained(module: nn.Module, pretrained: str | os.PathLike, *, what: s
         raise AunceError(
             f"{what}: pretrained weights '{pretrained}' not found. The harness never downloads; put "
             f"the file there (e.g. from the timm/Hugging Face cache of a machine with network) or set "
-            f"`pretrained: null` to train from scratch"
+            f"`pretrained: none` to train from scratch"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
