@@ -59,8 +59,13 @@ class Chromium:
             os.dup2(high[1], 4)
 
         self.proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
-             "about:blank"],  # fmt: skip
+            [
+                binary,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],  # fmt: skip
             preexec_fn=child_fds,
             close_fds=False,
             stdin=subprocess.DEVNULL,
