@@ -163,7 +163,7 @@ class Verdicts:
 
 # --- reading a run ------------------------------------------------------------------------------
 class _Reader:
-    """Cached JSON reads; every missing file is collected and named at once."""
+    """Cached JSON reads (several claims read the same runs); a missing or bad file is named."""
 
     def __init__(self):
         self.cache: dict[str, dict] = {}
@@ -240,8 +240,6 @@ def _matches(claim: dict, table: str, spec: dict) -> bool:
 class _Context:
     plan: Plan
     read: _Reader
-    published: str
-    rule: dict
 
 
 def _scope_name(plan: Plan, table: str, *parts: str) -> str:
@@ -258,9 +256,7 @@ def _not_run(claim: dict, scope: str, data: str, why: str) -> Scope:
 def _losses(ctx: _Context, claim: dict, table: str, spec: dict) -> list[Scope]:
     """Every AUNCE method against every WCE or WFL method of the table, per cell or direction."""
     plan, data = ctx.plan, data_kind(ctx.plan, table)
-    groups: list[
-        tuple[str, list[tuple[str, str, list[dict]]]]
-    ] = []  # scope, [(method, label, recs)]
+    groups: list[tuple[str, list]] = []  # [(scope, [(method, label, records)])]
     if spec["kind"] == "au_f1":
         records = [ctx.read(p) for p in spec["inputs"]["metrics"]]
         groups.append((_scope_name(plan, table),
@@ -495,7 +491,7 @@ def _published(ctx: _Context, claim: dict, table: str, spec: dict) -> list[Scope
     from aunce.baselines import load_published
     from aunce.stats import beats_published
 
-    published = load_published(where["file"] if Path(where["file"]).is_file() else ctx.published)
+    published = load_published(where["file"])
     rows = published[(published["table"] == where["table"]) & (published["au"] == "avg")]
     rows = rows[rows["source"] != "this paper"]
     if spec["kind"] == "cross":
@@ -581,14 +577,14 @@ REQUIRED = {
 
 
 # --- judging ------------------------------------------------------------------------------------
-def judge(plan: Plan, claims: dict, published: str | os.PathLike = PUBLISHED_PATH) -> Verdicts:
+def judge(plan: Plan, claims: dict) -> Verdicts:
     """Every claim of ``claims`` (:func:`load_claims`) on every table of ``plan`` it bears on.
 
     Reads the metrics, timing and figure files the tables' specs name (relative paths resolve
     against the working folder, the run's project folder). Raises AunceError naming a missing
     or malformed file."""
     rule = claims["rule"]
-    ctx = _Context(plan, _Reader(), str(published), rule)
+    ctx = _Context(plan, _Reader())
     scopes: list[Scope] = []
     for claim in claims["claims"]:
         found = []
@@ -629,7 +625,7 @@ def judge_run(
     if not isinstance(resolved, dict) or "tables" not in resolved:
         raise AunceError(f"{config}: not a resolved run config (no 'tables')")
     plan = make_plan(resolved, published=str(published))
-    return judge(plan, load_claims(claims), published)
+    return judge(plan, load_claims(claims))
 
 
 def inputs(plan: Plan, claims: dict) -> list[str]:
@@ -733,7 +729,9 @@ def _verdict(scope: Scope, rule: dict) -> tuple[str, str]:
         what = f"p_holm = {ps[0]:.2g}" if n == 1 else f"smallest p_holm = {min(ps):.2g}"
         return "inconclusive", f"difference not significant ({what})"
     if counts == {"undefined": n}:
-        return "inconclusive", "the test is undefined: every paired difference is the same"
+        if all(c.result["mean_diff"] == 0 for c in scope.checks):
+            return "inconclusive", "no difference: the arms tie on every pair"
+        return "inconclusive", "the t-test is undefined: every paired difference is the same"
     parts = [f"{k} of {n} {o}" if o != "agrees" else f"{k} of {n} significant in the paper's direction"
              for o, k in counts.items()]  # fmt: skip
     return "inconclusive", "; ".join(parts)

@@ -3,6 +3,7 @@
 verdict and each reason is forced."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from aunce.plan import cross_file, eval_file, make_plan, stage_file
 from aunce.stats import holm
 
 SMOKE = REPO / "config" / "smoke.yaml"
+PUBLISHED = REPO / "baselines" / "published.csv"
 PAPERS = [Path("/work/shared/paper/aunce-paper.txt"), REPO.parent / "shared/paper/aunce-paper.txt"]
 AUS = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24"]
 CLAIMS = load_claims(CLAIMS_PATH)
@@ -53,7 +55,7 @@ def smoke_plan(tables: dict, seeds=(1, 2, 3), datasets=None):
     cfg["tables"] = tables
     if datasets:
         cfg["datasets"].update(datasets)
-    return make_plan(check_config(cfg))
+    return make_plan(check_config(cfg), published=str(PUBLISHED))
 
 
 def write_runs(plan, root: Path, f1, seconds=None) -> None:
@@ -149,6 +151,16 @@ def test_no_difference_is_inconclusive_not_significant(tmp_path, monkeypatch):
     assert row["verdict"] == "inconclusive"
     assert row["reason"].startswith("difference not significant (p_holm = ")
     assert v.checks.iloc[0]["outcome"] == "not significant"
+
+
+def test_a_tie_on_every_pair_is_inconclusive(tmp_path, monkeypatch):
+    """Two near-constant predictors score the same on every run: nothing to test."""
+    plan = smoke_plan({"table2": {**TABLE2["table2"], "methods": ["aunce", "wce"]}})
+    write_runs(plan, tmp_path, lambda ds, enc, method, fold, seed: 0.2 + jitter(fold, seed))
+    monkeypatch.chdir(tmp_path)
+    v = judge(plan, CLAIMS)
+    assert one(v, "table2-bp4d")["reason"] == "no difference: the arms tie on every pair"
+    assert v.checks.iloc[0]["outcome"] == "undefined" and math.isnan(v.checks.iloc[0]["p_holm"])
 
 
 def test_too_few_pairs_is_inconclusive_whatever_the_difference(tmp_path, monkeypatch):
@@ -388,15 +400,12 @@ def test_published_criterion_only_on_real_data(tmp_path, monkeypatch):
     plan = smoke_plan(TABLE2)
     write_runs(plan, tmp_path, by_loss(plan, {"aunce": 0.9, "wce": 0.5, "wfl": 0.5}))
     monkeypatch.chdir(tmp_path)
-    row = one(judge(plan, CLAIMS, REPO / "baselines/published.csv"), "published-2std")
+    row = one(judge(plan, CLAIMS), "published-2std")
     assert row["verdict"] == "inconclusive" and row["data"] == "synthetic stand-in"
     assert row["reason"].startswith("synthetic stand-in: the published averages were measured on")
 
     real = {"bp4d": {"source": "bp4d", "root": str(tmp_path / "BP4D")}}
     plan = smoke_plan(TABLE2, datasets=real)
-    plan.published = str(REPO / "baselines/published.csv")
-    for spec in plan.tables.values():
-        spec["published"]["file"] = plan.published
     for aunce, verdict in ((0.75, "supported"), (0.40, "contradicted")):
         write_runs(plan, tmp_path, by_loss(plan, {"aunce": aunce, "wce": 0.5, "wfl": 0.5}))
         row = one(judge(plan, CLAIMS), "published-2std")
@@ -407,12 +416,12 @@ def test_published_criterion_only_on_real_data(tmp_path, monkeypatch):
 
 def test_the_same_code_judges_a_run_of_the_paper_config(tmp_path, monkeypatch):
     cfg = real_config(tmp_path)
-    plan = make_plan(cfg, published=str(REPO / "baselines/published.csv"))
+    plan = make_plan(cfg, published=str(PUBLISHED))
     write_runs(plan, tmp_path, by_loss(plan, {"aunce": 0.70, "wce": 0.50, "wfl": 0.50}))
     (tmp_path / "results").mkdir(exist_ok=True)
     (tmp_path / "results/config.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.chdir(tmp_path)
-    v = judge_run("results/config.yaml", CLAIMS_PATH, REPO / "baselines/published.csv")
+    v = judge_run("results/config.yaml", CLAIMS_PATH, PUBLISHED)
     assert list(dict.fromkeys(v.rows["claim"])) == CLAIM_IDS
     judged = v.rows[v.rows["scope"] != "-"]
     assert not judged.empty and set(judged["data"]) == {"real"}
