@@ -11,7 +11,7 @@ CORES  ?= 1
 # Extra arguments for Snakemake, e.g. `make run SNAKEMAKE_ARGS="-n"`.
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run test lint clean
+.PHONY: setup run report test lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ run: $(STAMP)
 	@test -f "$(CONFIG)" || { echo "error: config file '$(CONFIG)' not found (set CONFIG=path/to/config.yaml)" >&2; exit 2; }
 	@$(BIN)/aunce unlock-stale  # a lock left by a crash or a kill (README, "After a crash")
 	$(BIN)/snakemake all --cores $(CORES) --resources gpu=1 --configfile="$(CONFIG)" $(SNAKEMAKE_ARGS)
+
+# Snakemake's HTML report of the last run of CONFIG (verdicts on its front page; docs/report.md).
+report: export PATH := $(CURDIR)/$(BIN):$(PATH)
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html --configfile="$(CONFIG)" $(SNAKEMAKE_ARGS)
 
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
 test: $(STAMP)

@@ -13,6 +13,10 @@ if not workflow.configfiles:
 
 
 
+# snakemake --report results/report.html: the verdicts on its front page (report/ has the texts)
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"

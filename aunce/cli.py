@@ -223,6 +223,26 @@ def cmd_report(args) -> None:
     log.info("wrote %s", args.out)
 
 
+def cmd_verdicts(args) -> None:
+    from aunce.claims import CLAIMS_PATH, PUBLISHED_PATH, judge_run, write_verdicts
+
+    verdicts = judge_run(args.config, args.claims or CLAIMS_PATH, args.published or PUBLISHED_PATH)
+    outputs = {"md": args.md, "csv": args.csv, "checks": args.checks, "html_path": args.html}
+    if not any(outputs.values()):
+        sys.stdout.write(verdicts.markdown())
+        return
+    write_verdicts(verdicts, **outputs)
+    counts = ", ".join(f"{k} {v}" for k, v in verdicts.counts().items())
+    log.info("judged %d claim rows (%s)", len(verdicts.rows), counts)
+
+
+def cmd_report_page(args) -> None:
+    from aunce.pages import markdown_page
+
+    markdown_page(args.md, args.out)
+    log.info("wrote %s", args.out)
+
+
 def cmd_contact_sheet(args) -> None:
     import tempfile
 
@@ -450,6 +470,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", required=True, type=_settings)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "verdicts",
+        help="judge the paper's claims on a finished run (run in its folder; Markdown to stdout "
+        "unless an output is given)",
+    )
+    p.add_argument("--config", type=Path, default=Path("results/config.yaml"),
+                   help="the run's resolved config (default: results/config.yaml)")  # fmt: skip
+    p.add_argument("--claims", type=Path, help="default: the project's baselines/claims.yaml")
+    p.add_argument("--published", type=Path, help="default: the project's published.csv")
+    p.add_argument("--md", type=Path, help="the verdicts as Markdown")
+    p.add_argument("--csv", type=Path, help="one row per verdict")
+    p.add_argument("--checks", type=Path, help="one row per comparison behind the verdicts")
+    p.add_argument("--html", type=Path, help="the verdict table as an HTML fragment")
+    p.set_defaults(func=cmd_verdicts)
+
+    p = sub.add_parser("report-page", help="a Markdown file as one HTML page, images embedded")
+    p.add_argument("--md", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_report_page)
 
     p = sub.add_parser("contact-sheet", help="a PNG grid of synthetic faces with their active AUs")
     p.add_argument("--data", type=Path, help="a generated dataset folder")

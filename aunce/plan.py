@@ -909,9 +909,20 @@ def contact_sheets(plan: Plan) -> list[str]:
     )
 
 
+def report_pages(plan: Plan) -> list[str]:
+    """The pages Snakemake's HTML report shows besides the tables' CSVs and the figures' PNGs: one
+    per table or figure, the full report and the verdict table (rules/tables.smk)."""
+    return [
+        *(f"results/report/{page}.html" for page in plan.tables),
+        "results/report/full-report.html",
+        "results/verdicts.html",
+    ]
+
+
 def report_inputs(plan: Plan) -> list[str]:
     return [
         "results/config.yaml",
+        "results/verdicts.md",
         *(plan.tables[t]["outputs"][k] for t in table_ids(plan) for k in ("md", "csv", "significance")),
         *(plan.tables[f]["outputs"][k] for f in figure_ids(plan) for k in ("png", "md")),
     ]
@@ -925,6 +936,7 @@ def all_targets(plan: Plan) -> list[str]:
         *(f"results/figures/{f}.png" for f in figure_ids(plan)),
         *contact_sheets(plan),
         "results/report.md",
+        *report_pages(plan),
     ]
 
 
@@ -995,6 +1007,19 @@ def jobs(plan: Plan) -> list[Job]:
         name = Path(sheet).stem.removeprefix("contact_")
         out.append(Job("contact_sheet", "contact_sheet", [f"results/data/{name}"], [sheet]))
     out.append(Job("report", "report", report_inputs(plan), ["results/report.md"]))
+    from aunce.claims import CLAIMS_PATH, load_claims  # claims reads plans: imported here
+    from aunce.claims import inputs as claim_inputs
+
+    verdicts = ["results/verdicts.md", "results/verdicts.csv", "results/verdicts.checks.csv",
+                "results/verdicts.html"]  # fmt: skip
+    out.append(Job("verdicts", "verdicts", ["results/config.yaml", *claim_inputs(
+        plan, load_claims(CLAIMS_PATH))], verdicts))  # fmt: skip
+    for page, spec in plan.tables.items():
+        sources = [spec["outputs"]["md"]] + ([spec["outputs"]["png"]] if "png" in spec["outputs"]
+                                             else [])  # fmt: skip
+        out.append(Job("report_page", "report_page", sources, [f"results/report/{page}.html"]))
+    out.append(Job("report_full_page", "report_full_page", ["results/report.md"],
+                   ["results/report/full-report.html"]))  # fmt: skip
     out.append(Job("resolved_config", "resolved_config", [], ["results/config.yaml"]))
     out.append(Job("all", "all", all_targets(plan), []))
     caches = sorted({p for job in out for p in job.inputs if p.startswith("results/cache/")})

@@ -1,5 +1,6 @@
-"""results/report.md: every table and figure, the reproduction delta, the paper's criterion against
-published baselines, the audit of published averages, the protocol deviations and the provenance.
+"""results/report.md: the verdicts on the paper's claims, every table and figure, the reproduction
+delta and the paper's criterion against published baselines (real data only), the audit of
+published averages, the protocol deviations and the provenance.
 
 Entry points: :func:`build_report` (the Markdown text) and :func:`write_report` (written atomically).
 The spec (built in rules/common.smk) names every file read; nothing here recomputes a run's
@@ -12,6 +13,13 @@ baselines/published.csv (docs/report.md).
 - The paper's criterion (protocol.md, "Statistics the paper promises and does not show"): this
   run's mean beats a published average when the improvement exceeds twice this run's standard
   deviation over seeds (aunce.stats.beats_published).
+- Synthetic is not the paper: a table whose data are synthetic stand-ins (``synthetic`` in its
+  spec entry) gets neither comparison with the paper's real-data numbers; its methods are compared
+  within the run (the significance section and the verdicts), and the report says why.
+- The verdicts (aunce.claims, rule ``verdicts``) open the report, before the contents.
+
+aunce.pages renders this report, each table and each figure as HTML pages for Snakemake's HTML
+report (``snakemake --report``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,14 @@ META = ("row", "source", "kind")
 SIGNIFICANCE = [*COMPARISON, "p_ttest_holm", "p_wilcoxon_holm"]
 DELTA_DIGITS = 1
 ABSENT = "(absent)"
+SYNTHETIC_NOTE = (
+    "This table's data are synthetic stand-ins, not the paper's dataset: the rows marked "
+    "(published) were measured on the real data, so this run minus the paper and the paper's "
+    "criterion against them would compare two different experiments, and neither is computed "
+    "here. The methods of this run are compared with each other instead: the paired tests below "
+    "and the verdicts at the top of the report. A run of config/paper.yaml on the real datasets "
+    "gets both comparisons."
+)
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -43,12 +59,15 @@ def build_report(spec: dict) -> str:
     """The Markdown text of results/report.md.
 
     ``spec``: ``{"title", "tables": [{"id", "md", "csv", "paper_table", "dataset", "significance",
-    "row_datasets"}], "figures": [{"id", "png", "md"}], "published", "resolved_config",
-    "paper_config", "provenance": {"code", "configs", "seeds", "created"}}``. ``paper_table``,
-    ``dataset``, ``significance`` and a figure's ``md`` may be null; ``row_datasets`` (optional)
-    maps a this-run row label to its published dataset where one table spans several (Table 7). A
-    figure's ``png`` is relative to the report's folder (results/). ``schema`` (optional, default
-    config/schema.yaml) fills the paper config's defaults before the two configs are compared.
+    "row_datasets", "synthetic"}], "figures": [{"id", "png", "md"}], "published", "resolved_config",
+    "paper_config", "provenance": {"code", "configs", "seeds", "created"}, "verdicts"}``.
+    ``paper_table``, ``dataset``, ``significance`` and a figure's ``md`` may be null;
+    ``row_datasets`` (optional) maps a this-run row label to its published dataset where one table
+    spans several (Table 7). ``synthetic`` (optional, default false): the table's data are
+    synthetic stand-ins, so it is not compared with the paper's numbers. A figure's ``png`` is
+    relative to the report's folder (results/). ``schema`` (optional, default config/schema.yaml)
+    fills the paper config's defaults before the two configs are compared. ``verdicts`` (optional):
+    the verdicts' Markdown (aunce.claims), placed right after the header.
 
     Raises AunceError naming a missing spec key, every missing input file, or a malformed CSV.
     """
@@ -61,7 +80,10 @@ def build_report(spec: dict) -> str:
     _require(spec["provenance"], ("code", "configs", "seeds"), "report spec: provenance")
     _check_inputs(spec)
     published = load_published(spec["published"])
-    sections = [_header(spec), _contents(spec)]
+    sections = [_header(spec)]
+    if spec.get("verdicts"):
+        sections.append(Path(spec["verdicts"]).read_text())
+    sections.append(_contents(spec))
     sections += [_table_section(entry, published) for entry in spec["tables"]]
     sections += [_figure_section(entry) for entry in spec["figures"]]
     sections += [_audit_section(published, spec["published"]), _deviation_section(spec)]
@@ -265,15 +287,14 @@ def _header(spec: dict) -> str:
     return (
         f"# {spec['title']}\n\n"
         f"Code `{prov['code']}`; config {', '.join(f'`{c}`' for c in prov['configs'])}; seeds "
-        f"{', '.join(map(str, prov['seeds']))}; created {prov.get('created') or 'not recorded'}.\n\n"
-        "Rows marked (this run) were measured by this run; rows marked (published) are printed in "
-        "the paper, with their source (`baselines/published.csv`). Each table's notes say how its "
-        "cells were computed; docs/report.md says how the comparisons below are.\n"
+        f"{', '.join(map(str, prov['seeds']))}; created {prov.get('created') or 'not recorded'}.\n"
     )
 
 
 def _contents(spec: dict) -> str:
     lines = ["## Contents\n"]
+    if spec.get("verdicts"):
+        lines.append("- [Verdicts](#verdicts)")
     lines += [f"- [{t['id']}](#{_anchor(t['id'])})" for t in spec["tables"]]
     lines += [f"- [{f['id']}](#{_anchor(f['id'])})" for f in spec["figures"]]
     lines += [
@@ -284,6 +305,11 @@ def _contents(spec: dict) -> str:
             "Provenance",
         )
     ]
+    lines.append(
+        "\nRows marked (this run) were measured by this run; rows marked (published) are printed "
+        "in the paper, with their source (`baselines/published.csv`). Each table's notes say how "
+        "its cells were computed; docs/report.md says how the comparisons below are."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -292,7 +318,10 @@ def _table_section(entry: dict, published: pd.DataFrame) -> str:
     table = _read_table(entry["csv"])
     paper_table, dataset = entry.get("paper_table"), entry.get("dataset")
     row_datasets = entry.get("row_datasets")
-    if paper_table:
+    if paper_table and entry.get("synthetic"):
+        parts.append(f"### Published numbers ({entry['id']})\n")
+        parts.append(SYNTHETIC_NOTE + "\n")
+    elif paper_table:
         where = f"{paper_table}" + (f", {dataset}" if dataset else "")
         delta, unmatched = reproduction_delta(table, published, paper_table, dataset, row_datasets)
         parts.append(f"### Reproduction delta ({entry['id']})\n")
@@ -435,6 +464,8 @@ def _inputs(spec: dict) -> list[tuple[str, str]]:
         (spec["resolved_config"], "resolved config"),
         (spec["paper_config"], "paper config"),
     ]
+    if spec.get("verdicts"):
+        out.append((spec["verdicts"], "verdicts"))
     for entry in spec["tables"]:
         out += [(entry["md"], f"{entry['id']} Markdown"), (entry["csv"], f"{entry['id']} CSV")]
         if entry.get("significance"):

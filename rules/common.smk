@@ -15,7 +15,10 @@ from snakemake.logging import logger
 import aunce
 from aunce import AunceError
 from aunce.config import check_config
+from aunce.claims import data_kind, load_claims
+from aunce.claims import inputs as claim_inputs
 from aunce.plan import (
+    FIGURE_KINDS,
     all_targets,
     cache_path,
     cells,
@@ -115,6 +118,9 @@ CODE = {
     "tables": code_version(*_COMMON, "tables.py", "stats.py", "plan.py", "baselines.py"),
     "figures": code_version(*_COMMON, "figures.py", "stats.py", "plan.py"),
     "report": code_version(*_COMMON, "report.py", "stats.py", "baselines.py"),
+    "pages": code_version(*_COMMON, "pages.py"),
+    "verdicts": code_version(*_COMMON, "claims.py", "stats.py", "plan.py", "presets.py",
+                             "baselines.py"),
 }
 
 
@@ -152,6 +158,7 @@ wildcard_constraints:
     encoder=alternatives(ENCODERS),
     table=alternatives(TABLES),
     figure=alternatives(FIGURES),
+    page=alternatives(PLAN.tables),
 
 
 def units(ds, enc, which="all"):
@@ -332,6 +339,7 @@ def report_spec():
         entry = {"id": t, "md": spec["outputs"]["md"], "csv": spec["outputs"]["csv"],
                  "significance": spec["outputs"]["significance"],
                  "paper_table": pub.get("table"), "dataset": pub.get("dataset")}
+        entry["synthetic"] = data_kind(PLAN, t) != "real"  # no comparison with the paper's data
         if spec["kind"] == "cross":  # rows name their direction; published rows are keyed by it
             entry["row_datasets"] = {f"{label} (this run), {d['label']}": d["name"]
                                      for d in spec["directions"] for _, label in spec["methods"]}
@@ -348,4 +356,51 @@ def report_spec():
         "paper_config": os.path.relpath(Path(workflow.basedir) / "config" / "paper.yaml"),
         "provenance": {"code": CODE["tables"], "configs": CONFIG_FILES, "seeds": SEEDS,
                        "created": None},
+        "verdicts": "results/verdicts.md",
     }
+
+
+# --- the claims' verdicts and Snakemake's HTML report (snakemake --report results/report.html) ---
+CLAIMS = os.path.relpath(Path(workflow.basedir) / "baselines" / "claims.yaml")
+try:
+    VERDICT_INPUTS = claim_inputs(PLAN, load_claims(CLAIMS))
+except AunceError as err:
+    raise WorkflowError(str(err))
+# one report category per table or figure, in config order, after the verdicts ("00 Verdicts");
+# the report's menu sorts categories by name
+PAGES = list(PLAN.tables)
+VERDICTS_CATEGORY = "00 Verdicts"
+FULL_REPORT_CATEGORY = f"{len(PAGES) + 1:02d} Full report"
+
+
+def report_category(name):
+    return f"{PAGES.index(name) + 1:02d} {name}"
+
+
+def report_labels(name, file):
+    """Columns of a category's result list; `file` first, so each file is a row of its own."""
+    spec = PLAN.tables[name]
+    return {"file": file, "table": name, "kind": spec["kind"], "data": data_kind(PLAN, name)}
+
+
+def _rst_escape(text):
+    """Plain text for reStructuredText: every markup character taken literally."""
+    return re.sub(r"([\\`*_|\[\]<>:])", r"\\\1", str(text))
+
+
+def report_caption(name):
+    """A table's or figure's caption (its title and notes) as reStructuredText."""
+    spec = PLAN.tables[name]
+    lines = [f"**{_rst_escape(spec['title'])}**", ""]
+    lines += [f"- {_rst_escape(note)}" for note in spec.get("notes", [])]
+    if spec["kind"] not in ("occurrence", "cost", "tsne") and data_kind(PLAN, name) != "real":
+        lines += ["", "The data are synthetic stand-ins: compare the methods of this run with each "
+                      "other (the verdicts, the significance tests), not with the paper's numbers."]
+    return "\n".join(lines)
+
+
+def page_source(wildcards):
+    spec = PLAN.tables[wildcards.page]
+    if spec["kind"] in FIGURE_KINDS:
+        return {"md": spec["outputs"]["md"], "png": spec["outputs"]["png"]}
+    return {"md": spec["outputs"]["md"]}

@@ -1,5 +1,7 @@
-# Tables, figures, the report and the resolved configuration. Cheap jobs: run locally even on a
-# cluster. Each table or figure job reads exactly the files its spec (aunce.plan) names.
+# Tables, figures, the verdicts, the report and the resolved configuration. Cheap jobs: run locally
+# even on a cluster. Each table or figure job reads exactly the files its spec (aunce.plan) names.
+# Outputs marked report() make Snakemake's HTML report (snakemake --report results/report.html):
+# one category per table or figure, captions from its spec (report/*.rst), the verdicts up front.
 
 
 rule table:
@@ -8,10 +10,16 @@ rule table:
     output:
         md="results/tables/{table}.md",
         tex="results/tables/{table}.tex",
-        csv="results/tables/{table}.csv",
+        csv=report(
+            "results/tables/{table}.csv",
+            caption="../report/table.rst",
+            category=lambda wc: report_category(wc.table),
+            labels=lambda wc: report_labels(wc.table, "numbers (CSV)"),
+        ),
         significance="results/tables/{table}.significance.csv",
     params:
         spec=lambda wc: as_json(table_spec(wc.table)),
+        caption=lambda wc: report_caption(wc.table),
         code=CODE["tables"],
     log:
         "results/logs/tables/{table}.log",
@@ -27,11 +35,17 @@ rule figure:
     input:
         table_inputs,
     output:
-        png="results/figures/{figure}.png",
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/table.rst",
+            category=lambda wc: report_category(wc.figure),
+            labels=lambda wc: report_labels(wc.figure, "figure (PNG)"),
+        ),
         csv="results/figures/{figure}.csv",
         md="results/figures/{figure}.md",
     params:
         spec=lambda wc: as_json(table_spec(wc.figure)),
+        caption=lambda wc: report_caption(wc.figure),
         code=CODE["figures"],
     log:
         "results/logs/figures/{figure}.log",
@@ -41,6 +55,67 @@ rule figure:
     shell:
         "aunce figure {wildcards.figure} --spec {params.spec:q} --png {output.png} "
         "--csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule report_page:
+    input:
+        unpack(page_source),
+    output:
+        report(
+            "results/report/{page}.html",
+            caption="../report/table.rst",
+            category=lambda wc: report_category(wc.page),
+            labels=lambda wc: report_labels(wc.page, "page (HTML)"),
+        ),
+    params:
+        caption=lambda wc: report_caption(wc.page),
+        code=CODE["pages"],
+    log:
+        "results/logs/report/{page}.log",
+    localrule: True
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce report-page --md {input.md} --out {output} > {log} 2>&1"
+
+
+rule verdicts:
+    input:
+        config="results/config.yaml",
+        claims=CLAIMS,
+        published=PUBLISHED,
+        runs=VERDICT_INPUTS,
+    output:
+        md="results/verdicts.md",
+        csv=report(
+            "results/verdicts.csv",
+            caption="../report/verdicts.rst",
+            category=VERDICTS_CATEGORY,
+            labels={"file": "one row per verdict (CSV)", "table": "verdicts"},
+        ),
+        checks=report(
+            "results/verdicts.checks.csv",
+            caption="../report/verdicts.rst",
+            category=VERDICTS_CATEGORY,
+            labels={"file": "one row per comparison (CSV)", "table": "verdicts"},
+        ),
+        html=report(
+            "results/verdicts.html",
+            caption="../report/verdicts.rst",
+            category=VERDICTS_CATEGORY,
+            labels={"file": "verdict table (HTML)", "table": "verdicts"},
+        ),
+    params:
+        code=CODE["verdicts"],
+    log:
+        "results/logs/verdicts.log",
+    localrule: True
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce verdicts --config {input.config} --claims {input.claims} "
+        "--published {input.published} --md {output.md} --csv {output.csv} "
+        "--checks {output.checks} --html {output.html} > {log} 2>&1"
 
 
 rule report:
@@ -58,6 +133,27 @@ rule report:
         "../envs/aunce.yaml"
     shell:
         "aunce report --spec {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule report_full_page:
+    input:
+        "results/report.md",
+    output:
+        report(
+            "results/report/full-report.html",
+            caption="../report/full.rst",
+            category=FULL_REPORT_CATEGORY,
+            labels={"file": "the whole Markdown report (HTML)", "table": "report.md"},
+        ),
+    params:
+        code=CODE["pages"],
+    log:
+        "results/logs/report/full-report.log",
+    localrule: True
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce report-page --md {input} --out {output} > {log} 2>&1"
 
 
 rule resolved_config:

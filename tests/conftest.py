@@ -7,7 +7,26 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "config" / "schema.yaml"
+BIN = Path(sys.executable).parent
 SMOKE = REPO / "config" / "smoke.yaml"
+
+
+def snakemake(workdir, *args, configfile=SMOKE, env=None):
+    """Snakemake on the project's Snakefile in ``workdir`` (a --configfile replaces the default)."""
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    if configfile is not None:
+        cmd += [f"--configfile={configfile}"]  # `=`: a bare --configfile would swallow targets
+    env = env or dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The whole workflow on config/smoke.yaml, run once per test session (about a minute)."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    proc = snakemake(workdir, "all", "--cores", "1", "--resources", "gpu=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from aunce import AunceError
 from aunce.baselines import COLUMNS, load_published
 from aunce.report import (
     SIGNIFICANCE,
+    SYNTHETIC_NOTE,
     build_report,
     config_deviations,
     criterion,
@@ -271,3 +272,65 @@ def test_write_report_is_atomic_and_equal_to_build(tree):
     assert out.read_text() == build_report(tree["spec"])
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
     assert re.search(r"`.*published\.csv` [0-9a-f]{12}", out.read_text())  # input digests
+
+
+# --- synthetic is not the paper -----------------------------------------------------------------
+def test_a_synthetic_table_is_compared_within_the_run_not_with_the_paper(tree):
+    tree["spec"]["tables"][0]["synthetic"] = True
+    report = build_report(tree["spec"])
+    section = report.split("\n## table2\n")[1].split("\n## fig6\n")[0]
+    assert "### Reproduction delta" not in section and "minus the paper's own" not in section
+    assert "### Against published baselines" not in section and "holds for" not in section
+    assert "### Published numbers (table2)" in section and SYNTHETIC_NOTE in section
+    assert "### Significance (table2)" in section  # the within-run comparison stays
+    assert "| a table |" in section  # the table itself, published rows beside, is still shown
+
+
+def test_a_real_data_table_keeps_the_comparison_with_the_paper(tree):
+    tree["spec"]["tables"][0]["synthetic"] = False
+    report = build_report(tree["spec"])
+    assert "### Reproduction delta (table2)" in report
+    assert "### Against published baselines (table2)" in report
+    assert SYNTHETIC_NOTE not in report and "### Published numbers" not in report
+
+
+def test_the_report_opens_with_the_verdicts(tree):
+    verdicts = tree["root"] / "results" / "verdicts.md"
+    verdicts.write_text("## Verdicts\n\n| Claim | Verdict |\n| --- | --- |\n| x | supported |\n")
+    tree["spec"]["verdicts"] = str(verdicts)
+    report = build_report(tree["spec"])
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Verdicts", "## Contents", "## table2"]
+    assert report.index("| x | supported |") < report.index("## Contents")
+    assert "- [Verdicts](#verdicts)" in report
+    assert re.search(r"`.*verdicts\.md` [0-9a-f]{12}", report)  # in the provenance
+    verdicts.unlink()
+    with pytest.raises(AunceError, match=r"verdicts\.md \(verdicts\)"):
+        build_report(tree["spec"])
+
+
+# --- HTML pages for Snakemake's report ----------------------------------------------------------
+def test_markdown_page_renders_tables_and_embeds_images(tmp_path):
+    import base64
+
+    from aunce.pages import markdown_page
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    (tmp_path / "fig6.png").write_bytes(png)
+    md = tmp_path / "fig6.md"
+    md.write_text(
+        "### Fig. 6: F1 against beta\n\n![fig6](fig6.png)\n\n"
+        "| param | value | f1 |\n|---|---|---|\n| beta_minority | 1.2 | **24.1** |\n\n- a note\n"
+    )
+    out = tmp_path / "page" / "fig6.html"
+    page = markdown_page(md, out)
+    assert out.read_text() == page and page.startswith("<!doctype html>")
+    assert "<title>Fig. 6: F1 against beta</title>" in page
+    assert "<th>param</th>" in page and "<td><strong>24.1</strong></td>" in page
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
+    assert 'src="fig6.png"' not in page and "<li>a note</li>" in page
+    (tmp_path / "fig6.png").unlink()
+    with pytest.raises(AunceError, match=r"image .*fig6\.png \(linked from .*fig6\.md\) not found"):
+        markdown_page(md)
+    with pytest.raises(AunceError, match="missing input file"):
+        markdown_page(tmp_path / "nope.md")

@@ -5,29 +5,14 @@ import os
 import re
 import shlex
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import BIN, REPO, SMOKE, snakemake
 
-pytestmark = pytest.mark.workflow
-BIN = Path(sys.executable).parent
-SMOKE = REPO / "config" / "smoke.yaml"
-
-
-def snakemake(workdir, *args, configfile=SMOKE, env=None):
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
-    if configfile is not None:
-        cmd += [f"--configfile={configfile}"]  # `=`: a bare --configfile would swallow targets
-    env = env or dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env)
-
-
-# smoke_run: the smoke config run once per session (tests/conftest.py), shared with test_slurm.py
+pytestmark = pytest.mark.workflow  # smoke_run (conftest.py): the smoke config, once per session
 
 
 def test_table_numbers_equal_aggregated_metrics(smoke_run):
