@@ -22,7 +22,9 @@ def snakemake(workdir, *args, configfile=SMOKE, env=None):
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """The whole workflow on config/smoke.yaml, run once per test session (about a minute)."""
+    """The smoke config run once locally (`snakemake all --cores 1 --resources gpu=1`) in a temporary
+    folder, once per test session; shared by the workflow tests, the HTML report's browser test and
+    the SLURM test, which compares its tables with these."""
     workdir = tmp_path_factory.mktemp("smoke")
     proc = snakemake(workdir, "all", "--cores", "1", "--resources", "gpu=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -54,20 +56,6 @@ def bp4d_cache(synthetic_bp4d, tmp_path_factory) -> Path:
     from aunce.data.cache import build_cache
 
     return build_cache("synthetic", synthetic_bp4d, tmp_path_factory.mktemp("cache") / "bp4d", 64)
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> Path:
-    """The smoke config run once locally (`snakemake all --cores 1 --resources gpu=1`) in a temporary
-    folder; shared by the workflow tests and the SLURM test, which compares its tables with these."""
-    workdir = tmp_path_factory.mktemp("smoke")
-    bin_dir = Path(sys.executable).parent
-    cmd = [str(bin_dir / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           f"--configfile={SMOKE}", "all", "--cores", "1", "--resources", "gpu=1"]
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir
 
 
 def pytest_configure(config):
