@@ -15,6 +15,7 @@ if not workflow.configfiles:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/warmstart.smk"
 include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"

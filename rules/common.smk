@@ -84,6 +84,7 @@ CODE = {
     "tables": code_version(*_COMMON, "tables.py", "stats.py", "plan.py", "baselines.py"),
     "figures": code_version(*_COMMON, "figures.py", "stats.py", "plan.py"),
     "report": code_version(*_COMMON, "report.py", "stats.py", "baselines.py"),
+    "warmstart": code_version(*_COMMON, "data", "encoders", "warmstart.py", "device.py"),
 }
 
 
@@ -110,6 +111,31 @@ REPORT_INPUTS = [
 
 def alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names)) or "no-name"
+
+
+# --- warm start (rules/warmstart.smk): `pretrained: warm` names the warm-start job's weights -----
+WARM_ENCODERS = sorted(n for n, e in config["encoders"].items() if e["pretrained"] == "warm")
+
+
+def warm_start_file(encoder):
+    return f"results/warmstart/{encoder}/backbone.pt"
+
+
+def warm_input(encoder):
+    """The warm-start weights a pretraining job of ``encoder`` starts from ([] from scratch)."""
+    return [warm_start_file(encoder)] if encoder in WARM_ENCODERS else []
+
+
+def warm_population_args():
+    w = config["warm_start"]
+    return (f"--seed {w['seed']} --n-subjects {w['n_subjects']} "
+            f"--frames-per-subject {w['frames_per_subject']} --image-size {w['image_size']} "
+            f"--aligned-size {config['image']['cache_size']}")
+
+
+def warm_start_settings(encoder):
+    return {"encoder": dict(config["encoders"][encoder], name=encoder), "image": config["image"],
+            "warm_start": config["warm_start"], "device": config["device"], "threads": TORCH_THREADS}
 
 
 wildcard_constraints:
@@ -182,7 +208,10 @@ def as_json(obj):
 
 
 def encoder_settings(name):
-    return dict(config["encoders"][name], name=name)
+    spec = dict(config["encoders"][name], name=name)
+    if spec["pretrained"] == "warm":
+        spec["pretrained"] = warm_start_file(name)
+    return spec
 
 
 def pretrain_settings(dataset, encoder, method):

@@ -11,6 +11,7 @@ for _ds, _enc in CELLS:
                 f"pretrain_{_ds}_{_enc}_{_tag}"
             input:
                 cache=f"results/cache/{_ds}",
+                warm=warm_input(_enc),
             output:
                 models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
                 timing=run_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
@@ -42,6 +43,7 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
                 f"train_eval_{_ds}_{_enc}_{_tag}"
             input:
                 cache=f"results/cache/{_ds}",
+                warm=warm_input(_enc),
             output:
                 models=fused_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods),
                 timing=fused_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
