@@ -73,8 +73,8 @@ METHODS = {
         "label": "AUNCE 1.0/1.0",
         "beta_minority": 1.0,
         "beta_majority": 1.0,
-        "wfl": {"loss": "wfl", "label": "WFL"},
     },
+    "wfl": {"loss": "wfl", "label": "WFL"},
 }
 IMAGE = {"cache_size": 36, "input_size": 32, "normalize": "imagenet"}  # the embedded default's
 PRETRAIN = {
@@ -161,7 +161,10 @@ class SimilarityRecorder:
         self.handle.remove()
 
     def per_epoch(self, epochs: int) -> list[float]:
+        """Mean per epoch; empty for JA-Net, whose training path calls forward_with_landmarks."""
         per = len(self.values) // epochs
+        if per == 0:
+            return []
         return [float(np.mean(self.values[e * per : (e + 1) * per])) for e in range(epochs)]
 
 

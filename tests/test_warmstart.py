@@ -206,3 +206,31 @@ def test_warm_start_refusals(population, tmp_path):
     with pytest.raises(ValueError, match="no warm start for encoder 'vit'"):
         trunk(torch.nn.Module(), "vit")
     assert not (Path(tmp_path) / "backbone.pt").exists()
+
+
+# --- the shipped configs: the default starts from the warm start; budgets of issue 14.4 --------
+def shipped(name):
+    from aunce.config import load_config
+
+    return load_config(REPO / "config" / name)
+
+
+def test_default_warm_starts_every_encoder_and_trains_tables_2_to_6_fully():
+    cfg = shipped("config.yaml")
+    assert {e["pretrained"] for e in cfg["encoders"].values()} == {"warm"}
+    assert len(cfg["seeds"]) >= 2
+    for table in ("table2", "table3", "table4", "table5", "table6"):
+        spec = cfg["tables"][table]
+        assert "folds" not in spec and len(spec.get("seeds", cfg["seeds"])) >= 2, table
+
+
+def test_evidence_config_runs_every_table_on_every_fold_with_three_seeds():
+    cfg = shipped("evidence.yaml")
+    assert len(cfg["seeds"]) == 3
+    assert {e["pretrained"] for e in cfg["encoders"].values()} == {"warm"}
+    for table, spec in cfg["tables"].items():
+        assert "folds" not in spec and "seeds" not in spec, table
+    default = shipped("config.yaml")
+    shared = ("datasets", "image", "encoders", "warm_start", "pretrain", "linear_eval", "methods")
+    for key in shared:  # the default's experiment, a larger budget
+        assert cfg[key] == default[key], key
