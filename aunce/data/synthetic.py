@@ -22,6 +22,7 @@ its own children of ``numpy.random.SeedSequence(seed)``.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
