@@ -149,6 +149,15 @@ def _pattern_message(error) -> str:
     )
 
 
+def resolved_linear_eval(config: dict) -> dict:
+    """The ``linear_eval`` settings of a validated config with its nulls resolved: weight_decay null
+    means as pretraining (paper Sec. 4.1: AdamW "with the same settings as the pre-training phase")."""
+    le = dict(config["linear_eval"])
+    if le.get("weight_decay") is None:
+        le["weight_decay"] = config["pretrain"]["weight_decay"]
+    return le
+
+
 def _check_references(config: dict) -> list[str]:
     """Cross-key checks a JSON schema cannot express: tables name known datasets/methods/encoders."""
     problems = []

@@ -14,7 +14,7 @@ from snakemake.logging import logger
 
 import aunce
 from aunce import AunceError
-from aunce.config import check_config
+from aunce.config import check_config, resolved_linear_eval
 from aunce.claims import data_kind, load_claims
 from aunce.claims import inputs as claim_inputs
 from aunce.plan import (
@@ -285,12 +285,8 @@ def embed_settings(dataset, encoder, method):
 
 
 def linear_eval_config():
-    """linear_eval settings resolved: weight_decay null means as pretraining (paper Sec. 4.1:
-    AdamW "with the same settings as the pre-training phase")."""
-    le = dict(config["linear_eval"])
-    if le.get("weight_decay") is None:
-        le["weight_decay"] = config["pretrain"]["weight_decay"]
-    return le
+    """linear_eval settings with weight_decay null resolved as pretraining's (aunce.config)."""
+    return resolved_linear_eval(config)
 
 
 def linear_eval_settings(dataset, encoder, method):
