@@ -93,7 +93,8 @@ def test_jobs_ask_for_the_configs_resources(tmp_path, device):
         assert res.get("slurm_partition") == spec.get("partition"), (rule, res)
         if kind in ("synthesize", "cache"):
             assert "--workers 3 " in body, body  # {threads}, not the machine's core count
-    assert seen == {"synthesize", "cache", "pretrain", "train_eval", "cross_eval"}
+    assert seen == {"synthesize", "cache", "warm_population", "warmstart", "pretrain", "train_eval",
+                    "cross_eval"}
 
 
 def test_a_node_with_another_core_count_reruns_nothing(smoke_run):
