@@ -19,6 +19,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/warmstart.smk"
 include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"

@@ -150,6 +150,27 @@ def cmd_train_eval(args) -> None:
         remove_checkpoints(checkpoint_root(root / "pretrain" / f"{args.cell}/{method}"), runs)
 
 
+def cmd_population(args) -> None:
+    from aunce.data.synthetic import generate_population
+
+    out = generate_population(
+        args.out,
+        seed=args.seed,
+        n_subjects=args.n_subjects,
+        frames_per_subject=args.frames_per_subject,
+        image_size=args.image_size,
+        aligned_size=args.aligned_size,
+        workers=args.workers,
+    )
+    log.info("wrote the warm-start population to %s", out)
+
+
+def cmd_warmstart(args) -> None:
+    from aunce.warmstart import warm_start
+
+    warm_start(args.population, args.settings, args.out)
+
+
 def cmd_tables(args) -> None:
     from aunce.io import read_json, write_text
     from aunce.tables import build, render_latex, render_markdown, significance
@@ -414,6 +435,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, type=Path, help="the results folder")
     p.add_argument("--cell", required=True, help="<dataset>/<encoder> below each stage")
     p.set_defaults(func=cmd_train_eval, folds=None, seeds=None)
+
+    p = sub.add_parser(
+        "population", help="generate the warm-start population (unlabelled synthetic faces)"
+    )
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-subjects", type=int, default=300)
+    p.add_argument("--frames-per-subject", type=int, default=8)
+    p.add_argument("--image-size", type=int, default=64, help="rendered side in pixels")
+    p.add_argument("--aligned-size", type=int, default=256, help="aligned side (the cache size)")
+    p.add_argument("--workers", type=int, help="processes (default: one per core)")
+    p.set_defaults(func=cmd_population)
+
+    p = sub.add_parser("warmstart", help="pretrain an encoder's backbone on the population")
+    p.add_argument("--population", required=True, type=Path, help="`aunce population` output")
+    p.add_argument("--settings", required=True, type=_settings, help="resolved settings (JSON)")
+    p.add_argument("--out", required=True, type=Path, help="writes backbone.pt, history.csv, ...")
+    p.set_defaults(func=cmd_warmstart)
 
     p = sub.add_parser("tables", help="render one table as Markdown and LaTeX")
     p.add_argument("table", help="table id, e.g. table2")

@@ -264,10 +264,10 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def resolve_linear_eval(config: dict, dataset: str | None = None) -> dict:
-    """``linear_eval`` settings as a job gets them: ``weight_decay`` and ``betas`` null mean the
-    pretraining's (paper Sec. 4.1: AdamW "with the same settings as the pre-training phase"); a
-    per-dataset ``augment`` mapping becomes ``dataset``'s value."""
+def resolved_linear_eval(config: dict, dataset: str | None = None) -> dict:
+    """The ``linear_eval`` settings of a validated config as a job gets them: ``weight_decay`` and
+    ``betas`` null mean the pretraining's (paper Sec. 4.1: AdamW "with the same settings as the
+    pre-training phase"); a per-dataset ``augment`` mapping becomes ``dataset``'s value."""
     linear = dict(config["linear_eval"])
     for key in ("weight_decay", "betas"):
         if linear.get(key) is None:

@@ -952,6 +952,14 @@ class Job:
     outputs: list[str]
 
 
+def warm_start_files(config: dict, encoder: str) -> list[str]:
+    """The warm-start weights a pretraining job of ``encoder`` starts from ([] without a warm start;
+    rules/warmstart.smk)."""
+    if config["encoders"][encoder].get("pretrained") == "warm":
+        return [f"results/warmstart/{encoder}/backbone.pt"]
+    return []
+
+
 def _run_paths(stage, ds, enc, methods, runs, name):
     return [stage_file(stage, ds, enc, m, f, s, name) for m in methods for f, s in runs]
 
@@ -963,10 +971,11 @@ def jobs(plan: Plan) -> list[Job]:
     fused = config["fuse_stages"]
     for ds, enc in cells(plan):
         cache = cache_path(config, ds, enc)
+        start = [cache, *warm_start_files(config, enc)]  # what a pretraining job reads
         for tag, runs, methods in units(plan, ds, enc, "pretrain_only" if fused else "all"):
             for suffix, group, _ in pretrain_groups(plan, ds, enc, runs, methods):
                 for m in group:  # a {method} wildcard: one job per method
-                    out.append(Job("pretrain", f"pretrain_{ds}_{enc}_{tag}{suffix}", [cache],
+                    out.append(Job("pretrain", f"pretrain_{ds}_{enc}_{tag}{suffix}", start,
                                    _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
                                    + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")))  # fmt: skip
         for tag, runs, methods in units(plan, ds, enc, "evaluated"):
@@ -976,7 +985,7 @@ def jobs(plan: Plan) -> list[Job]:
                                                   ("eval", ("metrics.json", "predictions.npz")))
                            for name in names
                            for p in _run_paths(stage, ds, enc, methods, runs, name)]  # fmt: skip
-                out.append(Job("train_eval", f"train_eval_{ds}_{enc}_{tag}", [cache], outputs))
+                out.append(Job("train_eval", f"train_eval_{ds}_{enc}_{tag}", start, outputs))
                 continue
             for m in methods:
                 models = _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
@@ -1032,6 +1041,12 @@ def jobs(plan: Plan) -> list[Job]:
     for ds, spec in plan.datasets.items():
         if spec["source"] == "synthetic":
             out.append(Job("synthesize", "synthesize", [], [f"results/data/{ds}"]))
+    warm = sorted({enc for _, enc in cells(plan) if warm_start_files(config, enc)})
+    for enc in warm:  # rules/warmstart.smk: one population, one job per warm-started encoder
+        out.append(Job("warmstart", "warmstart", ["results/warmstart/population"],
+                       [f"results/warmstart/{enc}/backbone.pt", f"results/warmstart/{enc}/history.csv"]))
+    if warm:
+        out.append(Job("warm_population", "warm_population", [], ["results/warmstart/population"]))
     return out
 
 

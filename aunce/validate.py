@@ -26,8 +26,9 @@ from aunce.plan import PUBLISHED, Plan, make_plan
 
 #: the stages that write one folder per run: results/<stage>/<ds>/<enc>/<method>/fold-F/seed-S
 RUN_STAGES = ("pretrain", "embed", "eval")
-#: folders every workflow writes besides the plan's files (per-job logs and benchmarks below them)
-ALWAYS = ("results", "results/logs", "results/benchmarks")
+#: folders every workflow writes besides the plan's files (per-job logs and benchmarks below them,
+#: the training checkpoints of running jobs, the verdicts and the HTML report's pages)
+ALWAYS = ("results", "results/logs", "results/benchmarks", "results/checkpoints", "results/report")
 
 
 def validate(

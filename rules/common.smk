@@ -14,7 +14,7 @@ from snakemake.logging import logger
 
 import aunce
 from aunce import AunceError
-from aunce.config import check_config, resolve_linear_eval
+from aunce.config import check_config, resolved_linear_eval
 from aunce.claims import data_kind, load_claims
 from aunce.claims import inputs as claim_inputs
 from aunce.plan import (
@@ -32,6 +32,7 @@ from aunce.plan import (
     pretrain_groups,
     report_inputs,
     table_ids,
+    warm_start_files,
 )
 from aunce.plan import units as plan_units
 from aunce.validate import validate
@@ -123,6 +124,7 @@ CODE = {
     "pages": code_version(*_COMMON, "pages.py"),
     "verdicts": code_version(*_COMMON, "claims.py", "stats.py", "plan.py", "presets.py",
                              "baselines.py"),
+    "warmstart": code_version(*_COMMON, "data", "encoders", "warmstart.py", "device.py"),
 }
 
 
@@ -152,6 +154,31 @@ ENCODERS = sorted({enc for _, enc in cells(PLAN)} | set(config["encoders"]))
 
 def alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names)) or "no-name"
+
+
+# --- warm start (rules/warmstart.smk): `pretrained: warm` names the warm-start job's weights -----
+WARM_ENCODERS = sorted(n for n, e in config["encoders"].items() if e["pretrained"] == "warm")
+
+
+def warm_start_file(encoder):
+    return f"results/warmstart/{encoder}/backbone.pt"
+
+
+def warm_input(encoder):
+    """The warm-start weights a pretraining job of ``encoder`` starts from ([] from scratch)."""
+    return warm_start_files(config, encoder)
+
+
+def warm_population_args():
+    w = config["warm_start"]
+    return (f"--seed {w['seed']} --n-subjects {w['n_subjects']} "
+            f"--frames-per-subject {w['frames_per_subject']} --image-size {w['image_size']} "
+            f"--aligned-size {config['image']['cache_size']}")
+
+
+def warm_start_settings(encoder):
+    return {"encoder": dict(config["encoders"][encoder], name=encoder), "image": config["image"],
+            "warm_start": config["warm_start"], "device": config["device"], "threads": TORCH_THREADS}
 
 
 wildcard_constraints:
@@ -236,10 +263,13 @@ def as_json(obj):
 
 def encoder_settings(name):
     """An encoder's settings as its jobs get them: `pretrained: none` (random initialisation,
-    stated explicitly) becomes None; the image geometry goes into the stage's `image`."""
+    stated explicitly) becomes None, `pretrained: warm` the warm-start job's file; the image
+    geometry goes into the stage's `image`."""
     enc = {k: v for k, v in config["encoders"][name].items() if k != "image"}
     if str(enc.get("pretrained")).lower() == "none":
         enc["pretrained"] = None
+    elif enc.get("pretrained") == "warm":
+        enc["pretrained"] = warm_start_file(name)
     return dict(enc, name=name)
 
 
@@ -261,7 +291,7 @@ AUGMENTED_FEATURES = config["linear_eval"]["features"] == "augmented"
 
 def linear_eval_settings(dataset, encoder, method):
     settings = {"dataset": dataset, "encoder": encoder_settings(encoder), "method_name": method,
-                "linear_eval": resolve_linear_eval(config, dataset), "device": config["device"],
+                "linear_eval": resolved_linear_eval(config, dataset), "device": config["device"],
                 "threads": TORCH_THREADS}
     if AUGMENTED_FEATURES:  # the released linear evaluation reads the cache through the encoder
         settings.update(image=encoder_image(config, encoder), pretrain=config["pretrain"],

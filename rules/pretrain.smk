@@ -13,6 +13,7 @@ for _ds, _enc in CELLS:
                 f"pretrain_{_ds}_{_enc}_{_tag}"
             input:
                 cache=cache_path(config, _ds, _enc),
+                warm=warm_input(_enc),
             output:
                 models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods, _kept),
                 timing=run_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
@@ -45,6 +46,7 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
                 f"train_eval_{_ds}_{_enc}_{_tag}"
             input:
                 cache=cache_path(config, _ds, _enc),
+                warm=warm_input(_enc),
             output:
                 models=encoder_files(_ds, _enc, _runs, _methods),
                 timing=fused_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),

@@ -391,8 +391,11 @@ def real_config(tmp_path) -> dict:
     cfg = load_yaml(REPO / "config" / "paper.yaml")
     for name, ds in cfg["datasets"].items():
         ds["root"] = str(tmp_path / name)
-        if "split_file" in ds:
-            ds["split_file"] = str(tmp_path / f"{name}-split.csv")
+        if "split_file" in ds:  # the plan reads it (GFT: 78 train / 18 test participants)
+            split = tmp_path / f"{name}-split.csv"
+            rows = [f"S{i:03d},{'train' if i < 78 else 'test'}" for i in range(96)]
+            split.write_text("\n".join(["subject,split", *rows]) + "\n")
+            ds["split_file"] = str(split)
     return check_config(cfg)
 
 
@@ -420,6 +423,9 @@ def test_the_same_code_judges_a_run_of_the_paper_config(tmp_path, monkeypatch):
     write_runs(plan, tmp_path, by_loss(plan, {"aunce": 0.70, "wce": 0.50, "wfl": 0.50}))
     (tmp_path / "results").mkdir(exist_ok=True)
     (tmp_path / "results/config.yaml").write_text(yaml.safe_dump(cfg))
+    fig5 = tmp_path / plan.tables["fig5"]["outputs"]["csv"]  # the figure's silhouettes
+    fig5.parent.mkdir(parents=True, exist_ok=True)
+    fig5.write_text("panel,au,x,y,label,silhouette\nWCE,AU1,0,0,1,0.1\nAUNCE,AU1,0,0,1,0.2\n")
     monkeypatch.chdir(tmp_path)
     v = judge_run("results/config.yaml", CLAIMS_PATH, PUBLISHED)
     assert list(dict.fromkeys(v.rows["claim"])) == CLAIM_IDS

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from aunce import train
-from aunce.config import load_config, resolve_linear_eval
+from aunce.config import load_config, resolved_linear_eval
 from aunce.data.cache import open_cache
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def evaluate(cache: Path, models: Path, runs, root: Path) -> None:
     cfg = load_config(REPO / "config" / "smoke.yaml")
     base = {"dataset": "bp4d", "device": "cpu", "threads": 1}
     embed(cache, models, dict(base, image=cfg["image"], amp="none"), runs, root / "embed")
-    linear = resolve_linear_eval(cfg, "bp4d")  # as the workflow: betas and weight decay resolved
+    linear = resolved_linear_eval(cfg, "bp4d")  # as the workflow: betas and weight decay resolved
     linear_eval(
         root / "embed",
         dict(base, encoder={"name": "megraph"}, method_name="aunce", linear_eval=linear),
@@ -380,7 +380,7 @@ def test_train_eval_keeps_checkpoints_until_every_method_is_done(bp4d_cache, tmp
         "pretrain": settings_for("wce", epochs=1),
         "embed": {"dataset": "bp4d", "image": cfg["image"], "device": "cpu", "amp": "none"},
         "linear_eval": {"dataset": "bp4d", "encoder": {"name": "megraph"}, "method_name": "wce",
-                        "linear_eval": resolve_linear_eval(cfg, "bp4d"), "device": "cpu"},
+                        "linear_eval": resolved_linear_eval(cfg, "bp4d"), "device": "cpu"},
     }  # fmt: skip
     results = tmp_path / "results"
     argv = ["train-eval", "--cache", str(bp4d_cache), "--settings", json.dumps({"wce": stages}),

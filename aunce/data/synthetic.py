@@ -22,6 +22,7 @@ its own children of ``numpy.random.SeedSequence(seed)``.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -506,6 +507,17 @@ def subject_ids(profile: Profile, n_subjects: int) -> list[str]:
     return ids
 
 
+def subject_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """The seed sequence subject ``index`` of a dataset generated with ``seed`` is rendered from
+    (its identity is the first draw): spawn key ``(3 + index, 3)`` of ``SeedSequence(seed)``.
+
+    That is the second ``spawn(2)`` of the subject's child (the first gave its latent processes),
+    as :func:`generate` has always drawn it, so datasets stay byte-identical. Datasets of every
+    profile with the same seed share these faces; the warm-start population never does
+    (:func:`population_seed`)."""
+    return np.random.SeedSequence(seed, spawn_key=(3 + index, 3))
+
+
 def split_columns(profile: Profile, subjects: list[str], rng: np.random.Generator) -> dict:
     """``test_fold`` (cv3, from the real partitions) or ``split`` per subject."""
     from aunce.data.catalog import test_fold_of_subject
@@ -642,7 +654,7 @@ def generate(
             (
                 profile,
                 s,
-                subject_seqs[i].spawn(2)[1],
+                subject_seed(seed, i),
                 image_size,
                 seqs,
                 intens[offsets[i] : offsets[i + 1]],
@@ -787,3 +799,140 @@ def read_synthetic_landmarks(root: str | os.PathLike, n_rows: int) -> np.ndarray
     if landmarks.shape[0] != n_rows:
         raise AunceError(f"{path}: {landmarks.shape[0]} landmark sets for {n_rows} manifest rows")
     return landmarks
+
+
+# --------------------------------------------------------------------------------------------
+# The warm-start population (aunce.warmstart): unlabelled faces of subjects no dataset has
+# --------------------------------------------------------------------------------------------
+#: First word of the spawn key of every population subject. Dataset subjects draw from keys
+#: ``(3 + index, 3)`` (:func:`subject_seed`) and their labels, splits and noise from ``(0,)`` to
+#: ``(3 + index, 0)``: no dataset key has three words, so no population face is a dataset's.
+POPULATION_KEY = 0x5741524D  # "WARM"
+POPULATION_VERSION = 1
+#: In the wild, like the images an ImageNet-pretrained backbone has seen: stronger pose and
+#: lighting than any dataset profile, a background drawn per frame (no colour tells a subject),
+#: every rendered AU at a generic rate. Nothing of it is stored but the aligned images.
+POPULATION_PROFILE = Profile(
+    "population", "test", 300, 8, ("clip",), roll_deg=10.0, yaw=0.4, light=(0.55, 1.25),
+    light_gradient=0.4, noise_std=5.0, aus=tuple(AU_NAMES),
+)  # fmt: skip
+POPULATION_AU_THRESHOLD = 0.5  # each AU active (intensity >= 2) in about 31 % of frames
+
+
+def population_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """The seed sequence population subject ``index`` draws everything from (identity first)."""
+    return np.random.SeedSequence(seed, spawn_key=(POPULATION_KEY, index, 0))
+
+
+def population_subject_ids(n_subjects: int) -> list[str]:
+    """``W0001``, ``W0002``, ...: a prefix no dataset's subject ids use."""
+    return [f"W{i:04d}" for i in range(1, n_subjects + 1)]
+
+
+def _render_population_subject(args) -> np.ndarray:
+    """Every frame of one population subject, aligned as the cache aligns: (F, A, A, 3) RGB."""
+    import dataclasses
+
+    import cv2
+
+    from aunce.data.align import align_face
+
+    seed, index, frames, image_size, aligned_size = args
+    prof = POPULATION_PROFILE
+    rng = np.random.default_rng(population_seed(seed, index))
+    identity = make_identity(rng, image_size)
+    latent = latent_processes(rng, list(prof.aus), [frames])
+    intens = intensities_from_latent(latent, np.full(len(prof.aus), POPULATION_AU_THRESHOLD))
+    out = np.empty((frames, aligned_size, aligned_size, 3), np.uint8)
+    for f in range(frames):
+        values = dict(zip(prof.aus, intens[f], strict=True))
+        face = dataclasses.replace(identity, background=rng.uniform(40, 220, 3))
+        roll = rng.normal(0.0, np.radians(prof.roll_deg))
+        yaw = rng.normal(0.0, prof.yaw)
+        scale = 0.62 * rng.uniform(0.9, 1.1)
+        shift = rng.normal(0.0, 0.03 * image_size, 2)
+        light = (rng.uniform(*prof.light), rng.normal(0.0, 1.0, 2))
+        pts = pose(deform(identity.shape, values), roll, scale, shift, yaw, image_size)
+        bgr = render(face, pts, values, image_size, rng, prof, light)
+        out[f] = align_face(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), pts, aligned_size)[0]
+    return out
+
+
+def generate_population(
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    n_subjects: int = 300,
+    frames_per_subject: int = 8,
+    image_size: int = 64,
+    aligned_size: int = 256,
+    workers: int | None = None,
+) -> Path:
+    """Write the warm-start population: unlabelled synthetic faces, aligned as the cache aligns.
+
+    The folder holds ``images.npy`` (N, A, A, 3) uint8 RGB aligned faces (A = ``aligned_size``, the
+    cache size), ``manifest.csv`` (subject, frame) and ``population.json``. Subjects are drawn from
+    their own seed space (:func:`population_seed`), disjoint from every dataset's; each frame shows
+    a random expression, pose and lighting, and none of them is stored: the population carries no
+    AU label and no target the AU deformations drive. Same seed, same bytes, whatever ``workers``.
+    """
+    import pandas as pd
+
+    if n_subjects < 2:
+        raise AunceError(f"the warm-start population needs at least 2 subjects, got {n_subjects}")
+    if frames_per_subject < 1:
+        raise AunceError(f"frames_per_subject must be positive, got {frames_per_subject}")
+    if image_size < 32 or aligned_size < 16:
+        raise AunceError(
+            f"image_size must be at least 32 and aligned_size at least 16 pixels, got "
+            f"{image_size} and {aligned_size}"
+        )
+    jobs = [(seed, i, frames_per_subject, image_size, aligned_size) for i in range(n_subjects)]
+    workers = workers or min(n_subjects, os.cpu_count() or 1)
+    with atomic_dir(out_dir) as tmp:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                chunk = max(1, len(jobs) // (4 * workers))
+                images = list(pool.map(_render_population_subject, jobs, chunksize=chunk))
+        else:
+            images = [_render_population_subject(job) for job in jobs]
+        np.save(tmp / "images.npy", np.concatenate(images))
+        subjects = population_subject_ids(n_subjects)
+        pd.DataFrame(
+            {
+                "subject": np.repeat(subjects, frames_per_subject),
+                "frame": np.tile(np.arange(frames_per_subject), n_subjects),
+            }
+        ).to_csv(tmp / "manifest.csv", index=False)
+        write_json(
+            tmp / "population.json",
+            {
+                "population_version": POPULATION_VERSION,
+                "generator_version": GENERATOR_VERSION,
+                "seed": seed,
+                "n_subjects": n_subjects,
+                "frames_per_subject": frames_per_subject,
+                "n_frames": n_subjects * frames_per_subject,
+                "image_size": image_size,
+                "aligned_size": aligned_size,
+            },
+        )
+    return Path(out_dir)
+
+
+def read_population(root: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """The population's aligned images (memory-mapped) and its ``population.json``."""
+    root = Path(root)
+    meta_path = root / "population.json"
+    if not meta_path.exists():
+        raise AunceError(
+            f"{root}: not a warm-start population (no population.json); make one with "
+            "`aunce population --out DIR`"
+        )
+    meta = json.loads(meta_path.read_text())
+    images = np.load(root / "images.npy", mmap_mode="r")
+    if len(images) != meta["n_frames"]:
+        raise AunceError(
+            f"{root / 'images.npy'}: {len(images)} images, population.json says {meta['n_frames']}"
+        )
+    return images, meta

@@ -321,6 +321,8 @@ def jaanet(num_aus: int, size: str = "paper", pretrained: str | None = None, **o
         grids,
         preset["attention_from"],
     )
-    if pretrained is not None:
+    if pretrained is not None and size == "tiny":  # its backbone, as the other tiny encoders
+        load_pretrained(model.region_learning, pretrained, what="tiny JA-Net region learning")
+    elif pretrained is not None:  # a whole JAA-Net checkpoint
         load_pretrained(model, pretrained, what=f"JA-Net ({size})")
     return model

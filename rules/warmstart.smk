@@ -1,0 +1,47 @@
+# The warm start (docs/warmstart.md): a stand-in for ImageNet weights. One population of unlabelled
+# synthetic faces (subjects no dataset has), then one job per encoder with `pretrained: warm` that
+# trains its backbone by instance discrimination; every pretraining run of that encoder starts from
+# results/warmstart/<encoder>/backbone.pt (an input of its pretrain / train_eval jobs).
+
+
+rule warm_population:
+    output:
+        directory("results/warmstart/population"),
+    params:
+        args=warm_population_args(),
+        code=CODE["data"],
+    log:
+        "results/logs/warmstart/population.log",
+    threads: stage_threads("data")
+    resources:
+        **stage_resources("data"),
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce population --out {output} --workers {threads} {params.args} > {log} 2>&1"
+
+
+rule warmstart:
+    wildcard_constraints:
+        encoder=alternatives(WARM_ENCODERS),
+    input:
+        population="results/warmstart/population",
+    output:
+        weights="results/warmstart/{encoder}/backbone.pt",
+        history="results/warmstart/{encoder}/history.csv",
+    params:
+        settings=lambda wc: as_json(warm_start_settings(wc.encoder)),
+        out=lambda wc: f"results/warmstart/{wc.encoder}",
+        code=CODE["warmstart"],
+    log:
+        "results/logs/warmstart/{encoder}.log",
+    benchmark:
+        "results/benchmarks/warmstart/{encoder}.tsv"
+    threads: stage_threads("pretrain")
+    resources:
+        **stage_resources("pretrain", gpu=True),
+    conda:
+        "../envs/aunce.yaml"
+    shell:
+        "aunce warmstart --population {input.population} --settings {params.settings:q} "
+        "--out {params.out} > {log} 2>&1"
