@@ -4,6 +4,7 @@ import torch
 
 from aunce.data.align import to_49
 from aunce.data.augment import (
+    BORDER_FILL,
     ViewSpec,
     apply_similarity,
     augment_view,
@@ -132,9 +133,9 @@ def test_color_and_blur_probabilities():
 
 
 # --- the similarity transform before the crop (paper Sec. 4.1) ----------------------------------
-def bilinear_reference(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def bilinear_reference(img: np.ndarray, matrix: np.ndarray, fill: float) -> np.ndarray:
     """Each output pixel q of an (H, W, C) image samples the input at p = A^-1 (q - t), bilinear
-    over its four neighbours, a neighbour outside the image counting as 0: pixel by pixel."""
+    over its four neighbours, a neighbour outside the image counting as ``fill``: pixel by pixel."""
     h, w, _ = img.shape
     inv, t = np.linalg.inv(matrix[:, :2]), matrix[:, 2]
     out = np.zeros_like(img)
@@ -145,8 +146,8 @@ def bilinear_reference(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
             fx, fy = px - x0, py - y0
             for yy, xx, weight in ((y0, x0, (1 - fx) * (1 - fy)), (y0, x0 + 1, fx * (1 - fy)),
                                    (y0 + 1, x0, (1 - fx) * fy), (y0 + 1, x0 + 1, fx * fy)):  # fmt: skip
-                if 0 <= yy < h and 0 <= xx < w:
-                    out[qy, qx] += weight * img[yy, xx]
+                inside = 0 <= yy < h and 0 <= xx < w
+                out[qy, qx] += weight * (img[yy, xx] if inside else fill)
     return out
 
 
@@ -157,14 +158,16 @@ def test_similarity_against_the_per_pixel_formula_and_cv2(h, w):
     g = torch.Generator().manual_seed(h + w)
     x = torch.rand(3, 3, h, w, generator=g)
     sim = random_similarity(3, h, w, g, rotation=30, scale=0.2, translation=0.1)
-    out = apply_similarity(x, sim).permute(0, 2, 3, 1).numpy()
     matrices = sim.matrix().numpy()
-    for i in range(3):
-        img = x[i].permute(1, 2, 0).numpy()
-        assert np.allclose(out[i], bilinear_reference(img, matrices[i]), atol=1e-5)
-        warped = cv2.warpAffine(img, matrices[i], (w, h), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
-        assert np.allclose(out[i], warped, atol=1e-4)
+    for fill in (BORDER_FILL, 0.0):  # the alignment's grey border (default), black
+        out = apply_similarity(x, sim, fill).permute(0, 2, 3, 1).numpy()
+        for i in range(3):
+            img = x[i].permute(1, 2, 0).numpy()
+            assert np.allclose(out[i], bilinear_reference(img, matrices[i], fill), atol=1e-5)
+            warped = cv2.warpAffine(img, matrices[i], (w, h), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 3)  # fmt: skip
+            assert np.allclose(out[i], warped, atol=1e-4)
+    assert BORDER_FILL == 128 / 255
 
 
 def test_similarity_draws_within_its_ranges():

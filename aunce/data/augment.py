@@ -27,12 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aunce.data.align import BORDER_VALUE
+
 MEANS = {"imagenet": (0.485, 0.456, 0.406), "cifar": (0.4914, 0.4822, 0.4465)}
 # "cifar": the values of the released code's transforms (its pre_process.py), not CIFAR-10's
 # per-pixel std (0.2470, 0.2435, 0.2616)
 STDS = {"imagenet": (0.229, 0.224, 0.225), "cifar": (0.2023, 0.1994, 0.2010)}
 #: SimCLR's colour-jitter strengths (brightness, contrast, saturation, hue) at s = 1
 SIMCLR_JITTER = (0.8, 0.8, 0.8, 0.2)
+#: what a similarity transform shows outside the aligned face: the alignment's grey border
+BORDER_FILL = BORDER_VALUE[0] / 255.0
 
 # 49-point landmark index each point maps to under a horizontal flip (left <-> right).
 _FLIP_49 = [
@@ -213,9 +217,10 @@ def random_similarity(
     )
 
 
-def apply_similarity(x: Tensor, sim: Similarity) -> Tensor:
+def apply_similarity(x: Tensor, sim: Similarity, fill: float = BORDER_FILL) -> Tensor:
     """Warp (B, C, H, W) images by ``sim``: each output pixel q samples the input bilinearly at
-    ``A^-1 (q - t)``; outside the image is 0 (black), as cv2.warpAffine with a constant border."""
+    ``A^-1 (q - t)``, outside the image ``fill`` (by default the alignment's grey border), as
+    cv2.warpAffine with a constant border of that value."""
     b, _, h, w = x.shape
     if (h, w) != (sim.height, sim.width) or b != len(sim.angle):
         raise ValueError(f"images {tuple(x.shape)} do not match the transform's batch and size")
@@ -228,9 +233,11 @@ def apply_similarity(x: Tensor, sim: Similarity) -> Tensor:
     theta_t = (inv_a @ (c - m[:, :, 2])[:, :, None])[:, :, 0] / d - c / d  # D^-1 (A^-1 (c - t) - c)
     theta = torch.cat([theta_a, theta_t[:, :, None]], 2).to(torch.float32)
     grid = F.affine_grid(_on(theta, x), [b, 1, h, w], align_corners=True)
-    return F.grid_sample(
-        x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+    # zero padding of x - fill: the border blends into ``fill`` exactly as a constant border
+    warped = F.grid_sample(
+        x - fill, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
     )
+    return warped + fill
 
 
 def similarity_landmarks(landmarks: Tensor, sim: Similarity) -> Tensor:
