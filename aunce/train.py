@@ -352,28 +352,25 @@ def train_step(run: Run, batch: Batch, loop: Loop) -> torch.Tensor:
     b, size, gen, lm = len(batch.rows), image["input_size"], run.generator, batch.landmarks
     memory_format = torch.channels_last if loop.channels_last else torch.contiguous_format
     spec = ViewSpec.from_settings(cfg, size, colour=run.objective.two_views)
+
+    def prepared(v: torch.Tensor) -> torch.Tensor:
+        return normalize(v, image["normalize"]).contiguous(memory_format=memory_format)
+
     with autocast(loop.device, loop.amp):
         if run.objective.two_views:
             v1, lm1 = augment_view(x, lm, spec, gen)
             v2, lm2 = augment_view(x, lm, spec, gen)
             if cfg.get("view_passes", "joint") == "separate":
-                (z1, a1), (z2, a2) = (
-                    encode(run.encoder, normalize(v, image["normalize"])
-                           .contiguous(memory_format=memory_format), v_lm)
-                    for v, v_lm in ((v1, lm1), (v2, lm2))
-                )  # fmt: skip
+                z1, a1 = encode(run.encoder, prepared(v1), lm1)
+                z2, a2 = encode(run.encoder, prepared(v2), lm2)
                 z, align = torch.cat([z1, z2]), None if a1 is None else (a1 + a2) / 2
             else:
                 views_lm = None if lm is None else torch.cat([lm1, lm2])
-                views = normalize(torch.cat([v1, v2]), image["normalize"])
-                z, align = encode(
-                    run.encoder, views.contiguous(memory_format=memory_format), views_lm
-                )
+                z, align = encode(run.encoder, prepared(torch.cat([v1, v2])), views_lm)
             loss = run.objective(z[:b], z[b:], None, batch.labels, gen)
         else:
             v, view_lm = augment_view(x, lm, spec, gen)
-            view = normalize(v, image["normalize"]).contiguous(memory_format=memory_format)
-            z, align = encode(run.encoder, view, view_lm)
+            z, align = encode(run.encoder, prepared(v), view_lm)
             loss = run.objective(z, None, run.head(z), batch.labels, gen)
         total = loss if align is None else loss + run.encoder.alignment_weight * align
     run.optimizer.zero_grad(set_to_none=True)

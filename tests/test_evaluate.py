@@ -118,7 +118,9 @@ def test_released_linear_evaluation_runs_and_is_reproducible(bp4d_cache, tiny_ru
 
 
 def frozen_encoder(tiny_run):
-    encoder, _ = train.load_encoder(train.run_dir(tiny_run / "pretrain", "1", 0) / "encoder.pt", CPU)
+    encoder, _ = train.load_encoder(
+        train.run_dir(tiny_run / "pretrain", "1", 0) / "encoder.pt", CPU
+    )
     return encoder
 
 

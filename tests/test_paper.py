@@ -302,6 +302,7 @@ def test_released_overlay_plans_the_released_pipeline(roots, tmp_path):
         assert (where["table"], where["dataset"]) == ("variants", dataset)
         rows = published[(published["table"] == "variants") & (published["dataset"] == dataset)]
         assert "AUNCE released code fold 3" in set(rows["method"])
+        assert "per-fold logs the authors published" in " ".join(plan.tables[table]["notes"])
 
 
 @pytest.mark.workflow
