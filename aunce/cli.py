@@ -121,7 +121,10 @@ def cmd_embed(args) -> None:
 def cmd_linear_eval(args) -> None:
     from aunce.evaluate import linear_eval
 
-    linear_eval(args.embeddings, args.settings, _runs(args), args.out)
+    linear_eval(
+        args.embeddings, args.settings, _runs(args), args.out,
+        cache_dir=args.cache, models_root=args.models,
+    )  # fmt: skip
 
 
 def cmd_train_eval(args) -> None:
@@ -139,7 +142,10 @@ def cmd_train_eval(args) -> None:
         log.info("method %s: %d run(s)", method, len(runs))
         pretrain(args.cache, s["pretrain"], runs, root / "pretrain" / cell, keep_checkpoints=True)
         embed(args.cache, root / "pretrain" / cell, s["embed"], runs, root / "embed" / cell)
-        linear_eval(root / "embed" / cell, s["linear_eval"], runs, root / "eval" / cell)
+        linear_eval(
+            root / "embed" / cell, s["linear_eval"], runs, root / "eval" / cell,
+            cache_dir=args.cache, models_root=root / "pretrain" / cell,
+        )  # fmt: skip
     for method in args.settings:
         remove_checkpoints(checkpoint_root(root / "pretrain" / f"{args.cell}/{method}"), runs)
 
@@ -404,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--models", required=True, type=Path, help="pretrain output root")
         if name == "linear-eval":
             p.add_argument("--embeddings", required=True, type=Path, help="embed output root")
+            p.add_argument("--cache", type=Path, help="linear_eval.features augmented: the cache")
+            p.add_argument(
+                "--models", type=Path, help="linear_eval.features augmented: pretrain output root"
+            )
         p.add_argument("--settings", required=True, type=_settings, help="resolved settings (JSON)")
         p.add_argument("--runs", type=_csv(str), help="fold:seed pairs, e.g. 1:3407,2:3407")
         p.add_argument("--folds", type=_csv(str), help="with --seeds: every fold x seed")

@@ -149,15 +149,6 @@ def _pattern_message(error) -> str:
     )
 
 
-def resolved_linear_eval(config: dict) -> dict:
-    """The ``linear_eval`` settings of a validated config with its nulls resolved: weight_decay null
-    means as pretraining (paper Sec. 4.1: AdamW "with the same settings as the pre-training phase")."""
-    le = dict(config["linear_eval"])
-    if le.get("weight_decay") is None:
-        le["weight_decay"] = config["pretrain"]["weight_decay"]
-    return le
-
-
 def _check_references(config: dict) -> list[str]:
     """Cross-key checks a JSON schema cannot express: tables name known datasets/methods/encoders."""
     problems = []
@@ -216,6 +207,20 @@ def _check_values(config: dict) -> list[str]:
         probs = method.get("positive_probs")
         if probs is not None and abs(sum(probs) - 1.0) > PROBABILITY_TOLERANCE:
             problems.append(f"methods.{name}.positive_probs: {probs} sum to {sum(probs):g}, not 1")
+    for name, encoder in config.get("encoders", {}).items():
+        if name != "megraph" and encoder.get("neighbors") is not None:
+            problems.append(
+                f"encoders.{name}.neighbors: {encoder['neighbors']}: only megraph has a graph of "
+                "AU nodes (drop the key)"
+            )
+    linear = config.get("linear_eval", {})
+    if linear.get("features", "embeddings") == "embeddings":
+        for key, default in (("encoder_mode", "eval"), ("augment", "crop")):
+            if linear.get(key, default) != default:
+                problems.append(
+                    f"linear_eval.{key}: {linear[key]} applies to features: augmented only "
+                    "(features is embeddings: the stored embeddings of the centre crops)"
+                )
     seeds = config.get("seeds", [])
     datasets = config.get("datasets", {})
     for table, spec in config.get("tables", {}).items():
@@ -257,6 +262,27 @@ def _as_list(value) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def resolved_linear_eval(config: dict, dataset: str | None = None) -> dict:
+    """The ``linear_eval`` settings of a validated config as a job gets them: ``weight_decay`` and
+    ``betas`` null mean the pretraining's (paper Sec. 4.1: AdamW "with the same settings as the
+    pre-training phase"); a per-dataset ``augment`` mapping becomes ``dataset``'s value."""
+    linear = dict(config["linear_eval"])
+    for key in ("weight_decay", "betas"):
+        if linear.get(key) is None:
+            linear[key] = config["pretrain"][key]
+    if dataset is not None and isinstance(linear.get("augment"), dict):
+        linear["augment"] = linear_eval_augment(linear["augment"], dataset)
+    return linear
+
+
+def linear_eval_augment(augment: str | dict, dataset: str) -> str:
+    """``linear_eval.augment`` for ``dataset``: crop or simclr (a mapping names datasets and a
+    ``default``; crop for a dataset it names neither way)."""
+    if isinstance(augment, dict):
+        return augment.get(dataset, augment.get("default", "crop"))
+    return augment
 
 
 def dataset_kind(ds: dict) -> str:

@@ -7,6 +7,16 @@ training split of the fold) and scores the test split at the fixed threshold. No
 the test split: the last epoch is evaluated. With injected label noise, the classifier trains on the
 noisy labels and is scored against the true ones.
 
+The optimizer takes the pretraining's betas and weight decay unless ``linear_eval`` sets its own
+(paper Sec. 4.1: "with the same settings as the pre-training phase"; the workflow resolves null).
+Settings of the released linear evaluation (the authors' linear_graph_au.py, docs/losses.md):
+``head: softmax`` (per AU a Linear(D, 2) and a softmax, trained with the released clamped WCE),
+``normalize_features`` (L2-normalised embeddings), and ``features: augmented``, a second path:
+the head trains on features recomputed at every step from augmented training crops through the
+frozen encoder, left in train mode with ``encoder_mode: train`` (batch-norm running statistics
+move, stochastic depth is active), and the test split's centre crops are embedded at the end in
+eval mode with the statistics the training passes left (:func:`fit_linear_head_augmented`).
+
 On CUDA the embeddings are extracted in batches of ``EMBED_BATCH`` read and pinned ahead on a
 background thread (on the CPU read in turn: aunce.train.prefetch_depth), under bf16 (or fp16)
 autocast when ``amp`` says so and in the ``channels_last`` format when asked; they are stored as
@@ -18,19 +28,30 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from aunce import AunceError
-from aunce.data.augment import center_crop, crop_landmarks, normalize, to_float
-from aunce.data.cache import open_cache
-from aunce.data.loader import CacheReader, Prefetcher
+from aunce.config import linear_eval_augment
+from aunce.data.augment import (
+    ViewSpec,
+    augment_view,
+    center_crop,
+    crop_landmarks,
+    normalize,
+    to_float,
+)
+from aunce.data.cache import Cache, open_cache
+from aunce.data.loader import CacheReader, Prefetcher, epoch_batches
 from aunce.device import autocast, resolve_amp, resolve_channels_last, resolve_device, set_threads
 from aunce.encoders.blocks import PerAULinear
 from aunce.io import atomic_path, read_json, write_json
-from aunce.losses import au_weights, values_checked, wce_loss
+from aunce.losses import au_weights, clamped_wce_loss, values_checked, wce_loss
 from aunce.train import group_runs, load_encoder, prefetch_depth, require_landmarks, run_dir
 
 log = logging.getLogger(__name__)
@@ -48,8 +69,10 @@ def extract(
     *,
     amp: torch.dtype | None = None,
     channels_last: bool = False,
+    dtype: type = np.float16,
 ) -> np.ndarray:
-    """Per-AU embeddings (N, K, D) float16 of the centre crops of ``images[idx]``.
+    """Per-AU embeddings (N, K, D) of the centre crops of ``images[idx]``, as ``dtype`` (float16:
+    what is stored).
 
     Encoders that need landmarks get ``landmarks[idx]`` (the cache's (N, 49, 2)) moved into the crop.
     ``amp``: the autocast dtype (None: float32); ``channels_last``: the images' memory format.
@@ -74,9 +97,9 @@ def extract(
                     z = encoder(x, crop_landmarks(batch.landmarks, crop))
                 else:
                     z = encoder(x)
-            out.append(z.float().cpu().numpy()[order].astype(np.float16))
+            out.append(z.float().cpu().numpy()[order].astype(dtype))
     if not out:
-        return np.zeros((0, 0, 0), np.float16)
+        return np.zeros((0, 0, 0), dtype)
     return np.concatenate(out)
 
 
@@ -157,33 +180,164 @@ def _load(path, device: torch.device, precision: dict) -> tuple[torch.nn.Module,
     return encoder, ckpt
 
 
+class SoftmaxHead(nn.Module):
+    """The released linear evaluation's classifier (linear_graph_au.py, ``Val_Net``): per AU a
+    ``Linear(D, 2)`` whose two outputs go through a softmax, output 0 the AU's presence.
+
+    (B, K, D) -> (B, K) presence log-odds ``l_0 - l_1``: their sigmoid is the softmax's presence
+    probability. Initialised as ``nn.Linear`` (weights and biases uniform in +-1/sqrt(D))."""
+
+    def __init__(self, num_aus: int, dim: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(dim)
+        self.weight = nn.Parameter(torch.empty(num_aus, 2, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_aus, 2).uniform_(-bound, bound))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("bkd,kcd->bkc", z, self.weight) + self.bias  # (B, K, 2)
+        return out[..., 0] - out[..., 1]
+
+
+class LinearHead(nn.Module):
+    """The linear evaluation's classifier: (B, K, D) embeddings -> (B, K) presence logits.
+
+    ``kind`` logit: one logit per AU from its own embedding, WCE from logits (Eq. 1); softmax: the
+    released :class:`SoftmaxHead` with its clamped WCE. ``normalize``: embeddings L2-normalised
+    first (the released encoder's outputs are)."""
+
+    def __init__(self, num_aus: int, dim: int, kind: str = "logit", normalize: bool = False):
+        super().__init__()
+        if kind not in ("logit", "softmax"):
+            raise ValueError(f"unknown linear head '{kind}' (known: logit, softmax)")
+        self.kind, self.normalize = kind, normalize
+        self.classifier = (
+            PerAULinear(num_aus, dim) if kind == "logit" else SoftmaxHead(num_aus, dim)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.normalize(z, dim=-1) if self.normalize else z)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor):
+        if self.kind == "softmax":
+            return clamped_wce_loss(logits, labels, weights)
+        return wce_loss(logits, labels, weights)
+
+
+def _head_and_optimizer(
+    num_aus: int, dim: int, cfg: dict, device: torch.device
+) -> tuple[LinearHead, torch.optim.Optimizer]:
+    """A fresh head and its optimizer. ``betas`` None: torch's (0.9, 0.999) (the workflow resolves
+    the config's null to the pretraining's betas)."""
+    head = LinearHead(
+        num_aus, dim, cfg.get("head", "logit"), bool(cfg.get("normalize_features", False))
+    ).to(device)
+    optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg["optimizer"]]
+    betas = tuple(cfg.get("betas") or (0.9, 0.999))
+    return head, optimizer(
+        head.parameters(), lr=cfg["lr"], betas=betas, weight_decay=cfg["weight_decay"]
+    )
+
+
 def fit_linear_head(
     train_z: torch.Tensor,
     train_labels: torch.Tensor,
     settings: dict,
     seed: int,
     device: torch.device,
-) -> PerAULinear:
-    """A per-AU linear classifier on frozen embeddings, trained with WCE (AdamW, last epoch kept)."""
+) -> LinearHead:
+    """A per-AU linear classifier on frozen embeddings, trained with WCE (last epoch kept; every
+    batch of an epoch, the last partial one included)."""
     cfg = settings["linear_eval"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     n, k, d = train_z.shape
     weights = au_weights(train_labels, split="training split").to(device)
-    head = PerAULinear(k, d).to(device)
-    optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg["optimizer"]]
-    optim = optimizer(head.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    head, optim = _head_and_optimizer(k, d, cfg, device)
     train_z, train_labels = train_z.to(device), train_labels.to(device)
     with values_checked():  # the labels were checked once, by au_weights
         for _ in range(cfg["epochs"]):
             perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
             for start in range(0, n, cfg["batch_size"]):
                 batch = perm[start : start + cfg["batch_size"]]
-                loss = wce_loss(head(train_z[batch]), train_labels[batch], weights)
+                loss = head.loss(head(train_z[batch]), train_labels[batch], weights)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
     return head.eval()
+
+
+def fit_linear_head_augmented(
+    encoder: torch.nn.Module,
+    cache: Cache,
+    train_idx: np.ndarray,
+    settings: dict,
+    seed: int,
+    device: torch.device,
+) -> LinearHead:
+    """The released linear evaluation (linear_graph_au.py): a head trained on features the frozen
+    ``encoder`` computes at every step from augmented crops of the training frames.
+
+    Per epoch a fresh order of the frames, batches of ``batch_size`` with the last partial one
+    kept; each batch is cropped and flipped (``augment`` simclr: colour distortion and blur as the
+    pretraining's AUNCE views, no similarity transform), normalised and encoded without gradients,
+    the encoder in train mode when ``encoder_mode`` is train (its batch-norm running statistics
+    move). The encoder is left in eval mode. Labels are checked once; nothing in a step reads a
+    device value on the host.
+    """
+    cfg, image = settings["linear_eval"], settings["image"]
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    labels = cache.labels[train_idx]
+    weights = au_weights(torch.from_numpy(labels.astype(np.int64)), split="training split")
+    head, optim = _head_and_optimizer(len(cache.aus), encoder.feature_dim, cfg, device)
+    weights = weights.to(device)
+    precision = _precision(settings, device)
+    memory_format = torch.channels_last if precision["channels_last"] else torch.contiguous_format
+    colour = (
+        linear_eval_augment(cfg.get("augment", "crop"), settings.get("dataset", "")) == "simclr"
+    )
+    spec = ViewSpec.from_settings(
+        settings.get("pretrain", {}), image["input_size"], colour=colour, similarity=False
+    )
+    landmarks = cache.landmarks if encoder.needs_landmarks else None
+    reader = CacheReader(cache.images, cache.labels, landmarks, pin=device.type == "cuda")
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    encoder.train(cfg.get("encoder_mode", "eval") == "train")
+    with values_checked():
+        for _ in range(cfg["epochs"]):
+            perm = torch.randperm(len(train_idx), generator=gen).numpy()
+            batches = epoch_batches(train_idx, perm, cfg["batch_size"], drop_last=False)
+            with Prefetcher(reader, batches, prefetch_depth(device)) as stream:
+                for batch in stream:
+                    batch = batch.to(device)
+                    view, lm = augment_view(to_float(batch.images), batch.landmarks, spec, gen)
+                    view = normalize(view, image["normalize"]).contiguous(
+                        memory_format=memory_format
+                    )
+                    with torch.no_grad(), autocast(device, precision["amp"]):
+                        z = encoder(view, lm) if encoder.needs_landmarks else encoder(view)
+                    loss = head.loss(head(z.float()), batch.labels.long(), weights)
+                    optim.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optim.step()
+    encoder.eval()
+    return head.eval()
+
+
+def _augmented_probabilities(
+    cache: Cache, models_root, fold: str, seed: int, train_idx, test_idx, settings, device
+) -> np.ndarray:
+    """Test probabilities of the released linear evaluation of one run (features: augmented)."""
+    precision = _precision(settings, device)
+    encoder, ckpt = _load(run_dir(models_root, fold, seed) / "encoder.pt", device, precision)
+    if encoder.needs_landmarks:
+        require_landmarks(cache, np.concatenate([train_idx, test_idx]), ckpt["encoder"]["name"])
+    head = fit_linear_head_augmented(encoder, cache, train_idx, settings, seed, device)
+    test_z = extract(encoder, cache.images, test_idx, settings, device, cache.landmarks,
+                     **precision, dtype=np.float32)  # fmt: skip
+    with torch.no_grad():
+        return torch.sigmoid(head(torch.from_numpy(test_z).to(device))).cpu().numpy()
 
 
 def linear_eval(
@@ -191,27 +345,47 @@ def linear_eval(
     settings: dict,
     runs: list[tuple[str, int]],
     out_root: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    models_root: str | Path | None = None,
 ) -> None:
-    """A linear head per (fold, seed) run on its embeddings; metrics on the true test labels."""
+    """A linear head per (fold, seed) run on its embeddings; metrics on the true test labels.
+
+    With ``linear_eval.features: augmented`` the head trains on augmented crops of the cache
+    ``cache_dir`` through the encoders below ``models_root`` instead
+    (:func:`fit_linear_head_augmented`); the embeddings give the labels and the split."""
     from aunce.metrics import detection_metrics
 
     set_threads(settings.get("threads", 0))
     device = resolve_device(settings["device"])
+    augmented = settings["linear_eval"].get("features", "embeddings") == "augmented"
+    if augmented and (cache_dir is None or models_root is None):
+        raise AunceError(
+            "linear_eval.features: augmented recomputes features from the cache through the "
+            "pretrained encoders: give the cache and the models' folder (--cache, --models)"
+        )
+    cache = open_cache(cache_dir) if augmented else None
     for fold, seeds in group_runs(runs).items():
         for seed in seeds:
             src = run_dir(embeddings_root, fold, seed) / "embeddings.npz"
             data = np.load(src)
             aus = [str(a) for a in data["aus"]]
-            head = fit_linear_head(
-                torch.from_numpy(data["train_z"].astype(np.float32)),
-                torch.from_numpy(data["train_labels"].astype(np.int64)),
-                settings,
-                seed,
-                device,
-            )
-            with torch.no_grad():
-                test_z = torch.from_numpy(data["test_z"].astype(np.float32)).to(device)
-                probs = torch.sigmoid(head(test_z)).cpu().numpy()
+            if augmented:
+                probs = _augmented_probabilities(
+                    cache, models_root, fold, seed, data["train_index"], data["test_index"],
+                    settings, device,
+                )  # fmt: skip
+            else:
+                head = fit_linear_head(
+                    torch.from_numpy(data["train_z"].astype(np.float32)),
+                    torch.from_numpy(data["train_labels"].astype(np.int64)),
+                    settings,
+                    seed,
+                    device,
+                )
+                with torch.no_grad():
+                    test_z = torch.from_numpy(data["test_z"].astype(np.float32)).to(device)
+                    probs = torch.sigmoid(head(test_z)).cpu().numpy()
             metrics = detection_metrics(
                 data["test_labels"], probs, aus, settings["linear_eval"]["threshold"]
             )

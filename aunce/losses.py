@@ -121,6 +121,38 @@ def wce_loss(logits: Tensor, labels: Tensor, au_weights: Tensor | None = None) -
     return _masked_au_mean(bce, known, weights)
 
 
+def clamped_wce_loss(
+    logits: Tensor, labels: Tensor, au_weights: Tensor | None = None, clamp: float = 1e-3
+) -> Tensor:
+    """The released code's WCE (``au_softmax_loss`` of its losses.py) on a two-way softmax head.
+
+    ``logits`` (B, K) are each AU's presence log-odds ``l_0 - l_1`` (the softmax of the pair gives
+    ``p = sigmoid(l_0 - l_1)``); ``L = (1/K) sum_i lambda_i mean_b -[y log max(p, c) + (1-y)
+    log max(1-p, c)]`` over known labels, with ``c = clamp``: a term whose probability is below it
+    has no gradient. For the released linear evaluation (aunce.evaluate); the paper's Eq. 1 is
+    :func:`wce_loss`.
+    """
+    labels = torch.as_tensor(labels, device=logits.device)
+    if logits.ndim != 2 or labels.shape != logits.shape:
+        raise ValueError(
+            f"logits (B, K) and labels (B, K) must match, got {tuple(logits.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
+    if not 0 < clamp < 1:
+        raise ValueError(f"clamp must be in (0, 1), got {clamp}")
+    _check_labels(labels, "labels", ndim=2)
+    logits = _at_least_float32(logits)
+    weights = _check_weights(au_weights, logits.shape[1], logits)
+    known = labels >= 0
+    target = labels.clamp(min=0).to(logits.dtype)
+    present, absent = torch.sigmoid(logits), torch.sigmoid(-logits)  # the softmax's two outputs
+    per_entry = -(
+        target * torch.log(present.clamp(min=clamp))
+        + (1 - target) * torch.log(absent.clamp(min=clamp))
+    )
+    return _masked_au_mean(per_entry, known, weights)
+
+
 def wfl_loss(
     logits: Tensor,
     labels: Tensor,

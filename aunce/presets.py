@@ -54,6 +54,15 @@ AUNCE_PRESETS: dict[str, dict] = {
         "beta_minority": 1.2,
         "beta_majority": 0.8,
     },
+    # the first public version (commit 8400de9, Feb. 2024, until Jan. 2025): the same loss with
+    # beta 0.4 for anchors labelled 0 and the AU weights applied
+    "released_v1": {
+        "variant": "released",
+        "au_weights": True,
+        "positive_probs": RELEASED_POSITIVE_PROBS,
+        "beta_minority": 1.2,
+        "beta_majority": 0.4,
+    },
 }
 
 

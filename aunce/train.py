@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from aunce import AunceError, __version__
-from aunce.data.augment import crop_landmarks, normalize, random_crop_flip, simclr_view, to_float
+from aunce.data.augment import ViewSpec, augment_view, normalize, to_float
 from aunce.data.cache import Cache, open_cache
 from aunce.data.loader import Batch, CacheReader, Prefetcher, epoch_batches
 from aunce.device import (
@@ -188,6 +188,7 @@ def build_encoder(spec: dict, aus: list[str]) -> torch.nn.Module:
         pretrained=spec.get("pretrained"),
         aus=aus,  # AU-specific encoders (JA-Net's attention) need to know which AUs
         feature_dim=spec.get("feature_dim"),
+        neighbors=spec.get("neighbors"),  # MEGraph's graph neighbours k (None: its default)
         input_size=spec.get("input_size"),  # the config's image.input_size, stored in checkpoints
     )
 
@@ -339,28 +340,37 @@ def setup_run(
 
 def train_step(run: Run, batch: Batch, loop: Loop) -> torch.Tensor:
     """One optimisation step; returns (3,) float64 on the device: the step's loss, alignment loss
-    (0 without an alignment branch) and mean similarity, none of them read (no host sync)."""
+    (0 without an alignment branch) and mean similarity, none of them read (no host sync).
+
+    Each view: similarity transform, crop and flip, and for two-view methods SimCLR's colour
+    distortion and blur (:func:`aunce.data.augment.augment_view`). ``view_passes``: ``joint``
+    encodes both views in one pass (batch-norm statistics over the 2B images), ``separate`` in one
+    pass each (statistics per view, the released code)."""
     cfg, image = run.settings["pretrain"], run.settings["image"]
     batch = batch.to(loop.device)
     x = to_float(batch.images)  # on the device: a quarter of the bytes cross the bus as uint8
-    b, size, gen = len(batch.rows), image["input_size"], run.generator
+    b, size, gen, lm = len(batch.rows), image["input_size"], run.generator, batch.landmarks
     memory_format = torch.channels_last if loop.channels_last else torch.contiguous_format
+    spec = ViewSpec.from_settings(cfg, size, colour=run.objective.two_views)
+
+    def prepared(v: torch.Tensor) -> torch.Tensor:
+        return normalize(v, image["normalize"]).contiguous(memory_format=memory_format)
+
     with autocast(loop.device, loop.amp):
         if run.objective.two_views:
-            v1, c1 = simclr_view(x, size, gen, color_jitter=cfg["color_jitter"], blur=cfg["blur"])
-            v2, c2 = simclr_view(x, size, gen, color_jitter=cfg["color_jitter"], blur=cfg["blur"])
-            lm = batch.landmarks
-            views_lm = (
-                None if lm is None else torch.cat([crop_landmarks(lm, c1), crop_landmarks(lm, c2)])
-            )
-            views = normalize(torch.cat([v1, v2]), image["normalize"])
-            z, align = encode(run.encoder, views.contiguous(memory_format=memory_format), views_lm)
+            v1, lm1 = augment_view(x, lm, spec, gen)
+            v2, lm2 = augment_view(x, lm, spec, gen)
+            if cfg.get("view_passes", "joint") == "separate":
+                z1, a1 = encode(run.encoder, prepared(v1), lm1)
+                z2, a2 = encode(run.encoder, prepared(v2), lm2)
+                z, align = torch.cat([z1, z2]), None if a1 is None else (a1 + a2) / 2
+            else:
+                views_lm = None if lm is None else torch.cat([lm1, lm2])
+                z, align = encode(run.encoder, prepared(torch.cat([v1, v2])), views_lm)
             loss = run.objective(z[:b], z[b:], None, batch.labels, gen)
         else:
-            v, crop = random_crop_flip(x, size, gen)
-            view_lm = None if batch.landmarks is None else crop_landmarks(batch.landmarks, crop)
-            view = normalize(v, image["normalize"]).contiguous(memory_format=memory_format)
-            z, align = encode(run.encoder, view, view_lm)
+            v, view_lm = augment_view(x, lm, spec, gen)
+            z, align = encode(run.encoder, prepared(v), view_lm)
             loss = run.objective(z, None, run.head(z), batch.labels, gen)
         total = loss if align is None else loss + run.encoder.alignment_weight * align
     run.optimizer.zero_grad(set_to_none=True)
@@ -385,7 +395,9 @@ def train_epoch(run: Run, loop: Loop, epoch: int) -> dict | None:
     if progress.sums is None:
         progress.sums = torch.zeros(3, dtype=torch.float64, device=loop.device)
     run.progress = progress
-    batches = epoch_batches(run.train_idx, progress.perm, cfg["batch_size"])
+    batches = epoch_batches(
+        run.train_idx, progress.perm, cfg["batch_size"], cfg.get("drop_last", True)
+    )
     run.encoder.train()
     start = time.perf_counter()
     with (
@@ -654,9 +666,10 @@ def _train_run(run: Run, loop: Loop, checkpoint: Path) -> None:
         log.info("%s: resumed from epoch %d%s (%s)", run.who(), len(run.history), where, checkpoint)
     else:
         n, bsz = len(run.train_idx), cfg["batch_size"]
+        n_batches = len(epoch_batches(np.arange(n), np.arange(n), bsz, cfg.get("drop_last", True)))
         log.info(
-            "pretrain %s fold %s seed %s: %d training frames, %d batches of %d, %s on %s",
-            run.objective.name, run.fold, run.seed, n, max(1, n // bsz), min(bsz, n),
+            "pretrain %s fold %s seed %s: %d training frames, %d batches of up to %d, %s on %s",
+            run.objective.name, run.fold, run.seed, n, n_batches, min(bsz, n),
             run.settings["method"]["loss"], device,
         )  # fmt: skip
     while not run.finished:

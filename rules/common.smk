@@ -115,7 +115,9 @@ CODE = {
     "data": code_version(*_COMMON, "data"),
     "pretrain": code_version(*_COMMON, "data", "encoders", "losses.py", "methods.py", "train.py", "device.py"),
     "embed": code_version(*_COMMON, "data", "encoders", "train.py", "evaluate.py", "device.py"),
-    "linear_eval": code_version(*_COMMON, "evaluate.py", "losses.py", "metrics.py", "encoders/blocks.py"),
+    # the linear evaluation reads the encoders and the augmentations too (features: augmented)
+    "linear_eval": code_version(*_COMMON, "data", "encoders", "train.py", "evaluate.py", "losses.py",
+                                "metrics.py", "device.py"),
     "tables": code_version(*_COMMON, "tables.py", "stats.py", "plan.py", "baselines.py"),
     "figures": code_version(*_COMMON, "figures.py", "stats.py", "plan.py"),
     "report": code_version(*_COMMON, "report.py", "stats.py", "baselines.py"),
@@ -284,14 +286,34 @@ def embed_settings(dataset, encoder, method):
             "amp": config["amp"], "threads": TORCH_THREADS, "channels_last": config["channels_last"]}
 
 
-def linear_eval_config():
-    """linear_eval settings with weight_decay null resolved as pretraining's (aunce.config)."""
-    return resolved_linear_eval(config)
+AUGMENTED_FEATURES = config["linear_eval"]["features"] == "augmented"
 
 
 def linear_eval_settings(dataset, encoder, method):
-    return {"dataset": dataset, "encoder": encoder_settings(encoder), "method_name": method,
-            "linear_eval": linear_eval_config(), "device": config["device"], "threads": TORCH_THREADS}
+    settings = {"dataset": dataset, "encoder": encoder_settings(encoder), "method_name": method,
+                "linear_eval": resolved_linear_eval(config, dataset), "device": config["device"],
+                "threads": TORCH_THREADS}
+    if AUGMENTED_FEATURES:  # the released linear evaluation reads the cache through the encoder
+        settings.update(image=encoder_image(config, encoder), pretrain=config["pretrain"],
+                        amp=config["amp"], channels_last=config["channels_last"])
+    return settings
+
+
+def linear_eval_inputs(ds, enc, runs):
+    """With linear_eval.features augmented, a linear evaluation also reads the cache and the
+    pretrained encoders (the released protocol); else nothing more than the embeddings."""
+    if not AUGMENTED_FEATURES:
+        return {}
+    return {"cache": cache_path(config, ds, enc),
+            "models": run_files("pretrain", ds, enc, runs, "encoder.pt", methods=None)}
+
+
+def linear_eval_args(ds, enc, method):
+    """`aunce linear-eval`'s --cache and --models where it reads them (linear_eval_inputs)."""
+    if not AUGMENTED_FEATURES:
+        return ""
+    models = f"results/pretrain/{ds}/{enc}/{method}"
+    return f"--cache {shlex.quote(cache_path(config, ds, enc))} --models {shlex.quote(models)}"
 
 
 def cross_settings(src, tgt, encoder, method):

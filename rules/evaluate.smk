@@ -36,6 +36,7 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 f"linear_eval_{_ds}_{_enc}_{_tag}"
             input:
                 run_files("embed", _ds, _enc, _runs, "embeddings.npz", methods=None),
+                **linear_eval_inputs(_ds, _enc, _runs),
             output:
                 metrics=run_files("eval", _ds, _enc, _runs, "metrics.json", _methods),
                 predictions=run_files("eval", _ds, _enc, _runs, "predictions.npz", _methods),
@@ -44,6 +45,7 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 runs=runs_arg(_runs),
                 embeddings=lambda wc, ds=_ds, enc=_enc: f"results/embed/{ds}/{enc}/{wc.method}",
                 out=lambda wc, ds=_ds, enc=_enc: f"results/eval/{ds}/{enc}/{wc.method}",
+                augmented=lambda wc, ds=_ds, enc=_enc: linear_eval_args(ds, enc, wc.method),
                 code=CODE["linear_eval"],
             log:
                 f"results/logs/eval/{_ds}/{_enc}/{{method}}/{_tag}.log",
@@ -51,12 +53,12 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 f"results/benchmarks/eval/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
             threads: stage_threads("linear_eval")
             resources:
-                **stage_resources("linear_eval"),
+                **stage_resources("linear_eval", gpu=AUGMENTED_FEATURES),
             conda:
                 "../envs/aunce.yaml"
             shell:
                 "aunce linear-eval --embeddings {params.embeddings} --settings {params.settings:q} "
-                "--runs {params.runs} --out {params.out} > {log} 2>&1"
+                "--runs {params.runs} --out {params.out} {params.augmented} > {log} 2>&1"
 
 
 # One job per (source, target, encoder): every method, source fold and seed it needs, in one process.

@@ -4,11 +4,17 @@ import torch
 
 from aunce.data.align import to_49
 from aunce.data.augment import (
+    BORDER_FILL,
+    ViewSpec,
+    apply_similarity,
+    augment_view,
     center_crop,
     color_distort,
     crop_landmarks,
     gaussian_blur,
+    normalize,
     random_crop_flip,
+    random_similarity,
     simclr_view,
 )
 from aunce.data.synthetic import TEMPLATE
@@ -124,3 +130,126 @@ def test_color_and_blur_probabilities():
         (0.299 * x[0, 0, 0, 0] + 0.587 * x[0, 1, 0, 0] + 0.114 * x[0, 2, 0, 0]).item(),
         atol=1e-6,
     )
+
+
+# --- the similarity transform before the crop (paper Sec. 4.1) ----------------------------------
+def bilinear_reference(img: np.ndarray, matrix: np.ndarray, fill: float) -> np.ndarray:
+    """Each output pixel q of an (H, W, C) image samples the input at p = A^-1 (q - t), bilinear
+    over its four neighbours, a neighbour outside the image counting as ``fill``: pixel by pixel."""
+    h, w, _ = img.shape
+    inv, t = np.linalg.inv(matrix[:, :2]), matrix[:, 2]
+    out = np.zeros_like(img)
+    for qy in range(h):
+        for qx in range(w):
+            px, py = inv @ (np.array([qx, qy]) - t)
+            x0, y0 = int(np.floor(px)), int(np.floor(py))
+            fx, fy = px - x0, py - y0
+            for yy, xx, weight in ((y0, x0, (1 - fx) * (1 - fy)), (y0, x0 + 1, fx * (1 - fy)),
+                                   (y0 + 1, x0, (1 - fx) * fy), (y0 + 1, x0 + 1, fx * fy)):  # fmt: skip
+                inside = 0 <= yy < h and 0 <= xx < w
+                out[qy, qx] += weight * (img[yy, xx] if inside else fill)
+    return out
+
+
+@pytest.mark.parametrize(("h", "w"), [(20, 20), (16, 24)])
+def test_similarity_against_the_per_pixel_formula_and_cv2(h, w):
+    import cv2
+
+    g = torch.Generator().manual_seed(h + w)
+    x = torch.rand(3, 3, h, w, generator=g)
+    sim = random_similarity(3, h, w, g, rotation=30, scale=0.2, translation=0.1)
+    matrices = sim.matrix().numpy()
+    for fill in (BORDER_FILL, 0.0):  # the alignment's grey border (default), black
+        out = apply_similarity(x, sim, fill).permute(0, 2, 3, 1).numpy()
+        for i in range(3):
+            img = x[i].permute(1, 2, 0).numpy()
+            assert np.allclose(out[i], bilinear_reference(img, matrices[i], fill), atol=1e-5)
+            warped = cv2.warpAffine(img, matrices[i], (w, h), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 3)  # fmt: skip
+            assert np.allclose(out[i], warped, atol=1e-4)
+    assert BORDER_FILL == 128 / 255
+
+
+def test_similarity_draws_within_its_ranges():
+    sim = random_similarity(
+        4096, 36, 36, torch.Generator().manual_seed(0), rotation=10, scale=0.1, translation=0.05
+    )
+    degrees = torch.rad2deg(sim.angle)
+    assert -10 <= degrees.min() < -9.9 and 9.9 < degrees.max() <= 10
+    assert 0.9 <= sim.scale.min() < 0.901 and 1.099 < sim.scale.max() <= 1.1
+    assert -1.8 <= sim.shift.min() < -1.79 and 1.79 < sim.shift.max() <= 1.8  # 5 % of 36 px
+    zero = random_similarity(2, 8, 8, torch.Generator(), rotation=0, scale=0, translation=0)
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(apply_similarity(x, zero), x, atol=1e-6)
+    with pytest.raises(ValueError, match="scale 1.0"):
+        random_similarity(1, 8, 8, torch.Generator(), rotation=0, scale=1.0, translation=0)
+
+
+def test_landmarks_follow_the_pixels_through_similarity_crop_and_flip():
+    """Images whose two channels hold each pixel's own x and y: bilinear sampling reproduces a
+    linear ramp exactly, so the view read at a moved landmark gives the landmark's original place
+    (its mirrored twin's for a flipped view)."""
+    size, crop, b = 64, 48, 32
+    ys, xs = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)),
+                            indexing="ij")  # fmt: skip
+    x = torch.stack([xs, ys, torch.zeros_like(xs)])[None].repeat(b, 1, 1, 1)
+    pts = torch.tensor(to_49(TEMPLATE) * 14 + 32, dtype=torch.float32)[None].repeat(b, 1, 1)
+    spec = ViewSpec(crop, similarity=(15.0, 0.1, 0.05), colour=False)
+    view, moved = augment_view(x, pts, spec, torch.Generator().manual_seed(1))
+    sampled = torch.nn.functional.grid_sample(
+        view[:, :2], (moved * 2 / (crop - 1) - 1)[:, :, None], align_corners=True
+    )[:, :, :, 0].transpose(1, 2)  # (B, 49, 2): the view's value at each moved landmark
+    inside = ((moved >= 0) & (moved <= crop - 1)).all(-1)  # (B, 49)
+    assert inside.float().mean() > 0.95
+    errors = [
+        torch.where(inside[..., None], (sampled - want).abs(), 0).flatten(1).amax(1)
+        for want in (pts, pts[:, FLIP])
+    ]  # (B,) each: as if not flipped, as if flipped
+    flipped = errors[1] < errors[0]
+    assert flipped.any() and (~flipped).any()
+    assert torch.minimum(*errors).max() < 1e-3 and torch.maximum(*errors).min() > 1
+
+
+def test_no_similarity_draws_nothing_and_crops_as_before():
+    x = torch.rand(4, 3, 36, 36)
+    off = ViewSpec(32, colour=False)
+    a, _ = augment_view(x, None, off, torch.Generator().manual_seed(3))
+    b, _ = random_crop_flip(x, 32, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    simclr, _ = augment_view(x, None, ViewSpec(32), g1)
+    before, _ = simclr_view(x, 32, g2)
+    assert torch.equal(simclr, before) and torch.equal(g1.get_state(), g2.get_state())
+
+
+# --- the released code's colour distortion, blur and normalisation ------------------------------
+def test_jitter_strengths_bound_each_factor():
+    x = torch.rand(256, 3, 8, 8) * 0.45 + 0.25  # x 1.4 stays below 1: no clamping
+    same = color_distort(x, torch.Generator(), p=1.0, strengths=(0, 0, 0, 0), p_grey=0.0)
+    assert torch.allclose(same, x, atol=1e-6)  # a hue rotation by 0 in YIQ: float round-off only
+    bright = color_distort(x, torch.Generator().manual_seed(0), p=1.0, strengths=(0.4, 0, 0, 0),
+                           p_grey=0.0)  # fmt: skip
+    factor = (bright / x).flatten(1)
+    assert torch.allclose(factor, factor[:, :1], atol=1e-5)  # one factor per image
+    assert 0.6 <= factor.min() < 0.62 and 1.38 < factor.max() <= 1.4
+
+
+def test_blur_kernel_against_cv2():
+    import cv2
+
+    x = torch.rand(4, 3, 20, 20)
+    out = gaussian_blur(x, torch.Generator().manual_seed(7), p=1.0, kernel=3)
+    sigma = 0.1 + 1.9 * torch.rand(4, generator=torch.Generator().manual_seed(7))  # the first draw
+    for i in range(4):
+        ref = cv2.GaussianBlur(x[i].permute(1, 2, 0).numpy(), (3, 3), float(sigma[i]),
+                               borderType=cv2.BORDER_REFLECT_101)  # fmt: skip
+        assert np.allclose(out[i].permute(1, 2, 0).numpy(), ref, atol=1e-5)
+    with pytest.raises(ValueError, match="odd"):
+        gaussian_blur(x, torch.Generator(), p=1.0, kernel=4)
+
+
+def test_cifar_normalisation_is_the_released_codes():
+    """pre_process.py of the release: Normalize([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])."""
+    x = torch.full((1, 3, 2, 2), 0.5)
+    want = (0.5 - torch.tensor([0.4914, 0.4822, 0.4465])) / torch.tensor([0.2023, 0.1994, 0.2010])
+    assert torch.allclose(normalize(x, "cifar")[0, :, 0, 0], want)

@@ -5,7 +5,7 @@ import yaml
 from conftest import REPO, SCHEMA
 
 from aunce import AunceError
-from aunce.config import check_config, dataset_folds, load_config
+from aunce.config import check_config, dataset_folds, load_config, resolved_linear_eval
 
 
 def base():
@@ -105,3 +105,42 @@ def test_released_overlay_merges_like_snakemake(tmp_path):
     from aunce.methods import loss_settings
 
     assert loss_settings(aunce)["positive_probs"] == (0.2, 0.2, 0.6, 0.0)
+    # the released pipeline (docs/losses.md): each point a setting the overlay turns on
+    pre, linear = cfg["pretrain"], cfg["linear_eval"]
+    assert (pre["jitter_strengths"], pre["blur"], pre["blur_kernel"]) == ([0.4, 0.4, 0.4, 0.1], 1, 3)
+    assert pre["similarity"] == {"rotation": 0, "scale": 0, "translation": 0}
+    assert (pre["view_passes"], pre["drop_last"]) == ("separate", False)
+    assert cfg["encoders"]["megraph"]["neighbors"] == 4 and cfg["amp"] == "none"
+    assert (linear["optimizer"], linear["head"], linear["normalize_features"]) == (
+        "adam", "softmax", True
+    )  # fmt: skip
+    assert (linear["features"], linear["encoder_mode"]) == ("augmented", "train")
+    assert [resolved_linear_eval(cfg, d)["augment"] for d in ("bp4d", "disfa")] == ["simclr", "crop"]
+    assert resolved_linear_eval(cfg)["weight_decay"] == 1e-6
+    assert cfg["tables"]["variants"]["methods"] == ["aunce"]  # merged into paper.yaml's table
+    assert cfg["tables"]["variants"]["dataset"] == "bp4d"
+
+
+def test_linear_evaluation_takes_the_pretraining_betas_and_weight_decay():
+    cfg = base()
+    cfg["pretrain"].update(betas=[0.8, 0.99], weight_decay=1e-4)
+    check_config(cfg, SCHEMA)
+    linear = resolved_linear_eval(cfg)
+    assert linear["betas"] == [0.8, 0.99] and linear["weight_decay"] == 1e-4
+    cfg["linear_eval"].update(betas=[0.5, 0.9], weight_decay=0.0)
+    assert resolved_linear_eval(cfg)["betas"] == [0.5, 0.9]
+    assert resolved_linear_eval(cfg)["weight_decay"] == 0.0
+
+
+def test_settings_that_do_not_apply_are_refused():
+    cfg = base()
+    cfg["encoders"]["roi"]["neighbors"] = 4
+    cfg["linear_eval"]["encoder_mode"] = "train"
+    with pytest.raises(AunceError) as err:
+        check_config(cfg, SCHEMA)
+    assert "encoders.roi.neighbors: 4: only megraph has a graph of AU nodes" in str(err.value)
+    assert "linear_eval.encoder_mode: train applies to features: augmented only" in str(err.value)
+    cfg = base()
+    cfg["pretrain"]["blur_kernel"] = 4
+    with pytest.raises(AunceError, match=r"pretrain\.blur_kernel"):
+        check_config(cfg, SCHEMA)

@@ -494,3 +494,19 @@ def test_paper_forward_backward(paper_encoders, name):
     enc.zero_grad(set_to_none=True)
     with pytest.raises(ValueError, match=f"expects images \\(B, 3, {size}, {size}\\)"):
         run(enc, torch.randn(1, 3, 64, 64), lm[:1])
+
+
+def test_megraph_neighbours_follow_the_config():
+    """k = 4 with BP4D's 12 AUs and 3 with DISFA's 8 (ME-GraphAU); encoders.megraph.neighbors
+    sets it (the AUNCE release keeps 4 on DISFA), and a checkpoint rebuilds with it."""
+    from aunce.train import build_encoder
+
+    spec = {"name": "megraph", "size": "tiny", "feature_dim": 8}
+    disfa = [f"AU{n}" for n in DATASET_AUS["disfa"]]
+    bp4d = [f"AU{n}" for n in DATASET_AUS["bp4d"]]
+    assert build_encoder(spec, bp4d).head.fgg.neighbors == 4
+    assert build_encoder(spec, disfa).head.fgg.neighbors == 3
+    released = build_encoder(dict(spec, neighbors=4), disfa)
+    assert released.head.fgg.neighbors == 4
+    with pytest.raises(ValueError, match="no setting neighbors"):
+        build_encoder({"name": "roi", "size": "tiny", "neighbors": 4}, bp4d)

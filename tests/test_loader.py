@@ -121,3 +121,12 @@ def test_batches_are_pinned_for_cuda(bp4d_cache):
     assert batch.images.is_pinned() and batch.labels.is_pinned() and batch.landmarks is None
     on_gpu = batch.to(torch.device("cuda"))
     assert torch.equal(on_gpu.images.cpu(), batch.images)
+
+
+def test_epoch_batches_keep_or_drop_the_last_partial_batch():
+    rows, perm = np.arange(100, 110), np.arange(10)
+    assert [len(b) for b in epoch_batches(rows, perm, 4)] == [4, 4]
+    assert [len(b) for b in epoch_batches(rows, perm, 4, drop_last=False)] == [4, 4, 2]
+    # a last batch of one frame is dropped either way: batch norm cannot train on it
+    assert [len(b) for b in epoch_batches(rows, perm, 3, drop_last=False)] == [3, 3, 3]
+    assert sorted(np.concatenate(epoch_batches(rows, perm, 4, drop_last=False))) == list(rows)

@@ -270,6 +270,41 @@ def test_every_table_and_figure_is_a_single_target_with_the_planned_jobs(paper_p
     assert int(found["all"]["total"]) == 2218  # docs/tables.md, README, docs/deviations.md
 
 
+RELEASED = REPO / "config" / "released.yaml"
+
+
+@pytest.mark.workflow
+def test_released_overlay_plans_the_released_pipeline(roots, tmp_path):
+    """`--configfile config/paper.yaml roots config/released.yaml`: every table plans; the linear
+    evaluations read the cache and the encoders (features: augmented) on a GPU; the variants
+    tables show the released per-fold logs."""
+    from aunce.baselines import load_published
+
+    plan = make_plan(load_config(PAPER, roots, RELEASED))
+    targets = ["results/tables/variants.md", "results/tables/variants_disfa.md"]
+    assert_planned(plan, dry_run_jobs(tmp_path, ["all", *targets], PAPER, roots, RELEASED))
+    metrics = "results/eval/disfa/megraph/aunce/fold-1/seed-3407/metrics.json"
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "-p",
+         "--cores", "1", "--configfile", str(PAPER), str(roots), str(RELEASED), "--", metrics],
+        capture_output=True, text=True, env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shell = next(line for line in proc.stdout.splitlines() if "aunce linear-eval" in line)
+    assert "--cache results/cache/disfa --models results/pretrain/disfa/megraph/aunce" in shell
+    settings = json.loads(re.search(r"--settings '(.*?)'", shell).group(1))
+    assert settings["linear_eval"]["augment"] == "crop"  # DISFA: image_train in the release
+    assert settings["linear_eval"]["betas"] == [0.9, 0.999] and settings["encoder"]["neighbors"] == 4
+    assert re.search(r"resources: .*gpu=1", proc.stdout)
+    published = load_published(REPO / "baselines" / "published.csv")
+    for table, dataset in (("variants", "bp4d"), ("variants_disfa", "disfa")):
+        where = plan.tables[table]["published"]
+        assert (where["table"], where["dataset"]) == ("variants", dataset)
+        rows = published[(published["table"] == "variants") & (published["dataset"] == dataset)]
+        assert "AUNCE released code fold 3" in set(rows["method"])
+        assert "per-fold logs the authors published" in " ".join(plan.tables[table]["notes"])
+
+
 @pytest.mark.workflow
 def test_planned_jobs_of_the_fused_cpu_layout(tmp_path):
     """The same on config/smoke.yaml: cells, fused stages, pretrain-only units, noise datasets."""

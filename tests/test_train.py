@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -50,10 +51,10 @@ def evaluate(cache: Path, models: Path, runs, root: Path) -> None:
     cfg = load_config(REPO / "config" / "smoke.yaml")
     base = {"dataset": "bp4d", "device": "cpu", "threads": 1}
     embed(cache, models, dict(base, image=cfg["image"], amp="none"), runs, root / "embed")
+    linear = resolved_linear_eval(cfg, "bp4d")  # as the workflow: betas and weight decay resolved
     linear_eval(
         root / "embed",
-        dict(base, encoder={"name": "megraph"}, method_name="aunce",
-             linear_eval=resolved_linear_eval(cfg)),
+        dict(base, encoder={"name": "megraph"}, method_name="aunce", linear_eval=linear),
         runs,
         root / "eval",
     )
@@ -380,7 +381,7 @@ def test_train_eval_keeps_checkpoints_until_every_method_is_done(bp4d_cache, tmp
         "pretrain": settings_for("wce", epochs=1),
         "embed": {"dataset": "bp4d", "image": cfg["image"], "device": "cpu", "amp": "none"},
         "linear_eval": {"dataset": "bp4d", "encoder": {"name": "megraph"}, "method_name": "wce",
-                        "linear_eval": resolved_linear_eval(cfg), "device": "cpu"},
+                        "linear_eval": resolved_linear_eval(cfg, "bp4d"), "device": "cpu"},
     }  # fmt: skip
     results = tmp_path / "results"
     argv = ["train-eval", "--cache", str(bp4d_cache), "--settings", json.dumps({"wce": stages}),
@@ -388,3 +389,46 @@ def test_train_eval_keeps_checkpoints_until_every_method_is_done(bp4d_cache, tmp
     assert main(argv) == 0
     assert (results / "eval/bp4d/megraph/wce/fold-1/seed-0/metrics.json").is_file()
     assert not (results / "checkpoints").exists()
+
+
+# --- the released code's training step: one pass per view ---------------------------------------
+def one_step(cache_dir, encoder: str, passes: str, train_mode: bool):
+    """One train_step of a fresh AUNCE run on fold 1's first 16 frames: its (loss, alignment loss,
+    similarity) and the encoder's parameters after the step."""
+    cache = open_cache(cache_dir)
+    loop = train.Loop(cache, cache.labels, torch.device("cpu"), None, False, 0)
+    train_idx, _ = cache.split("1")
+    weights, minority = train.training_statistics(cache, train_idx, "training split")
+    settings = settings_for("aunce", encoder, view_passes=passes)
+    run = train.setup_run(loop, train_idx, weights, minority, settings, "1", 0)
+    run.encoder.train(train_mode)
+    stats = train.train_step(run, run.reader(np.sort(train_idx[:16])), loop)
+    return stats, [p.detach().clone() for p in run.encoder.parameters()]
+
+
+@pytest.mark.parametrize("encoder", ["megraph", "jaanet"])
+def test_separate_view_passes_equal_the_joint_pass_without_batch_statistics(bp4d_cache, encoder):
+    """In eval mode batch norm uses its running statistics: one pass per view (the released code)
+    computes what one pass over both views does. In train mode each pass normalises its own view."""
+    joint, joint_params = one_step(bp4d_cache, encoder, "joint", train_mode=False)
+    separate, separate_params = one_step(bp4d_cache, encoder, "separate", train_mode=False)
+    assert torch.allclose(joint, separate, rtol=1e-5, atol=1e-6)
+    for a, b in zip(joint_params, separate_params, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    joint, _ = one_step(bp4d_cache, encoder, "joint", train_mode=True)
+    separate, _ = one_step(bp4d_cache, encoder, "separate", train_mode=True)
+    assert not torch.allclose(joint[0], separate[0])  # batch statistics per view: another loss
+
+
+@pytest.mark.parametrize(("drop_last", "steps"), [(True, 2), (False, 3)])
+def test_last_partial_batch_kept_on_request(bp4d_cache, drop_last, steps):
+    """pretrain.drop_last false (the released code): 32 training frames in batches of 12 give 3
+    steps; true (the harness's default) 2 full batches."""
+    settings = settings_for("wce", batch_size=12, epochs=1, drop_last=drop_last)
+    cache = open_cache(bp4d_cache)
+    loop = train.Loop(cache, cache.labels, torch.device("cpu"), None, False, 0)
+    train_idx, _ = cache.split("1")
+    weights, minority = train.training_statistics(cache, train_idx, "training split")
+    run = train.setup_run(loop, train_idx, weights, minority, settings, "1", 0)
+    train.train_epoch(run, loop, 1)
+    assert int(next(iter(run.optimizer.state.values()))["step"]) == steps

@@ -1,11 +1,16 @@
 """Batch augmentations in plain torch, on whatever device the batch lives (protocol.md).
 
+- Before the crop (paper Sec. 4.1): a random similarity transform of the aligned face, in-plane
+  rotation, uniform scaling and translation about the image centre (:func:`random_similarity`;
+  the ranges are the harness's, docs/deviations.md), landmarks moved with the pixels.
 - Training crops: a random ``input_size`` crop of the aligned ``cache_size`` face plus a horizontal
   flip (both losses); test: the centre crop.
 - AUNCE views (SimCLR, Chen et al. 2020): the crop and flip, then with probability ``color_jitter``
-  a colour distortion (brightness, contrast, saturation 0.8 and hue 0.2 in random order as
-  torchvision's ColorJitter, hue rotated in YIQ space rather than HSV), grey-scale with probability
-  0.2, and with probability ``blur`` a Gaussian blur (kernel 10 % of the side, sigma in [0.1, 2]).
+  a colour distortion (brightness, contrast, saturation and hue strengths ``jitter_strengths``,
+  SimCLR's 0.8, 0.8, 0.8, 0.2, in random order as torchvision's ColorJitter, hue rotated in YIQ
+  space rather than HSV), grey-scale with probability 0.2, and with probability ``blur`` a Gaussian
+  blur (kernel ``blur_kernel`` pixels, by default 10 % of the side as SimCLR; sigma in [0.1, 2]).
+  :class:`ViewSpec` holds these settings; :func:`augment_view` draws one view.
 
 Every random draw comes from a ``torch.Generator`` on the CPU, so the same seed gives the same
 views on any device. Crops also return their offsets and flips so landmarks can follow the pixels.
@@ -15,14 +20,23 @@ back: a plain copy from the host waits for the device's queue to drain (a host s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aunce.data.align import BORDER_VALUE
+
 MEANS = {"imagenet": (0.485, 0.456, 0.406), "cifar": (0.4914, 0.4822, 0.4465)}
-STDS = {"imagenet": (0.229, 0.224, 0.225), "cifar": (0.2470, 0.2435, 0.2616)}
+# "cifar": the values of the released code's transforms (its pre_process.py), not CIFAR-10's
+# per-pixel std (0.2470, 0.2435, 0.2616)
+STDS = {"imagenet": (0.229, 0.224, 0.225), "cifar": (0.2023, 0.1994, 0.2010)}
+#: SimCLR's colour-jitter strengths (brightness, contrast, saturation, hue) at s = 1
+SIMCLR_JITTER = (0.8, 0.8, 0.8, 0.2)
+#: what a similarity transform shows outside the aligned face: the alignment's grey border
+BORDER_FILL = BORDER_VALUE[0] / 255.0
 
 # 49-point landmark index each point maps to under a horizontal flip (left <-> right).
 _FLIP_49 = [
@@ -153,6 +167,85 @@ def crop_landmarks(landmarks: Tensor, crop: Crop) -> Tensor:
     return torch.where(flipped[:, None, None], mirrored, pts)
 
 
+@dataclass
+class Similarity:
+    """A similarity transform per image of a batch, about the image centre ``c``, in pixels (x
+    right, y down; a pixel's index is its centre): ``p' = scale R(angle) (p - c) + c + shift``."""
+
+    angle: Tensor  # (B,) radians
+    scale: Tensor  # (B,)
+    shift: Tensor  # (B, 2) pixels, (x, y)
+    height: int
+    width: int
+
+    def matrix(self) -> Tensor:
+        """(B, 2, 3) float64 forward maps ``[A | t]`` with ``p' = A p + t`` (as cv2.warpAffine's M)."""
+        cos, sin = torch.cos(self.angle.double()), torch.sin(self.angle.double())
+        a = self.scale.double()[:, None, None] * torch.stack(
+            [torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1
+        )  # (B, 2, 2)
+        c = torch.tensor([(self.width - 1) / 2, (self.height - 1) / 2], dtype=torch.float64)
+        t = c + self.shift.double() - a @ c
+        return torch.cat([a, t[:, :, None]], 2)
+
+
+def random_similarity(
+    b: int,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    *,
+    rotation: float,
+    scale: float,
+    translation: float,
+) -> Similarity:
+    """Per image: an angle uniform in [-rotation, rotation] degrees, a scale uniform in
+    [1 - scale, 1 + scale] and a shift uniform in [-translation, translation] of the side along
+    each axis (drawn on the host from ``generator``)."""
+    if not (rotation >= 0 and 0 <= scale < 1 and translation >= 0):
+        raise ValueError(
+            f"similarity ranges must be rotation >= 0, 0 <= scale < 1, translation >= 0; got "
+            f"rotation {rotation}, scale {scale}, translation {translation}"
+        )
+    u = 2 * torch.rand(b, 4, generator=generator, dtype=torch.float64) - 1  # (B, 4) in [-1, 1)
+    return Similarity(
+        angle=u[:, 0] * math.radians(rotation),
+        scale=1 + u[:, 1] * scale,
+        shift=u[:, 2:] * translation * torch.tensor([width, height], dtype=torch.float64),
+        height=height,
+        width=width,
+    )
+
+
+def apply_similarity(x: Tensor, sim: Similarity, fill: float = BORDER_FILL) -> Tensor:
+    """Warp (B, C, H, W) images by ``sim``: each output pixel q samples the input bilinearly at
+    ``A^-1 (q - t)``, outside the image ``fill`` (by default the alignment's grey border), as
+    cv2.warpAffine with a constant border of that value."""
+    b, _, h, w = x.shape
+    if (h, w) != (sim.height, sim.width) or b != len(sim.angle):
+        raise ValueError(f"images {tuple(x.shape)} do not match the transform's batch and size")
+    m = sim.matrix()
+    inv_a = torch.linalg.inv(m[:, :, :2])  # on the host, float64: a 2x2 per image
+    # affine_grid's normalised coordinates (align_corners=True: -1 and 1 are the corner pixels'
+    # centres): p = c + D u with D = diag((W - 1) / 2, (H - 1) / 2)
+    d = c = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=torch.float64)  # c: the centre
+    theta_a = inv_a / d[None, :, None] * d[None, None, :]  # D^-1 A^-1 D
+    theta_t = (inv_a @ (c - m[:, :, 2])[:, :, None])[:, :, 0] / d - c / d  # D^-1 (A^-1 (c - t) - c)
+    theta = torch.cat([theta_a, theta_t[:, :, None]], 2).to(torch.float32)
+    grid = F.affine_grid(_on(theta, x), [b, 1, h, w], align_corners=True)
+    # zero padding of x - fill: the border blends into ``fill`` exactly as a constant border
+    warped = F.grid_sample(
+        x - fill, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return warped + fill
+
+
+def similarity_landmarks(landmarks: Tensor, sim: Similarity) -> Tensor:
+    """(B, 49, 2) landmarks in image pixels moved with :func:`apply_similarity`'s pixels."""
+    m = _on(sim.matrix().to(torch.float32), landmarks).to(landmarks.dtype)
+    return landmarks @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
+
+
 def _grey(x: Tensor) -> Tensor:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
@@ -161,19 +254,24 @@ def color_distort(
     x: Tensor,
     generator: torch.Generator,
     p: float = 0.8,
-    strength: float = 1.0,
+    strengths: tuple[float, float, float, float] = SIMCLR_JITTER,
     p_grey: float = 0.2,
 ) -> Tensor:
-    """SimCLR colour distortion on (B, 3, H, W) in [0, 1]; each image draws its own factors."""
+    """SimCLR colour distortion on (B, 3, H, W) in [0, 1]; each image draws its own factors.
+
+    ``strengths`` (brightness, contrast, saturation, hue) as torchvision's ``ColorJitter``: factors
+    uniform in [1 - s, 1 + s] for the first three, a hue shift uniform in [-h, h] turns."""
     b = x.shape[0]
 
     def draw(n, lo, hi):
         return _on(lo + (hi - lo) * torch.rand(n, generator=generator), x).view(-1, 1, 1, 1)
 
-    s = 0.8 * strength
+    s_bright, s_contrast, s_sat, s_hue = strengths
     apply = _on(torch.rand(b, generator=generator) < p, x).view(-1, 1, 1, 1)
-    bright, contrast, sat = draw(b, 1 - s, 1 + s), draw(b, 1 - s, 1 + s), draw(b, 1 - s, 1 + s)
-    hue = draw(b, -0.2 * strength, 0.2 * strength)
+    bright = draw(b, 1 - s_bright, 1 + s_bright)
+    contrast = draw(b, 1 - s_contrast, 1 + s_contrast)
+    sat = draw(b, 1 - s_sat, 1 + s_sat)
+    hue = draw(b, -s_hue, s_hue)
     order = torch.randperm(4, generator=generator).tolist()
     y = x
     for op in order:
@@ -207,10 +305,20 @@ def _rotate_hue(x: Tensor, hue: Tensor) -> Tensor:
     return torch.einsum("ij,bjhw->bihw", _on(_YIQ2RGB, x).to(x.dtype), yiq)
 
 
-def gaussian_blur(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
-    """Per-image Gaussian blur (kernel about 10 % of the side, sigma U[0.1, 2]) with probability p."""
+def blur_kernel_size(side: int) -> int:
+    """SimCLR's kernel: about 10 % of the image side, odd, at least 3."""
+    return max(3, int(0.1 * side) // 2 * 2 + 1)
+
+
+def gaussian_blur(
+    x: Tensor, generator: torch.Generator, p: float = 0.5, kernel: int | None = None
+) -> Tensor:
+    """Per-image Gaussian blur with probability p: sigma U[0.1, 2], a ``kernel`` x ``kernel``
+    kernel (odd; None: :func:`blur_kernel_size` of the side), reflected at the borders."""
     b, c, h, _ = x.shape
-    k = max(3, int(0.1 * h) // 2 * 2 + 1)
+    k = blur_kernel_size(h) if kernel is None else kernel
+    if k < 3 or k % 2 == 0:
+        raise ValueError(f"blur kernel must be odd and at least 3, got {k}")
     sigma = _on(0.1 + 1.9 * torch.rand(b, generator=generator), x).to(x.dtype)
     apply = _on(torch.rand(b, generator=generator) < p, x)
     r = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
@@ -241,3 +349,61 @@ def simclr_view(
     view = color_distort(view, generator, p=color_jitter)
     view = gaussian_blur(view, generator, p=blur)
     return view, crop
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """How a training view is drawn: the similarity transform (rotation in degrees, scale and
+    translation as fractions; all 0: none), the crop and flip, and for ``colour`` views (AUNCE's)
+    the SimCLR colour distortion and blur."""
+
+    size: int
+    similarity: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    colour: bool = True
+    color_jitter: float = 0.8
+    jitter_strengths: tuple[float, float, float, float] = SIMCLR_JITTER
+    grey: float = 0.2
+    blur: float = 0.5
+    blur_kernel: int | None = None
+
+    @classmethod
+    def from_settings(cls, pretrain: dict, size: int, *, colour: bool, similarity: bool = True):
+        """The views of a run's ``pretrain`` settings (config/schema.yaml); ``similarity=False``
+        leaves the similarity transform out."""
+        sim = pretrain.get("similarity", {})
+        return cls(
+            size=size,
+            similarity=(
+                (float(sim.get("rotation", 0)), float(sim.get("scale", 0)),
+                 float(sim.get("translation", 0)))
+                if similarity else (0.0, 0.0, 0.0)
+            ),
+            colour=colour,
+            color_jitter=pretrain.get("color_jitter", 0.8),
+            jitter_strengths=tuple(pretrain.get("jitter_strengths", SIMCLR_JITTER)),
+            blur=pretrain.get("blur", 0.5),
+            blur_kernel=pretrain.get("blur_kernel"),
+        )  # fmt: skip
+
+
+def augment_view(
+    x: Tensor, landmarks: Tensor | None, spec: ViewSpec, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
+    """One augmented view of (B, 3, S, S) images in [0, 1] and their (B, 49, 2) landmarks (None:
+    none): similarity transform, crop and flip, then colour distortion and blur for colour views.
+    Returns the view and the landmarks in its pixels."""
+    if any(spec.similarity):
+        rotation, scale, translation = spec.similarity
+        b, _, h, w = x.shape
+        sim = random_similarity(
+            b, h, w, generator, rotation=rotation, scale=scale, translation=translation
+        )
+        x = apply_similarity(x, sim)
+        landmarks = None if landmarks is None else similarity_landmarks(landmarks, sim)
+    view, crop = random_crop_flip(x, spec.size, generator)
+    if spec.colour:
+        view = color_distort(
+            view, generator, p=spec.color_jitter, strengths=spec.jitter_strengths, p_grey=spec.grey
+        )
+        view = gaussian_blur(view, generator, p=spec.blur, kernel=spec.blur_kernel)
+    return view, None if landmarks is None else crop_landmarks(landmarks, crop)

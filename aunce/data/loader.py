@@ -159,8 +159,15 @@ class CacheReader:
         return tensor.pin_memory() if self.pin else tensor
 
 
-def epoch_batches(rows: np.ndarray, perm: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """The batches of an epoch: ``rows[perm]`` cut into full batches of ``batch_size`` (the last
-    partial batch is dropped: contrastive batches stay full), each sorted for sequential reads."""
-    n_batches = max(1, len(perm) // batch_size)
+def epoch_batches(
+    rows: np.ndarray, perm: np.ndarray, batch_size: int, drop_last: bool = True
+) -> list[np.ndarray]:
+    """The batches of an epoch: ``rows[perm]`` cut into batches of ``batch_size``, each sorted for
+    sequential reads. ``drop_last``: the last partial batch is dropped (contrastive batches stay
+    full); otherwise it is kept (as torch's DataLoader by default, the released code) unless it
+    holds a single frame, which batch norm cannot normalise in training mode."""
+    n = len(perm)
+    n_batches = max(1, n // batch_size)
+    if not drop_last and n % batch_size >= 2 and n > batch_size:
+        n_batches += 1
     return [np.sort(rows[perm[i * batch_size : (i + 1) * batch_size]]) for i in range(n_batches)]

@@ -13,7 +13,9 @@ Choices the spec left to the harness:
 - The FGG batch norm normalises over the K nodes, as in ME-GraphAU's code (``BatchNorm1d(K)``).
 - The tiny size replaces Swin-B with a 3-stage convolutional stem giving the same 7x7 token grid
   (49 tokens) at 56 px, in plain torch so that CPU jobs do not pay timm's import.
-- k (graph neighbours) defaults to 4 for more than 8 AUs (BP4D) and 3 otherwise (DISFA).
+- k (graph neighbours) defaults to 4 for more than 8 AUs (BP4D) and 3 otherwise (DISFA), as
+  ME-GraphAU's configs; ``neighbors`` sets it (config ``encoders.megraph.neighbors``: the AUNCE
+  release keeps ME-GraphAU's default 4 on DISFA too, its conf_graph_au.py).
 """
 
 from __future__ import annotations
