@@ -34,7 +34,7 @@ def test_released_preset_and_overrides():
         "variant": "released",
     }
     assert expand_preset({"loss": "aunce", "preset": "released"})["au_weights"] is False
-    assert set(AUNCE_PRESETS) == {"A", "B", "C", "D", "E", "released"}
+    assert set(AUNCE_PRESETS) == {"A", "B", "C", "D", "E", "released", "released_v1"}
 
 
 def test_default_settings_are_the_paper_values():
