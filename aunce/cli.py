@@ -236,7 +236,8 @@ def cmd_tsne_sample(args) -> None:
 def cmd_plan(args) -> None:
     from aunce.summary import render_summary, summarize
 
-    summary = summarize(args.configfile, results=args.results, schema_path=args.schema)
+    summary = summarize(args.configfile, results=args.results, schema_path=args.schema,
+                        rates_file=args.rates)
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     else:
@@ -512,6 +513,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="results folder whose caches and timing.json files refine the estimates",
     )
     p.add_argument("--schema", type=Path, help="config schema (default config/schema.yaml)")
+    p.add_argument(
+        "--rates",
+        type=Path,
+        help="measured images/s per encoder and loss (benchmarks/gpu.py --rates-out), used where "
+        "the results folder has no comparable timing.json, before the paper's Table 9",
+    )
     p.add_argument("--json", action="store_true", help="the numbers as JSON")
     p.set_defaults(func=cmd_plan)
 

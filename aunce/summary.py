@@ -14,8 +14,9 @@ Where the numbers come from (docs/tables.md, "Planning"):
   whole batches (the last partial batch is dropped).
 - **Seconds per frame.** Measured: the ``timing.json`` of this results folder's pretraining runs
   (Table 9's own output) with the same encoder, size, crop, batch size, loss, mixed precision and
-  device type (cpu or cuda, as the config's ``device``), this run's first;
-  else the paper's Table 9 (baselines/published_cost.csv: MEGraph with Swin-B on one RTX 3090,
+  device type (cpu or cuda, as the config's ``device``), this run's first; else a rates file
+  (``aunce plan --rates``, written by ``benchmarks/gpu.py --rates-out``: :func:`load_rates`) with
+  the same encoder, size, crop, batch size, loss and mixed precision; else the paper's Table 9 (baselines/published_cost.csv: MEGraph with Swin-B on one RTX 3090,
   batch 32; its "Frame Rate" column is seconds per frame), BP4D's figure for datasets the paper did
   not time, and the same figure for every paper-size encoder (the paper times MEGraph only); a tiny
   encoder has no default and its runs are counted apart until measured. GPU-hours count
@@ -35,6 +36,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from aunce import AunceError
 from aunce.baselines import load_published_cost
 from aunce.config import SCHEMA_PATH, dataset_folds, dataset_kind, load_config
 from aunce.data.catalog import DATASET_AUS
@@ -162,13 +164,58 @@ def _rate_key(encoder, size, input_size, batch_size, loss, amp) -> tuple:
     return (encoder, size or "paper", int(input_size), int(batch_size), loss, amp)
 
 
+#: Columns of a rates file (``benchmarks/gpu.py --rates-out``, ``aunce plan --rates``).
+RATES_HEADER = ["encoder", "size", "input_size", "batch_size", "loss", "amp", "device",
+                "images_per_second", "measured_by"]  # fmt: skip
+
+
+def load_rates(path: str | Path) -> list[dict]:
+    """Measured training rates from a CSV with :data:`RATES_HEADER`: one row per encoder, size,
+    crop, batch size, loss and mixed precision, as ``{key, seconds_per_frame, device, source}``.
+    A malformed file is an error naming the line and value."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            if next(reader, None) != RATES_HEADER:
+                raise AunceError(f"{path}: line 1: header must be '{','.join(RATES_HEADER)}'")
+            out = []
+            for fields in reader:
+                if not fields:
+                    continue
+                if len(fields) != len(RATES_HEADER):
+                    raise AunceError(f"{path}: line {reader.line_num}: expected "
+                                     f"{len(RATES_HEADER)} fields, found {len(fields)}")  # fmt: skip
+                row = dict(zip(RATES_HEADER, fields, strict=True))
+                for name in ("input_size", "batch_size", "images_per_second"):
+                    try:
+                        value = float(row[name])
+                    except ValueError:
+                        value = float("nan")
+                    if not value > 0:
+                        raise AunceError(f"{path}: line {reader.line_num}: {name} "
+                                         f"'{row[name]}' is not a positive number")  # fmt: skip
+                out.append({
+                    "key": _rate_key(row["encoder"], row["size"], float(row["input_size"]),
+                                     float(row["batch_size"]), row["loss"], row["amp"]),
+                    "seconds_per_frame": 1.0 / float(row["images_per_second"]),
+                    "device": row["device"],
+                    "source": f"{path.name}: {row['device']}, {row['measured_by']}",
+                })  # fmt: skip
+    except FileNotFoundError:
+        raise AunceError(f"{path}: rates file not found") from None
+    return out
+
+
 class Rates:
     """Seconds per pretraining frame of a run: measured where this results folder has comparable
     runs, else the paper's Table 9."""
 
-    def __init__(self, plan: Plan, results: Path, published_cost: Path):
+    def __init__(self, plan: Plan, results: Path, published_cost: Path,
+                 benchmarked: list[dict] = ()):  # fmt: skip
         self.plan = plan
         self.measured = measured_rates(results)
+        self.benchmarked = list(benchmarked)
         self.paper = {(r["dataset"], r["method"].lower()): r["seconds_per_frame"]
                       for r in load_published_cost(published_cost)}  # fmt: skip
         self.used: dict[tuple, dict] = {}
@@ -198,6 +245,10 @@ class Rates:
                     "source": f"measured: {len(found)} timing.json "
                               f"({'this run' if own else 'same encoder and loss'}; "
                               f"{', '.join(devices)})"}  # fmt: skip
+        bench = [b for b in self.benchmarked if b["key"] == key]
+        if bench:  # the last row of the file wins, as a later measurement
+            return {"seconds_per_frame": bench[-1]["seconds_per_frame"],
+                    "source": f"benchmarked: {bench[-1]['source']}"}  # fmt: skip
         if key[1] != "paper":
             return {"seconds_per_frame": None,
                     "source": f"not measured: the paper times paper-size encoders only ({key[1]} "
@@ -237,7 +288,7 @@ def num_aus(plan: Plan, ds: str) -> int:
 # --- the summary --------------------------------------------------------------------------------
 def summarize(
     configfiles, results: str | Path = "results", schema_path: str | Path | None = None,
-    published_cost: str | Path | None = None,
+    published_cost: str | Path | None = None, rates_file: str | Path | None = None,
 ) -> dict:  # fmt: skip
     """The numbers ``aunce plan`` prints, as a dict (``--json``); see the module docstring."""
     paths = [Path(p) for p in ([configfiles] if isinstance(configfiles, (str, Path))
@@ -246,7 +297,7 @@ def summarize(
     plan = make_plan(config)
     results = Path(results)
     cost_file = Path(published_cost or Path(__file__).resolve().parent.parent / PUBLISHED_COST)
-    rates = Rates(plan, results, cost_file)
+    rates = Rates(plan, results, cost_file, load_rates(rates_file) if rates_file else ())
     frames = {ds: dataset_frames(plan, ds, results) for ds in _datasets_used(plan)}
     all_jobs = jobs(plan)
     kept = kept_encoders(plan)

@@ -342,6 +342,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 peak")
     parser.add_argument("--methods", nargs="+", default=["aunce", "wce"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")
+    parser.add_argument(
+        "--rates-out",
+        type=Path,
+        help="write the harness loop's images/s per loss as a rates file for `aunce plan --rates`",
+    )
     args = parser.parse_args(argv)
     # (a) keeps the release's 4 workers whatever the machine's core count
     warnings.filterwarnings("ignore", message="This DataLoader will create")
@@ -369,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("| loop | loss | images/s | s per BP4D epoch | TFLOP/s | share of bf16 peak |")
         print("| --- | --- | ---: | ---: | ---: | ---: |")
-        ratios = {}
+        ratios, rate_rows = {}, []
         for method in args.methods:
             settings = benchmark_settings(method, args, device)
             two_views = settings["method"]["loss"] == "aunce"
@@ -388,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{tflops:.3g} | {share} |"
                 )
             ratios[method] = rates["(b) harness"] / rates["(a) released"]
+            rate_rows.append(rates_row(settings, name, rates["(b) harness"]))
         print()
         for method, ratio in ratios.items():
             print(f"- {method}: harness / released images per second = {ratio:.2f}")
@@ -399,6 +405,40 @@ def main(argv: list[str] | None = None) -> None:
             f"(without / with = {overlap[0] / overlap[2]:.2f}; median of {args.repeats} "
             "alternated epochs each)"
         )
+
+        if args.rates_out:
+            write_rates(args.rates_out, rate_rows)
+            print(f"- rates for `aunce plan --rates`: {args.rates_out}")
+
+
+def rates_row(settings: dict, device_name: str, images_per_second: float) -> dict:
+    """One row of a rates file (aunce.summary.RATES_HEADER) for the harness loop's rate."""
+    return {
+        "encoder": settings["encoder"]["name"],
+        "size": settings["encoder"].get("size") or "paper",
+        "input_size": settings["image"]["input_size"],
+        "batch_size": settings["pretrain"]["batch_size"],
+        "loss": settings["method"]["loss"],
+        "amp": settings["amp"],
+        "device": device_name.replace(",", " "),
+        "images_per_second": f"{images_per_second:.4g}",
+        "measured_by": f"benchmarks/gpu.py {datetime.date.today().isoformat()} git {git_revision()}",
+    }
+
+
+def write_rates(path: Path, rows: list[dict]) -> None:
+    """The rates file, written whole (a temporary file renamed), read by ``aunce plan --rates``."""
+    import csv
+
+    from aunce.summary import RATES_HEADER
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, RATES_HEADER)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -207,3 +207,79 @@ def test_a_malformed_published_cost_file_is_named(tmp_path, small):
     bad.write_text("table,dataset,method,source,seconds_per_frame,epoch_seconds\nt,bp4d,WCE,x,fast,1\n")
     with pytest.raises(AunceError, match=r"cost\.csv: line 2: 'fast' is not a number"):
         summarize([config], results=results, published_cost=bad)
+
+
+RATES_CSV = (
+    "encoder,size,input_size,batch_size,loss,amp,device,images_per_second,measured_by\n"
+    "megraph,paper,224,4,wce,none,NVIDIA H200,400,benchmarks/gpu.py 2026-12-03 git abc\n"
+    "roi,paper,224,4,wce,none,NVIDIA H200,250,benchmarks/gpu.py 2026-12-03 git abc\n"
+    "megraph,paper,224,4,aunce,none,NVIDIA H200,50,benchmarks/gpu.py 2026-12-03 git abc\n"
+)
+
+
+def test_a_rates_file_comes_before_the_paper_and_after_this_run(small, tmp_path, capsys):
+    """`aunce plan --rates` (benchmarks/gpu.py --rates-out): a benchmarked rate replaces the
+    paper's Table 9 for its encoder and loss; this results folder's own timing.json still wins."""
+    config, results = small
+    rates_file = tmp_path / "rates.csv"
+    rates_file.write_text(RATES_CSV)
+    s = summarize([config], results=results, rates_file=rates_file)
+    rates = {(r["encoder"], r["method"]): r for r in s["rates"]}
+    assert rates[("megraph", "wce")]["seconds_per_frame"] == pytest.approx(1 / 400)
+    assert rates[("megraph", "wce")]["source"] == (
+        "benchmarked: rates.csv: NVIDIA H200, benchmarks/gpu.py 2026-12-03 git abc"
+    )
+    assert rates[("roi", "wce")]["seconds_per_frame"] == pytest.approx(1 / 250)
+    # the timing.json of this run (100 frames/s) beats the file's 50 images/s
+    assert rates[("megraph", "aunce")]["seconds_per_frame"] == pytest.approx(1 / 100)
+    seen = 20 + 20 + 16  # frames per epoch of folds 1-3 in whole batches of 4 (see above)
+    hours = 3 * (2 * seen * (1 / 100) + 28 / 100 + 2 * seen / 400 + 2 * 20 / 250) / 3600
+    assert s["gpu_hours"] == pytest.approx(hours)
+    assert main(["plan", "--configfile", str(config), "--results", str(results),
+                 "--rates", str(rates_file)]) == 0  # fmt: skip
+    assert "benchmarked: rates.csv: NVIDIA H200" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("megraph,paper,224,4,wce,none,H200,fast,x", r"line 2: images_per_second 'fast' is not a"),
+        ("megraph,paper,224,4,wce,none,H200,-3,x", r"line 2: images_per_second '-3' is not a"),
+        ("megraph,paper,224,4,wce,none,H200", r"line 2: expected 9 fields, found 7"),
+    ],
+)
+def test_a_malformed_rates_file_is_named(small, tmp_path, line, message):
+    config, results = small
+    bad = tmp_path / "rates.csv"
+    bad.write_text(RATES_CSV.splitlines()[0] + "\n" + line + "\n")
+    with pytest.raises(AunceError, match=r"rates\.csv: " + message):
+        summarize([config], results=results, rates_file=bad)
+    with pytest.raises(AunceError, match=r"nope\.csv: rates file not found"):
+        summarize([config], results=results, rates_file=tmp_path / "nope.csv")
+
+
+def test_the_gpu_benchmark_writes_a_rates_file_the_plan_reads(tmp_path):
+    """benchmarks/gpu.py --rates-out: its rows key the default's MEGraph runs (--quick: the tiny
+    MEGraph at the CPU geometry), so `aunce plan --rates` prices them."""
+    import importlib.util
+    import types
+
+    from aunce.summary import load_rates
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks" / "gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = types.SimpleNamespace(quick=True, compile=False, threads=1)
+    import torch
+
+    rows = [bench.rates_row(bench.benchmark_settings(m, args, torch.device("cpu")), "a, CPU", r)
+            for m, r in (("aunce", 80.0), ("wce", 160.0))]  # fmt: skip
+    out = tmp_path / "rates.csv"
+    bench.write_rates(out, rows)
+    loaded = load_rates(out)
+    assert [r["seconds_per_frame"] for r in loaded] == [1 / 80, 1 / 160]
+    assert loaded[0]["device"] == "a  CPU"  # a comma in the device name would split the row
+    s = summarize([REPO / "config" / "config.yaml"], results=tmp_path / "none", rates_file=out)
+    rates = {(r["encoder"], r["loss"]): r for r in s["rates"]}
+    assert rates[("megraph", "aunce")]["seconds_per_frame"] == pytest.approx(1 / 80)
+    assert rates[("megraph", "aunce")]["source"].startswith("benchmarked: rates.csv")
