@@ -18,8 +18,9 @@ Where the numbers come from (docs/tables.md, "Planning"):
   (``aunce plan --rates``, written by ``benchmarks/gpu.py --rates-out``: :func:`load_rates`) with
   the same encoder, size, crop, batch size, loss and mixed precision; else the paper's Table 9
   (baselines/published_cost.csv: MEGraph with Swin-B on one RTX 3090, batch 32; its "Frame Rate"
-  column is seconds per frame), BP4D's figure for datasets the paper did not time, and the same figure for every paper-size encoder (the paper times MEGraph only); a tiny
-  encoder has no default and its runs are counted apart until measured. GPU-hours count
+  column is seconds per frame), BP4D's figure for datasets the paper did not time, and the same
+  figure for every paper-size encoder (the paper times MEGraph only); a tiny encoder has no
+  default and its runs are counted apart until measured. GPU-hours count
   pretraining epochs; embedding (one forward pass over each frame) and linear evaluation add about
   1 % at 60 epochs and are left out.
 - **Bytes.** encoder.pt: the encoder's state (:data:`ENCODER_STATE_BYTES`, measured with
