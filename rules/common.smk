@@ -257,8 +257,11 @@ def fused_files(stage, ds, enc, runs, name, methods):
     return [f"results/{stage}/{ds}/{enc}/{m}/fold-{f}/seed-{s}/{name}" for m in methods for f, s in runs]
 
 
-def as_json(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+def as_json(obj, sort_keys=True):
+    """A job's settings as one JSON argument; keys sorted (a reordered config reruns nothing)
+    unless their order means something (the resolved config: the plan names derived methods in
+    the order of the tables)."""
+    return json.dumps(obj, sort_keys=sort_keys, separators=(",", ":"))
 
 
 def encoder_settings(name):

@@ -160,7 +160,7 @@ rule resolved_config:
     output:
         "results/config.yaml",
     params:
-        config=as_json(config),
+        config=as_json(config, sort_keys=False),  # table order names the plan's derived methods
     log:
         "results/logs/config.log",
     localrule: True
