@@ -213,6 +213,12 @@ def _check_values(config: dict) -> list[str]:
                 f"encoders.{name}.neighbors: {encoder['neighbors']}: only megraph has a graph of "
                 "AU nodes (drop the key)"
             )
+    for name in (config.get("warm_start") or {}).get("encoder_epochs") or {}:
+        if name not in config.get("encoders", {}):
+            problems.append(
+                f"warm_start.encoder_epochs: '{name}' is not one of the config's encoders "
+                f"({', '.join(config.get('encoders', {}))})"
+            )
     linear = config.get("linear_eval", {})
     if linear.get("features", "embeddings") == "embeddings":
         for key, default in (("encoder_mode", "eval"), ("augment", "crop")):
@@ -275,6 +281,16 @@ def resolved_linear_eval(config: dict, dataset: str | None = None) -> dict:
     if dataset is not None and isinstance(linear.get("augment"), dict):
         linear["augment"] = linear_eval_augment(linear["augment"], dataset)
     return linear
+
+
+def resolved_warm_start(config: dict, encoder: str) -> dict:
+    """The ``warm_start`` settings of ``encoder``'s warm-start job: ``encoder_epochs`` gives some
+    encoders their own epochs (and is left out, so that another encoder's budget reruns nothing)."""
+    warm = dict(config.get("warm_start") or {})
+    per_encoder = warm.pop("encoder_epochs", None) or {}
+    if encoder in per_encoder:
+        warm["epochs"] = per_encoder[encoder]
+    return warm
 
 
 def linear_eval_augment(augment: str | dict, dataset: str) -> str:

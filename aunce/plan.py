@@ -438,9 +438,18 @@ def _cross(plan, table, spec, provenance):
 
     enc, epochs = spec["encoder"], spec.get("epochs")
     seeds = list(spec.get("seeds") or plan.seeds)
-    methods = [plan.method(m, epochs) for m in spec["methods"]]
+    # epochs: one budget, or one per source dataset ({bp4d: 10, gft: 24}: reuse the models the
+    # within-dataset tables train); the table's rows are named by the methods at its first budget
+    by_source = epochs if isinstance(epochs, dict) else {}
+    for src in by_source:
+        if src not in {pair[0] for pair in spec["pairs"]}:
+            raise AunceError(f"tables.{table}.epochs: '{src}' is not a source dataset of its pairs")
+    methods = [plan.method(m, None if by_source else epochs) for m in spec["methods"]]
     directions = []
     for src, tgt in spec["pairs"]:
+        src_epochs = by_source.get(src) if by_source else epochs
+        runs = {m: plan.method(base, src_epochs) for m, base in zip(methods, spec["methods"],
+                                                                    strict=True)}  # fmt: skip
         src_folds = [f for f in dataset_folds(plan.datasets[src]) if f != "all"]
         tgt_folds = [f for f in dataset_folds(plan.datasets[tgt]) if f != "all"]
         if spec.get("folds"):
@@ -455,7 +464,9 @@ def _cross(plan, table, spec, provenance):
             {
                 "name": name,
                 "label": f"{src} -> {tgt}",
-                "metrics": {m: plan.need_cross(src, tgt, enc, m, pairs, seeds) for m in methods},
+                "metrics": {m: plan.need_cross(src, tgt, enc, runs[m], pairs, seeds)
+                            for m in methods},  # fmt: skip
+                "epochs": src_epochs or plan.config["pretrain"]["epochs"],
             }
         )
     return {
@@ -475,7 +486,9 @@ def _cross(plan, table, spec, provenance):
             "BP4D -> GFT: each source fold's model evaluated on the target's test split, averaged; "
             "GFT -> BP4D: the source model evaluated on each target test fold, averaged. The linear "
             "head is trained on the source training split, on the shared AUs only.",
-            f"mean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
+            f"mean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
+            "pretraining epochs of the source models: "
+            + ", ".join(f"{d['label']} {d['epochs']}" for d in directions) + ".",
             *_split_notes(plan, [n for pair in spec["pairs"] for n in pair]),
             _threshold_note(plan),
             provenance,

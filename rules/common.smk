@@ -14,7 +14,7 @@ from snakemake.logging import logger
 
 import aunce
 from aunce import AunceError
-from aunce.config import check_config, resolved_linear_eval
+from aunce.config import check_config, resolved_linear_eval, resolved_warm_start
 from aunce.claims import data_kind, load_claims
 from aunce.claims import inputs as claim_inputs
 from aunce.plan import (
@@ -178,7 +178,8 @@ def warm_population_args():
 
 def warm_start_settings(encoder):
     return {"encoder": dict(config["encoders"][encoder], name=encoder), "image": config["image"],
-            "warm_start": config["warm_start"], "device": config["device"], "threads": TORCH_THREADS}
+            "warm_start": resolved_warm_start(config, encoder), "device": config["device"],
+            "threads": TORCH_THREADS}
 
 
 wildcard_constraints:

@@ -244,3 +244,29 @@ def test_tsne_panels_per_dataset_read_kept_samples():
     assert spec["panels"][3]["embeddings"] == "results/embed/gft/megraph/wce/fold-split/seed-1/tsne_n50.npz"
     assert spec["inputs"]["embeddings"] == [p["embeddings"] for p in spec["panels"]]
     assert plan.runs[("gft", "megraph", "aunce")] == {("split", 1)}  # model E is the base
+
+
+def test_cross_table_epochs_per_source_reuse_the_within_dataset_models():
+    """Table 7 with `epochs: {gft: 24}`: its GFT models are Table 5's 24-epoch ones and its BP4D
+    models Table 2's (pretrain.epochs); no run is trained for Table 7 alone."""
+    tables = {
+        "table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["aunce", "wce"]},
+        "table5": {"dataset": "gft", "encoder": "megraph", "methods": ["aunce", "wce"],
+                   "epochs": 24},
+        "table7": {"kind": "cross", "pairs": [["bp4d", "gft"], ["gft", "bp4d"]],
+                   "encoder": "megraph", "methods": ["wce", "aunce"], "epochs": {"gft": 24}},
+    }  # fmt: skip
+    plan = plan_of(tables)
+    assert set(plan.runs) == {("bp4d", "megraph", m) for m in ("aunce", "wce")} | {
+        ("gft", "megraph", m) for m in ("aunce-e24", "wce-e24")
+    }
+    assert plan.table_runs["table7"] <= plan.table_runs["table2"] | plan.table_runs["table5"]
+    spec = plan.tables["table7"]
+    assert spec["methods"] == [["wce", "WCE"], ["aunce", "AUNCE"]]  # the rows, by the table's names
+    gft_to_bp4d = spec["directions"][1]
+    assert gft_to_bp4d["epochs"] == 24 and spec["directions"][0]["epochs"] == plan.config[
+        "pretrain"]["epochs"]  # fmt: skip
+    assert gft_to_bp4d["metrics"]["wce"][0].startswith("results/cross/gft-to-bp4d/megraph/wce-e24/")
+    assert any("gft -> bp4d 24" in note for note in spec["notes"])
+    with pytest.raises(AunceError, match=r"tables.table7.epochs: 'bp4d_plus' is not a source"):
+        plan_of(dict(tables, table7=dict(tables["table7"], epochs={"bp4d_plus": 3})))

@@ -216,7 +216,12 @@ def shipped(name):
 
 
 def test_default_warm_starts_every_encoder_and_trains_tables_2_to_6_fully():
+    from aunce.config import resolved_warm_start
+
     cfg = shipped("config.yaml")
+    # MEGraph, the encoder of Tables 2-7, gets the full warm start
+    assert resolved_warm_start(cfg, "megraph")["epochs"] == cfg["warm_start"]["epochs"]
+    assert "encoder_epochs" not in resolved_warm_start(cfg, "jaanet")
     assert {e["pretrained"] for e in cfg["encoders"].values()} == {"warm"}
     assert len(cfg["seeds"]) >= 2
     for table in ("table2", "table3", "table4", "table5", "table6"):
@@ -231,6 +236,24 @@ def test_evidence_config_runs_every_table_on_every_fold_with_three_seeds():
     for table, spec in cfg["tables"].items():
         assert "folds" not in spec and "seeds" not in spec, table
     default = shipped("config.yaml")
-    shared = ("datasets", "image", "encoders", "warm_start", "pretrain", "linear_eval", "methods")
+    shared = ("datasets", "image", "encoders", "pretrain", "linear_eval", "methods")
     for key in shared:  # the default's experiment, a larger budget
         assert cfg[key] == default[key], key
+    # the same warm starts, every encoder's at full length (the default halves the encoders only
+    # its quick Table 8 uses)
+    assert "encoder_epochs" not in cfg["warm_start"]
+    assert cfg["warm_start"] == {k: v for k, v in default["warm_start"].items()
+                                 if k != "encoder_epochs"}  # fmt: skip
+
+
+def test_encoder_epochs_give_one_encoder_its_own_warm_start_budget(tmp_path):
+    from aunce import AunceError
+    from aunce.config import check_config, resolved_warm_start
+
+    cfg = shipped("config.yaml")
+    cfg["warm_start"]["encoder_epochs"] = {"roi": 3}
+    assert resolved_warm_start(cfg, "roi")["epochs"] == 3
+    assert resolved_warm_start(cfg, "jaanet") == resolved_warm_start(cfg, "megraph")
+    cfg["warm_start"]["encoder_epochs"] = {"vgg": 3}
+    with pytest.raises(AunceError, match=r"warm_start.encoder_epochs: 'vgg' is not one of the"):
+        check_config(cfg)
