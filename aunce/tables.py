@@ -248,6 +248,11 @@ def build(table_id: str, spec: dict, read_json) -> Table:
     raise ValueError(f"{table_id}: unknown table kind '{kind}'")
 
 
+def _renamed(record: dict, method: str) -> dict:
+    """A metrics.json record filed under the method name of its table row."""
+    return dict(record, run=dict(record["run"], method=method))
+
+
 def significance(spec: dict, read_json) -> pd.DataFrame:
     """Paired tests between the methods a table ran (pairs: same fold and seed), Holm-corrected
     over the table (aunce.stats.significance_table). Empty (header only) when fewer than two methods
@@ -260,7 +265,12 @@ def significance(spec: dict, read_json) -> pd.DataFrame:
         return empty
     metrics = spec["inputs"]["metrics"]
     files = [p for ps in metrics.values() for p in ps] if isinstance(metrics, dict) else metrics
-    runs = runs_frame([read_json(p) for p in files])
+    if kind == "cross":  # a row's runs may differ by direction (epochs per source): the row's name
+        records = [_renamed(read_json(p), name) for d in spec["directions"]
+                   for name, _ in spec["methods"] for p in d["metrics"][name]]  # fmt: skip
+        runs = runs_frame(records)
+    else:
+        runs = runs_frame([read_json(p) for p in files])
     if kind == "grid":
         base = spec["baseline"]
         pairs = sorted({(m, base) for m in runs["method"].unique() if m != base})

@@ -183,3 +183,32 @@ def test_cost_table_units_and_the_papers_rows(repo):
     md = render_markdown(table)
     assert "| O(K (2B)^2 D) |" in md and "0.0138" in md and "1388.0" in md
     assert "O(K (2B)\\^{}2 D)" in render_latex(table)  # ^ is a LaTeX special character
+
+
+def test_cross_significance_pairs_a_rows_runs_across_directions_of_other_budgets():
+    """Table 7 with epochs per source: the WCE row is `wce` (BP4D -> GFT) and `wce-e24`
+    (GFT -> BP4D). The tests pair the rows by their table names, per direction."""
+    from aunce.tables import significance
+
+    rng = np.random.default_rng(1)
+    files = {}
+    spec = {"kind": "cross", "methods": [["wce", "WCE"], ["aunce", "AUNCE"]], "directions": [],
+            "inputs": {"metrics": []}}  # fmt: skip
+    for direction, suffix in (("bp4d->gft", ""), ("gft->bp4d", "-e24")):
+        metrics = {}
+        for name in ("wce", "aunce"):
+            paths = []
+            for seed in (1, 2, 3):
+                rec = record(name + suffix, "1", seed, *rng.random(2))
+                rec["run"]["dataset"] = direction
+                path = f"{direction}/{name}{suffix}/{seed}.json"
+                files[path] = rec
+                paths.append(path)
+            metrics[name] = paths
+        spec["directions"].append({"label": direction, "metrics": metrics})
+        spec["inputs"]["metrics"] += [p for ps in metrics.values() for p in ps]
+    table = significance(spec, files.__getitem__)
+    macro = table[table["value"] == "f1_macro"]
+    assert len(macro) == 2  # one WCE-AUNCE comparison per direction
+    assert set(macro["method_a"]) == {"wce"} and set(macro["method_b"]) == {"aunce"}
+    assert (macro["n_pairs"] == 3).all()
