@@ -107,9 +107,12 @@ def _runs(args) -> list[tuple[str, int]]:
 
 
 def cmd_pretrain(args) -> None:
+    from aunce.progress import JOB
     from aunce.train import pretrain
 
-    pretrain(args.cache, args.settings, _runs(args), args.out, checkpoints=args.checkpoints)
+    runs = _runs(args)
+    JOB.expect([args.settings["pretrain"]["epochs"]] * len(runs))
+    pretrain(args.cache, args.settings, runs, args.out, checkpoints=args.checkpoints)
 
 
 def cmd_embed(args) -> None:
@@ -134,9 +137,16 @@ def cmd_train_eval(args) -> None:
     ``<results>/<stage>/<cell>/<method>``, checkpoints below ``<results>/checkpoints/pretrain/...``
     until every method of the unit is done (a rerun restores the runs that had finished)."""
     from aunce.evaluate import embed, linear_eval
+    from aunce.progress import JOB
     from aunce.train import checkpoint_root, pretrain, remove_checkpoints
 
     runs, root = _runs(args), args.results
+    for s in args.settings.values():
+        JOB.expect([s["pretrain"]["pretrain"]["epochs"]] * len(runs))
+    log.info(
+        "job: %d method(s) x %d run(s) of %s (fold:seed %s), each pretrained, embedded and "
+        "evaluated", len(args.settings), len(runs), args.cell, ",".join(f"{f}:{s}" for f, s in runs),
+    )  # fmt: skip
     for method, s in args.settings.items():
         cell = f"{args.cell}/{method}"
         log.info("method %s: %d run(s)", method, len(runs))

@@ -79,6 +79,51 @@ def load_config(*paths: str | Path, schema_path: str | Path = SCHEMA_PATH) -> di
         raise AunceError(f"{' + '.join(map(str, paths))}: {err}") from None
 
 
+def retype_overrides(config: dict, overrides, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Read as YAML the strings of ``snakemake --config`` that the schema refuses as strings.
+
+    Snakemake parses ``--config key=value`` itself: a top-level number or boolean gets its type, but
+    inside a mapping or a list every value stays a string (``pretrain={"epochs": 3}`` gives
+    ``epochs: '3'``). Each such string given in ``overrides`` (Snakemake's parsed ``--config``)
+    whose place in the schema wants another type is replaced by its YAML reading when that reading
+    fits (``3``, ``1.0e-3``, ``true``, ``null``); a string that is one stays a string. In place."""
+    import jsonschema
+
+    if not overrides or not isinstance(config, dict):
+        return config
+    validator = jsonschema.Draft202012Validator(load_yaml(schema_path))
+    for _ in range(1000):  # one value per pass; a config has far fewer
+        for error in validator.iter_errors(config):
+            if not isinstance(error.instance, str) or not _given(overrides, error.absolute_path):
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if isinstance(value, str) or not validator.evolve(schema=error.schema).is_valid(value):
+                continue
+            *parents, last = error.absolute_path
+            node = config
+            for key in parents:
+                node = node[key]
+            node[last] = value
+            break
+        else:
+            return config
+    return config
+
+
+def _given(overrides, path) -> bool:
+    """Whether ``path`` (keys and list indices) leads to a string value in ``overrides``."""
+    node = overrides
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(node, str)
+
+
 def merge_config(base: dict, overlay: dict) -> dict:
     """Recursively update ``base`` with ``overlay`` (nested mappings merge, other values replace)."""
     for key, value in overlay.items():
