@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from aunce import AunceError
+from aunce.hints import did_you_mean
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
@@ -161,8 +162,13 @@ def _message(error) -> str:
     if error.validator == "not":
         return f"not allowed here ({error.schema.get('description', 'see config/schema.yaml')})"
     if error.validator == "additionalProperties":
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unknown key (allowed here: {allowed})"
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        hint = "".join(did_you_mean(key, known) for key in extra)
+        return f"unknown key ({hint}allowed here: {', '.join(known)})"
+    if error.validator == "enum":
+        hint = did_you_mean(error.instance, error.validator_value).removesuffix("? ")
+        return error.message + (f" ({hint}?)" if hint else "")
     if error.validator == "pattern":
         return _pattern_message(error)
     return error.message
@@ -179,7 +185,8 @@ def _pattern_message(error) -> str:
     if not colon:
         return (
             f"'{value}' is not aunce, wce, wfl or the import path of a function of yours "
-            "(package.module:function, with a colon before the function)"
+            f"({did_you_mean(value, ('aunce', 'wce', 'wfl'))}package.module:function, with a "
+            "colon before the function)"
         )
     dotted = module.removeprefix("./").removesuffix(".py").replace("\\", "/").replace("/", ".")
     hint = f"'{dotted}:{function}'"
@@ -215,9 +222,10 @@ def _check_references(config: dict) -> list[str]:
             for name in names:
                 if name not in config.get(known, {}):
                     defined = ", ".join(sorted(config.get(known, {}))) or "none"
+                    hint = did_you_mean(name, config.get(known, {}))
                     problems.append(
                         f"tables.{table}.{key}: '{name}' is not defined under '{known}' "
-                        f"(defined: {defined})"
+                        f"({hint}defined: {defined})"
                     )
         if spec.get("kind") == "noise" and spec.get("dataset") in config.get("datasets", {}):
             if config["datasets"][spec["dataset"]]["source"] != "synthetic":
