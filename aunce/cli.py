@@ -106,12 +106,20 @@ def _runs(args) -> list[tuple[str, int]]:
     return [(f, s) for f in args.folds for s in args.seeds]
 
 
+def _epochs(settings) -> int:
+    """The pretraining epochs of a run's settings, for its job's progress lines (0: not given)."""
+    try:
+        return int(settings["pretrain"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
 def cmd_pretrain(args) -> None:
     from aunce.progress import JOB
     from aunce.train import pretrain
 
     runs = _runs(args)
-    JOB.expect([args.settings["pretrain"]["epochs"]] * len(runs))
+    JOB.expect([_epochs(args.settings)] * len(runs))
     pretrain(args.cache, args.settings, runs, args.out, checkpoints=args.checkpoints)
 
 
@@ -142,7 +150,7 @@ def cmd_train_eval(args) -> None:
 
     runs, root = _runs(args), args.results
     for s in args.settings.values():
-        JOB.expect([s["pretrain"]["pretrain"]["epochs"]] * len(runs))
+        JOB.expect([_epochs(s.get("pretrain") if isinstance(s, dict) else None)] * len(runs))
     log.info(
         "job: %d method(s) x %d run(s) of %s (fold:seed %s), each pretrained, embedded and "
         "evaluated", len(args.settings), len(runs), args.cell, ",".join(f"{f}:{s}" for f, s in runs),
