@@ -8,6 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements.lock
+# One config file, or a base and overlays: CONFIG="config/config.yaml config/mine.yaml".
 CONFIG ?= config/config.yaml
 CORES  ?= 1
 # The folder the run works in: its results go to $(DIR)/results (README, "Where results go"),
@@ -17,7 +18,6 @@ DIR    ?= .
 OVERWRITE ?=
 # Extra arguments for Snakemake, e.g. `make run SNAKEMAKE_ARGS="-n"`.
 SNAKEMAKE_ARGS ?=
-IN_DIR = $(if $(filter-out .,$(DIR)),--directory "$(DIR)")
 
 .PHONY: setup run report status test lint lock clean
 
@@ -32,10 +32,10 @@ $(STAMP): pyproject.toml $(LOCK)
 
 run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(STAMP)
-	@test -f "$(CONFIG)" || { echo "error: config file '$(CONFIG)' not found (set CONFIG=path/to/config.yaml)" >&2; exit 2; }
+	@for f in $(CONFIG); do test -f "$$f" || { echo "error: config file '$$f' not found (set CONFIG=path/to/config.yaml)" >&2; exit 2; }; done
 	@mkdir -p "$(DIR)"
 	@$(BIN)/aunce unlock-stale --directory "$(DIR)"  # a lock left by a crash or a kill (docs/recovery.md)
-	$(BIN)/snakemake all --cores $(CORES) --resources gpu=1 $(IN_DIR) --configfile="$(CONFIG)" $(if $(OVERWRITE),--config overwrite=true) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake all --cores $(CORES) --resources gpu=1 --configfile $(CONFIG) --directory "$(DIR)" $(if $(OVERWRITE),--config overwrite=true) $(SNAKEMAKE_ARGS)
 
 # Where the run in DIR is: each job's state, progress and ETA, and the expected end.
 status: $(STAMP)
@@ -44,7 +44,7 @@ status: $(STAMP)
 # Snakemake's HTML report of the last run of CONFIG in DIR (verdicts on its front page; docs/report.md).
 report: export PATH := $(CURDIR)/$(BIN):$(PATH)
 report: $(STAMP)
-	$(BIN)/snakemake --report results/report.html $(IN_DIR) --configfile="$(CONFIG)" $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --report results/report.html --configfile $(CONFIG) --directory "$(DIR)" $(SNAKEMAKE_ARGS)
 
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
 test: $(STAMP)

@@ -79,8 +79,8 @@ def test_make_run_puts_a_run_in_the_folder_dir_names():
     proc = subprocess.run(["make", "-n", "run", "DIR=runs/smoke", "CONFIG=config/smoke.yaml",
                            "OVERWRITE=1"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert 'aunce unlock-stale --directory "runs/smoke"' in proc.stdout
-    assert ('snakemake all --cores 1 --resources gpu=1 --directory "runs/smoke" '
-            '--configfile="config/smoke.yaml" --config overwrite=true') in proc.stdout  # fmt: skip
+    assert ('snakemake all --cores 1 --resources gpu=1 --configfile config/smoke.yaml '
+            '--directory "runs/smoke" --config overwrite=true') in proc.stdout  # fmt: skip
     proc = subprocess.run(["make", "-n", "status", "DIR=runs/smoke"], cwd=REPO,
                           capture_output=True, text=True)  # fmt: skip
     assert 'aunce status "runs/smoke"' in proc.stdout
