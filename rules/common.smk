@@ -79,7 +79,7 @@ def _shown(path):
 CONFIG_FILES = list(dict.fromkeys(_shown(f) for f in workflow.configfiles))
 
 
-# --- what each job asks a scheduler for (config `resources`; README, "SLURM") ------------------
+# --- what each job asks a scheduler for (config `resources`; docs/cluster.md) --------------
 # A job's threads are its CPUs (sbatch --cpus-per-task; on one machine capped by --cores); a data
 # job gets `--workers {threads}` in its command, not a machine-dependent param, so that results
 # made on a node with another core count are not rerun. Training and embedding jobs hold the

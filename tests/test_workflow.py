@@ -199,7 +199,7 @@ def test_readme_has_the_known_forms():
 def test_make_run_is_the_documented_command():
     proc = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True)
     assert "snakemake all --cores 1 --resources gpu=1" in proc.stdout
-    unlock = proc.stdout.index("aunce unlock-stale")  # a stale lock first (README, "After a crash")
+    unlock = proc.stdout.index("aunce unlock-stale")  # a stale lock first (docs/recovery.md, "After a crash")
     assert unlock < proc.stdout.index("snakemake all")
 
 
@@ -269,7 +269,7 @@ def test_recovery_after_kill_9_is_make_run(tmp_path):
     """A workflow killed with kill -9 leaves Snakemake's lock: the plain command stops with
     LockException; `aunce unlock-stale` (what `make run` does first) removes it, as no Snakemake
     runs there any more, and the plain command then finishes. The workflow profile
-    profiles/default makes the plain command rerun incomplete jobs (README, "After a crash")."""
+    profiles/default makes the plain command rerun incomplete jobs (docs/recovery.md, "After a crash")."""
     import signal
     import time
 
