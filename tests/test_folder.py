@@ -142,3 +142,21 @@ def test_a_misspelt_command_gets_a_did_you_mean():
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run([str(BIN / "aunce"), "stauts"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and proc.stderr.rstrip().endswith("did you mean 'status'?")
+
+
+def test_a_folder_from_before_the_record_is_compared_by_its_resolved_config(tmp_path):
+    """A results folder with results/config.yaml (the resolved config, noise tables' datasets
+    included) but no results/run.json: its resolved config is what a run is compared with."""
+    from aunce.plan import make_plan
+
+    def resolved(path):
+        config = load_config(path)
+        return config, dict(copy.deepcopy(config), datasets=make_plan(copy.deepcopy(config)).datasets)
+
+    default, default_resolved = resolved(DEFAULT)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "config.yaml").write_text(yaml.safe_dump(default_resolved))
+    check_folder(default, default_resolved, tmp_path)
+    smoke, smoke_resolved = resolved(SMOKE)
+    with pytest.raises(AunceError, match=r"holds the results of another config \(results/config"):
+        check_folder(smoke, smoke_resolved, tmp_path)
