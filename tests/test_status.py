@@ -17,21 +17,21 @@ from aunce.progress import EPOCH_LINE, JobProgress, clock, seconds_of
 def test_eta_counts_the_epochs_left_of_the_run_and_the_job():
     job = JobProgress()
     job.expect([3, 3, 2])  # three runs: 8 epochs
-    assert job.start_run(3) == "run 1/3"
-    head, eta = job.epoch_line(1, 10.0)
+    assert job.start_run(3, now=100.0) == "run 1/3"
+    head, eta = job.epoch_line(1, 10.0, now=112.0)  # 10 s of training, 12 s of wall clock
     assert head == "run 1/3  epoch 1/3"
-    assert eta == f"ETA run {clock(20)}, job {clock(20 + 50)}"  # 2 + 5 epochs at 10 s
-    job.epoch_line(2, 20.0)  # the run's mean: 15 s; the job's: 15 s
-    head, eta = job.epoch_line(3, 30.0)
-    assert eta == f"ETA run {clock(0)}, job {clock(5 * 20)}"
-    assert job.start_run(3, done=1) == "run 2/3"  # a resumed run
-    head, eta = job.epoch_line(2, 4.0)  # its own mean 4 s; the job's mean 16 s
+    assert eta == f"ETA run {clock(20)}, job {clock(20 + 5 * 12)}"  # 2 + 5 epochs
+    job.epoch_line(2, 20.0, now=132.0)
+    head, eta = job.epoch_line(3, 30.0, now=163.0)  # the run's mean 20 s; the job's 21 s
+    assert eta == f"ETA run {clock(0)}, job {clock(5 * 21)}"
+    assert job.start_run(3, done=1, now=165.0) == "run 2/3"  # a resumed run
+    head, eta = job.epoch_line(2, 4.0, now=168.0)  # its own mean 4 s; the job's 68 s / 4 epochs
     assert head == "run 2/3  epoch 2/3"
-    assert eta == f"ETA run {clock(4)}, job {clock(4 + 2 * 16)}"
+    assert eta == f"ETA run {clock(4)}, job {clock(4 + 2 * 17)}"
     line = f"12:00:00 INFO   {head}  loss 0.5  similarity 0.3  4.0 s  12 frames/s  {eta}"
     m = EPOCH_LINE.search(line)
     assert (m["run"], m["runs"], m["epoch"], m["epochs"]) == ("2", "3", "2", "3")
-    assert seconds_of(m["eta_job"]) == 36 and seconds_of(clock(3725)) == 3725
+    assert seconds_of(m["eta_job"]) == 38 and seconds_of(clock(3725)) == 3725
     assert job.start_run(5) == "run 3/3" and job.start_run(1) == "run 4/4"  # an unannounced run
 
 
