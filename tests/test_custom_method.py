@@ -184,21 +184,26 @@ def test_pretraining_with_a_custom_method(bp4d_cache, tmp_path, method):
 
 def test_the_console_script_finds_a_module_in_the_working_directory(tmp_path):
     """`aunce` (a console script) puts its own folder on sys.path, not the working directory; the
-    resolver adds the latter, so a job run from the project root finds the project's modules."""
-    script = (
-        tmp_path / "like_a_console_script.py"
-    )  # sys.path[0] is tmp_path, as for .venv/bin/aunce
+    resolver adds the latter, so a job finds the modules of the folder it runs in (the project
+    folder, or a run's folder), as `python -m` would."""
+    bin_dir, work = tmp_path / "bin", tmp_path / "work"
+    bin_dir.mkdir()
+    (work / "my_losses_in_work").mkdir(parents=True)  # a package only the working directory has
+    (work / "my_losses_in_work" / "__init__.py").write_text("")
+    (work / "my_losses_in_work" / "mine.py").write_text(
+        (REPO / "tests" / "example_method.py").read_text()
+    )
+    script = bin_dir / "like_a_console_script.py"  # sys.path[0] is bin/, as for .venv/bin/aunce
     script.write_text(
         "import sys\n"
         "from aunce.methods import resolve_loss\n"
-        "fn = resolve_loss('tests.example_method:smoothed_wce')\n"
-        "print(fn.__module__, sys.path[0] == sys.argv[1])\n"
+        "fn = resolve_loss('my_losses_in_work.mine:smoothed_wce')\n"
+        "print(fn.__module__, sys.path.index(sys.argv[1]) < sys.path.index(sys.argv[2]))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, str(script), str(REPO)], cwd=REPO, capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, str(script), str(work), str(bin_dir)], cwd=work,
+                          capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["tests.example_method", "True"]
+    assert proc.stdout.split() == ["my_losses_in_work.mine", "True"]
 
 
 def metrics_record(path: str, rng) -> dict:
