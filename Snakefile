@@ -1,15 +1,18 @@
 # aunce: the experiments of "Learning Contrastive Feature Representations for Facial Action Unit
 # Detection" (AUNCE) as one DAG. Run:  snakemake all --cores 1 --resources gpu=1
 # (`all` comes first: `--resources` takes several values and would swallow a target after it.)
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 # --configfile replaces the embedded default instead of extending it: a config file is complete.
+# The default is the project's, also for a run in another folder (--directory).
 if not workflow.configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 
@@ -23,6 +26,12 @@ include: "rules/warmstart.smk"
 include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
+
+
+# The settings this folder's results are made with (results/run.json): a later run with other
+# settings stops before any job (aunce.folder). Not on a dry run.
+onstart:
+    record_run(VALIDATED_CONFIG, CONFIG_FILES)
 
 
 rule all:

@@ -106,10 +106,21 @@ def _runs(args) -> list[tuple[str, int]]:
     return [(f, s) for f in args.folds for s in args.seeds]
 
 
+def _epochs(settings) -> int:
+    """The pretraining epochs of a run's settings, for its job's progress lines (0: not given)."""
+    try:
+        return int(settings["pretrain"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
 def cmd_pretrain(args) -> None:
+    from aunce.progress import JOB
     from aunce.train import pretrain
 
-    pretrain(args.cache, args.settings, _runs(args), args.out, checkpoints=args.checkpoints)
+    runs = _runs(args)
+    JOB.expect([_epochs(args.settings)] * len(runs))
+    pretrain(args.cache, args.settings, runs, args.out, checkpoints=args.checkpoints)
 
 
 def cmd_embed(args) -> None:
@@ -134,9 +145,16 @@ def cmd_train_eval(args) -> None:
     ``<results>/<stage>/<cell>/<method>``, checkpoints below ``<results>/checkpoints/pretrain/...``
     until every method of the unit is done (a rerun restores the runs that had finished)."""
     from aunce.evaluate import embed, linear_eval
+    from aunce.progress import JOB
     from aunce.train import checkpoint_root, pretrain, remove_checkpoints
 
     runs, root = _runs(args), args.results
+    for s in args.settings.values():
+        JOB.expect([_epochs(s.get("pretrain") if isinstance(s, dict) else None)] * len(runs))
+    log.info(
+        "job: %d method(s) x %d run(s) of %s (fold:seed %s), each pretrained, embedded and "
+        "evaluated", len(args.settings), len(runs), args.cell, ",".join(f"{f}:{s}" for f, s in runs),
+    )  # fmt: skip
     for method, s in args.settings.items():
         cell = f"{args.cell}/{method}"
         log.info("method %s: %d run(s)", method, len(runs))
@@ -244,6 +262,16 @@ def cmd_plan(args) -> None:
         sys.stdout.write(render_summary(summary))
 
 
+def cmd_status(args) -> None:
+    from aunce.status import collect, render
+
+    status = collect(args.folder)
+    if args.json:
+        sys.stdout.write(json.dumps(status, indent=1, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render(status, every=not args.brief))
+
+
 def cmd_report(args) -> None:
     from aunce.report import write_report
 
@@ -347,19 +375,82 @@ def cmd_audit(args) -> None:
     sys.stdout.write("\n" + render_same_model_audit(same_model_audit(published)))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aunce", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"aunce {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+TOP_DESCRIPTION = """\
+aunce: the steps of the AUNCE reproduction workflow, and the commands to plan, check and follow a
+run. `make run` (or `snakemake all --cores 1 --resources gpu=1`) runs the whole workflow. The
+commands for you are status, plan, check-config, verdicts, audit, contact-sheet and unlock-stale;
+those marked (workflow step) are the workflow's steps, one per Snakemake rule, which you rarely
+call by hand."""
 
-    p = sub.add_parser("synth", help="generate a synthetic AU dataset")
+TOP_EXAMPLES = """\
+examples:
+  aunce status                        # the run in this folder (results/)
+  aunce status runs/smoke             # a run started with `make run DIR=runs/smoke`
+  aunce plan --configfile config/config.yaml
+  aunce check-config config/config.yaml config/mine.yaml
+  aunce verdicts                      # in a finished run's folder
+  aunce pretrain --help               # every command has its own help and examples"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a misspelt command or choice."""
+
+    def error(self, message: str):
+        import re
+
+        from aunce.hints import did_you_mean
+
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            hint = did_you_mean(m.group(1), choices).strip()
+            message = message if not hint else f"{message}; {hint}"
+        super().error(message)
+
+
+def _command(sub, name: str, func, summary: str, description: str, examples: list[str],
+             step: bool = False) -> argparse.ArgumentParser:  # fmt: skip
+    """A subcommand with its one-line summary (in `aunce --help`), description and examples."""
+    p = sub.add_parser(
+        name,
+        help=f"(workflow step) {summary}" if step else summary,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=func)
+    return p
+
+
+#: help of the arguments every training, embedding and evaluation step shares
+SETTINGS_HELP = "the step's resolved settings as a JSON object (the workflow passes them)"
+RUNS_HELP = "fold:seed pairs to run, comma-separated, e.g. 1:3407,2:3407"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="aunce", description=TOP_DESCRIPTION, epilog=TOP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"aunce {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of an error")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(
+        sub, "synth", cmd_synth, "generate a synthetic AU dataset",
+        "Render a synthetic stand-in of one of the paper's datasets: procedural faces with 68\n"
+        "landmarks, subjects, pose, lighting, and AUs with the dataset's occurrence rates\n"
+        "(docs/synthetic.md). The workflow's `synthesize` rule runs it.",
+        ["aunce synth --profile bp4d --out /tmp/bp4d --n-subjects 6 --frames-per-subject 8"],
+        step=True,
+    )  # fmt: skip
     p.add_argument("--profile", required=True, help="bp4d, disfa, gft, bp4d_plus or affwild2")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--n-subjects", type=int)
-    p.add_argument("--frames-per-subject", type=int)
+    p.add_argument("--out", required=True, type=Path, help="the dataset folder to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the dataset (default 0)")
+    p.add_argument("--image-size", type=int, default=64, help="rendered side in pixels")
+    p.add_argument("--n-subjects", type=int, help="subjects (default: the profile's)")
+    p.add_argument("--frames-per-subject", type=int, help="frames per subject (default: the profile's)")
     p.add_argument("--label-noise", type=float, default=0.0, help="fraction of labels flipped")
     p.add_argument(
         "--miss-ratio",
@@ -368,19 +459,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="a positive label is this many times as likely to flip as a negative one",
     )
     p.add_argument("--workers", type=int, help="processes (default: one per core)")
-    p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("cache", help="align every face once into a memory-mappable cache")
-    p.add_argument("--reader", required=True, help="dataset reader (synthetic, bp4d, ...)")
-    p.add_argument("--root", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--size", type=int, default=256)
+    p = _command(
+        sub, "cache", cmd_cache, "align every face once into a memory-mappable cache",
+        "Read a dataset (a synthetic one, or BP4D, DISFA, GFT, BP4D+, Aff-Wild2 or list files),\n"
+        "align each face by its landmarks and write uint8 arrays every training job maps\n"
+        "(docs/datasets.md). The workflow's `cache` rule runs it.",
+        ["aunce cache --reader synthetic --root /tmp/bp4d --out /tmp/bp4d-cache --size 36",
+         "aunce cache --reader bp4d --root /data/BP4D --out results/cache/bp4d --workers 4"],
+        step=True,
+    )  # fmt: skip
+    p.add_argument(
+        "--reader", required=True,
+        help="dataset reader: synthetic, bp4d, disfa, gft, bp4d_plus, affwild2 or list",
+    )  # fmt: skip
+    p.add_argument("--root", required=True, type=Path, help="the dataset's folder")
+    p.add_argument("--out", required=True, type=Path, help="the cache folder to write")
+    p.add_argument("--size", type=int, default=256, help="side of the aligned faces in pixels")
     p.add_argument(
         "--aligned",
         action=argparse.BooleanOptionalAction,
         help="images are (not) already aligned faces (default: the layout's usual case)",
     )
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument(
         "--landmarks",
         default="landmarks",
@@ -397,16 +498,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--aus", type=_csv(int), help="list: AU numbers of the label columns")
     p.add_argument("--folds", type=int, help="list: number of folds the list files hold")
-    p.set_defaults(func=cmd_cache)
 
-    for name, func, helptext in (
-        ("pretrain", cmd_pretrain, "pretrain encoders (stage 1)"),
-        ("embed", cmd_embed, "extract per-AU embeddings of frozen encoders"),
-        ("linear-eval", cmd_linear_eval, "linear evaluation (stage 2)"),
-    ):
-        p = sub.add_parser(name, help=helptext)
+    stage_examples = {
+        "pretrain": "aunce pretrain --cache results/cache/bp4d --settings \"$(cat settings.json)\" "
+                    "--runs 1:3407 --out /tmp/pretrain",
+        "embed": "aunce embed --cache results/cache/bp4d --models /tmp/pretrain --settings "
+                 "\"$(cat settings.json)\" --runs 1:3407 --out /tmp/embed",
+        "linear-eval": "aunce linear-eval --embeddings /tmp/embed --settings \"$(cat settings.json)\" "
+                       "--folds 1,2,3 --seeds 3407 --out /tmp/eval",
+    }  # fmt: skip
+    for name, func, helptext, description in (
+        ("pretrain", cmd_pretrain, "pretrain encoders (stage 1)",
+         "Pretrain one encoder per fold and seed with a method's loss (AUNCE, WCE, WFL or yours),\n"
+         "writing encoder.pt, history.csv, timing.json and settings.json per run. Its log shows\n"
+         "run i of N, each epoch's loss and frames/s, and the ETA of the run and the job."),
+        ("embed", cmd_embed, "extract per-AU embeddings of frozen encoders",
+         "Embed every frame of a dataset with each run's frozen encoder (embeddings.npz per run)."),
+        ("linear-eval", cmd_linear_eval, "linear evaluation (stage 2)",
+         "Train a per-AU linear head on frozen embeddings and score the test split (metrics.json,\n"
+         "predictions.npz per run)."),
+    ):  # fmt: skip
+        p = _command(sub, name, func, helptext, description, [stage_examples[name]], step=True)
         if name in ("pretrain", "embed"):
-            p.add_argument("--cache", required=True, type=Path)
+            p.add_argument("--cache", required=True, type=Path, help="the dataset's cache folder")
         if name == "embed":
             p.add_argument("--models", required=True, type=Path, help="pretrain output root")
         if name == "linear-eval":
@@ -415,10 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--models", type=Path, help="linear_eval.features augmented: pretrain output root"
             )
-        p.add_argument("--settings", required=True, type=_settings, help="resolved settings (JSON)")
-        p.add_argument("--runs", type=_csv(str), help="fold:seed pairs, e.g. 1:3407,2:3407")
-        p.add_argument("--folds", type=_csv(str), help="with --seeds: every fold x seed")
-        p.add_argument("--seeds", type=_csv(int), help="e.g. 3407,3408")
+        p.add_argument("--settings", required=True, type=_settings, help=SETTINGS_HELP)
+        p.add_argument("--runs", type=_csv(str), help=RUNS_HELP)
+        p.add_argument("--folds", type=_csv(str), help="with --seeds: every fold x seed, e.g. 1,2,3")
+        p.add_argument("--seeds", type=_csv(int), help="with --folds: seeds, e.g. 3407,3408")
         p.add_argument("--out", required=True, type=Path, help="output root (fold-*/seed-*/ below)")
         if name == "pretrain":
             p.add_argument(
@@ -427,48 +541,77 @@ def build_parser() -> argparse.ArgumentParser:
                 help="per-run checkpoints while the job runs (default: results/checkpoints/pretrain/"
                 "... for an --out below results/pretrain, else OUT/checkpoints)",
             )
-        p.set_defaults(func=func)
 
-    p = sub.add_parser("train-eval", help="pretrain, embed and evaluate in one process")
-    p.add_argument("--cache", required=True, type=Path)
-    p.add_argument("--settings", required=True, type=_settings, help="per-stage settings (JSON)")
-    p.add_argument("--runs", required=True, type=_csv(str), help="fold:seed pairs")
+    p = _command(
+        sub, "train-eval", cmd_train_eval, "pretrain, embed and evaluate in one process",
+        "The three stages of one unit of work (a dataset, an encoder, a group of methods that need\n"
+        "the same folds and seeds) in one process, paying the imports once (config fuse_stages,\n"
+        "the CPU default). Its log shows run i of N and the ETA of the run and the job.",
+        ["aunce train-eval --cache results/cache/bp4d --settings \"$(cat unit.json)\" "
+         "--runs 1:3407,2:3407 --results results --cell bp4d/megraph"],
+        step=True,
+    )  # fmt: skip
+    p.set_defaults(folds=None, seeds=None)
+    p.add_argument("--cache", required=True, type=Path, help="the dataset's cache folder")
+    p.add_argument("--settings", required=True, type=_settings,
+                   help="per method, its pretrain, embed and linear_eval settings (JSON)")  # fmt: skip
+    p.add_argument("--runs", required=True, type=_csv(str), help=RUNS_HELP)
     p.add_argument("--results", required=True, type=Path, help="the results folder")
     p.add_argument("--cell", required=True, help="<dataset>/<encoder> below each stage")
-    p.set_defaults(func=cmd_train_eval, folds=None, seeds=None)
 
-    p = sub.add_parser(
-        "population", help="generate the warm-start population (unlabelled synthetic faces)"
-    )
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-subjects", type=int, default=300)
-    p.add_argument("--frames-per-subject", type=int, default=8)
+    p = _command(
+        sub, "population", cmd_population,
+        "generate the warm-start population (unlabelled synthetic faces)",
+        "Render the unlabelled faces the warm start trains on: subjects no dataset has\n"
+        "(docs/warmstart.md). The workflow's `warm_population` rule runs it.",
+        ["aunce population --out /tmp/population --n-subjects 8 --frames-per-subject 4"],
+        step=True,
+    )  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, help="the population folder to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the population (default 0)")
+    p.add_argument("--n-subjects", type=int, default=300, help="subjects (default 300)")
+    p.add_argument("--frames-per-subject", type=int, default=8, help="frames per subject (default 8)")
     p.add_argument("--image-size", type=int, default=64, help="rendered side in pixels")
     p.add_argument("--aligned-size", type=int, default=256, help="aligned side (the cache size)")
     p.add_argument("--workers", type=int, help="processes (default: one per core)")
-    p.set_defaults(func=cmd_population)
 
-    p = sub.add_parser("warmstart", help="pretrain an encoder's backbone on the population")
+    p = _command(
+        sub, "warmstart", cmd_warmstart, "pretrain an encoder's backbone on the population",
+        "Train a tiny encoder's backbone once by instance discrimination on the population: the\n"
+        "stand-in for ImageNet weights (docs/warmstart.md). Its log shows each epoch and the ETA.",
+        ["aunce warmstart --population results/warmstart/population --settings "
+         "\"$(cat warm.json)\" --out /tmp/warm/megraph"],
+        step=True,
+    )  # fmt: skip
     p.add_argument("--population", required=True, type=Path, help="`aunce population` output")
-    p.add_argument("--settings", required=True, type=_settings, help="resolved settings (JSON)")
+    p.add_argument("--settings", required=True, type=_settings, help=SETTINGS_HELP)
     p.add_argument("--out", required=True, type=Path, help="writes backbone.pt, history.csv, ...")
-    p.set_defaults(func=cmd_warmstart)
 
-    p = sub.add_parser("tables", help="render one table as Markdown and LaTeX")
+    p = _command(
+        sub, "tables", cmd_tables, "render one table as Markdown and LaTeX",
+        "Build one table from its runs' metrics files, as Markdown, LaTeX and CSV, with the paired\n"
+        "tests between this run's methods (docs/tables.md, docs/report.md).",
+        ["aunce tables table2 --spec \"$(cat table2.json)\" --md t2.md --tex t2.tex --csv t2.csv"],
+        step=True,
+    )  # fmt: skip
     p.add_argument("table", help="table id, e.g. table2")
     p.add_argument(
         "--spec", required=True, type=_settings, help="table spec with its inputs (JSON)"
     )
-    p.add_argument("--md", required=True, type=Path)
-    p.add_argument("--tex", required=True, type=Path)
-    p.add_argument("--csv", required=True, type=Path)
+    p.add_argument("--md", required=True, type=Path, help="the Markdown table to write")
+    p.add_argument("--tex", required=True, type=Path, help="the LaTeX table to write")
+    p.add_argument("--csv", required=True, type=Path, help="the numbers as CSV")
     p.add_argument(
         "--significance", type=Path, help="paired tests between this run's methods (CSV)"
     )
-    p.set_defaults(func=cmd_tables)
 
-    p = sub.add_parser("cross-eval", help="evaluate source-dataset models on a target dataset")
+    p = _command(
+        sub, "cross-eval", cmd_cross_eval, "evaluate source-dataset models on a target dataset",
+        "Evaluate encoders pretrained on one dataset on another (Tables 4 and 7).",
+        ["aunce cross-eval --source results/cache/bp4d --target results/cache/gft --models "
+         "results/pretrain/bp4d/megraph --settings \"$(cat cross.json)\" --out /tmp/cross"],
+        step=True,
+    )  # fmt: skip
     p.add_argument("--source", required=True, type=Path, help="source cache")
     p.add_argument("--target", required=True, type=Path, help="target cache")
     p.add_argument("--models", required=True, type=Path, help="results/pretrain/<source>/<encoder>")
@@ -476,29 +619,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--settings", required=True, type=_settings, help="{method: {settings, runs: [sf:tf:seed]}}"
     )
     p.add_argument("--out", required=True, type=Path, help="results/cross/<src>-to-<tgt>/<encoder>")
-    p.set_defaults(func=cmd_cross_eval)
 
-    p = sub.add_parser("figure", help="render one figure (fig5 t-SNE, fig6 beta sweep)")
+    p = _command(
+        sub, "figure", cmd_figure, "render one figure (fig5 t-SNE, fig6 beta sweep)",
+        "Draw one figure from its runs' outputs: PNG, its numbers as CSV, and a Markdown page.",
+        ["aunce figure fig6 --spec \"$(cat fig6.json)\" --png fig6.png --csv fig6.csv --md fig6.md"],
+        step=True,
+    )  # fmt: skip
     p.add_argument("figure", help="figure id, e.g. fig6")
-    p.add_argument("--spec", required=True, type=_settings)
-    p.add_argument("--png", required=True, type=Path)
-    p.add_argument("--csv", required=True, type=Path)
-    p.add_argument("--md", required=True, type=Path)
-    p.set_defaults(func=cmd_figure)
+    p.add_argument("--spec", required=True, type=_settings, help="figure spec with its inputs (JSON)")
+    p.add_argument("--png", required=True, type=Path, help="the figure to write")
+    p.add_argument("--csv", required=True, type=Path, help="its numbers as CSV")
+    p.add_argument("--md", required=True, type=Path, help="a Markdown page of it")
 
-    p = sub.add_parser(
-        "tsne-sample", help="save the test frames a t-SNE panel draws from a run's embeddings"
-    )
+    p = _command(
+        sub, "tsne-sample", cmd_tsne_sample,
+        "save the test frames a t-SNE panel draws from a run's embeddings",
+        "Keep a fixed sample of a run's test embeddings for Fig. 5, so the embeddings can go.",
+        ["aunce tsne-sample --embeddings embeddings.npz --n-points 20 --seed 1 --out tsne.npz"],
+        step=True,
+    )  # fmt: skip
     p.add_argument("--embeddings", required=True, type=Path, help="a run's embeddings.npz")
-    p.add_argument("--n-points", required=True, type=int)
-    p.add_argument("--seed", required=True, type=int)
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_tsne_sample)
+    p.add_argument("--n-points", required=True, type=int, help="test frames to keep")
+    p.add_argument("--seed", required=True, type=int, help="seed of the draw")
+    p.add_argument("--out", required=True, type=Path, help="the sample to write (.npz)")
 
-    p = sub.add_parser(
-        "plan",
-        help="what a config runs: jobs, runs per table and shared, GPU-hours, disk (no torch)",
-    )
+    p = _command(
+        sub, "plan", cmd_plan,
+        "what a config runs: jobs, runs per table and shared, GPU-hours, disk (no torch)",
+        "Before a long run: the jobs, pretraining runs and cross-dataset evaluations of every\n"
+        "table, which runs tables share, GPU-hours (measured in this results folder where it can,\n"
+        "else the paper's Table 9) and the disk the outputs take (docs/tables.md, \"Planning\").",
+        ["aunce plan --configfile config/config.yaml",
+         "aunce plan --configfile config/paper.yaml my_roots.yaml --rates gpu-rates.csv",
+         "aunce plan --configfile config/smoke.yaml --json"],
+    )  # fmt: skip
     p.add_argument(
         "--configfile",
         required=True,
@@ -520,18 +675,41 @@ def build_parser() -> argparse.ArgumentParser:
         "the results folder has no comparable timing.json, before the paper's Table 9",
     )
     p.add_argument("--json", action="store_true", help="the numbers as JSON")
-    p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("report", help="write results/report.md")
-    p.add_argument("--spec", required=True, type=_settings)
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_report)
+    p = _command(
+        sub, "status", cmd_status,
+        "where a run is: each job's state, progress and ETA, and the expected end",
+        "Read a run's folder (running or finished) and print each job: done (and how long it\n"
+        "took), running (run i of N, epoch, ETA from its log), waiting (estimated from the plan\n"
+        "and this folder's finished jobs), interrupted or failed; then the expected end.\n"
+        "Nothing is changed. `make status` runs it on the folder `make run` uses.",
+        ["aunce status", "aunce status runs/smoke", "aunce status results --brief",
+         "watch -n 10 aunce status --brief"],
+    )  # fmt: skip
+    p.add_argument("folder", nargs="?", type=Path, default=Path("."),
+                   help="the folder the run works in, or its results/ (default: this folder)")  # fmt: skip
+    p.add_argument("--brief", action="store_true",
+                   help="list only the jobs not done (and count the others)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="everything as JSON")
 
-    p = sub.add_parser(
-        "verdicts",
-        help="judge the paper's claims on a finished run (run in its folder; Markdown to stdout "
+    p = _command(
+        sub, "report", cmd_report, "write results/report.md",
+        "Gather the verdicts, every table and figure, the audit, the deviations and provenance\n"
+        "into one Markdown report (docs/report.md).",
+        ["aunce report --spec \"$(cat report.json)\" --out results/report.md"],
+        step=True,
+    )  # fmt: skip
+    p.add_argument("--spec", required=True, type=_settings, help="the report's spec (JSON)")
+    p.add_argument("--out", required=True, type=Path, help="the report to write")
+
+    p = _command(
+        sub, "verdicts", cmd_verdicts,
+        "judge the paper's claims on a finished run (run in its folder; Markdown to stdout "
         "unless an output is given)",
-    )
+        "For each claim of the paper (baselines/claims.yaml), what the run measured, the paired\n"
+        "test over folds and seeds, and supported, contradicted or inconclusive (docs/report.md).",
+        ["aunce verdicts", "aunce verdicts --config runs/smoke/results/config.yaml --csv v.csv"],
+    )  # fmt: skip
     p.add_argument("--config", type=Path, default=Path("results/config.yaml"),
                    help="the run's resolved config (default: results/config.yaml)")  # fmt: skip
     p.add_argument("--claims", type=Path, help="default: the project's baselines/claims.yaml")
@@ -540,47 +718,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="one row per verdict")
     p.add_argument("--checks", type=Path, help="one row per comparison behind the verdicts")
     p.add_argument("--html", type=Path, help="the verdict table as an HTML fragment")
-    p.set_defaults(func=cmd_verdicts)
 
-    p = sub.add_parser("report-page", help="a Markdown file as one HTML page, images embedded")
-    p.add_argument("--md", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_report_page)
+    p = _command(
+        sub, "report-page", cmd_report_page, "a Markdown file as one HTML page, images embedded",
+        "Turn a Markdown file into one self-contained HTML page (Snakemake's HTML report).",
+        ["aunce report-page --md results/report.md --out /tmp/report.html"],
+        step=True,
+    )  # fmt: skip
+    p.add_argument("--md", required=True, type=Path, help="the Markdown file")
+    p.add_argument("--out", required=True, type=Path, help="the HTML page to write")
 
-    p = sub.add_parser("contact-sheet", help="a PNG grid of synthetic faces with their active AUs")
+    p = _command(
+        sub, "contact-sheet", cmd_contact_sheet,
+        "a PNG grid of synthetic faces with their active AUs",
+        "Draw faces of a generated dataset, or of a small one generated for the purpose, with the\n"
+        "AUs active under each (the pictures of docs/synthetic.md).",
+        ["aunce contact-sheet --profile bp4d --out /tmp/bp4d.png",
+         "aunce contact-sheet --data results/data/bp4d --out /tmp/bp4d.png -n 12"],
+    )  # fmt: skip
     p.add_argument("--data", type=Path, help="a generated dataset folder")
     p.add_argument("--profile", help="generate a small dataset of this profile first")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="the PNG to write")
     p.add_argument("-n", type=int, default=24, help="faces on the sheet")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_contact_sheet)
+    p.add_argument("--seed", type=int, default=0, help="seed of the choice (and of the dataset)")
 
-    p = sub.add_parser("write-config", help="save the resolved configuration as YAML")
-    p.add_argument("--settings", required=True, type=_settings)
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_write_config)
+    p = _command(
+        sub, "write-config", cmd_write_config, "save the resolved configuration as YAML",
+        "Write the run's configuration, defaults filled in, as results/config.yaml.",
+        ["aunce write-config --settings '{\"seeds\": [1]}' --out /tmp/config.yaml"],
+        step=True,
+    )  # fmt: skip
+    p.add_argument("--settings", required=True, type=_settings, help="the configuration (JSON)")
+    p.add_argument("--out", required=True, type=Path, help="the YAML file to write")
 
-    p = sub.add_parser(
-        "check-config", help="validate config files (merged in order) against the schema"
-    )
-    p.add_argument("config", type=Path, nargs="+")
-    p.add_argument("--schema", type=Path)
-    p.set_defaults(func=cmd_check_config)
+    p = _command(
+        sub, "check-config", cmd_check_config,
+        "validate config files (merged in order) against the schema",
+        "Run every check the Snakefile runs before any job, without Snakemake: the schema (an\n"
+        "unknown key gets a \"did you mean\"), values across keys, the plan of every table, one\n"
+        "call of each loss of yours, and the folders the run writes into. One line per problem.",
+        ["aunce check-config config/config.yaml",
+         "aunce check-config config/smoke.yaml config/mine.yaml"],
+    )  # fmt: skip
+    p.add_argument("config", type=Path, nargs="+",
+                   help="config files, merged in order (an overlay after its base)")  # fmt: skip
+    p.add_argument("--schema", type=Path, help="config schema (default config/schema.yaml)")
 
-    p = sub.add_parser(
-        "unlock-stale",
-        help="remove Snakemake's lock of a folder when no Snakemake or job of it runs there",
-    )
+    p = _command(
+        sub, "unlock-stale", cmd_unlock_stale,
+        "remove Snakemake's lock of a folder when no Snakemake or job of it runs there",
+        "After a crash or a kill, Snakemake's lock stays and the next run stops with\n"
+        "LockException. This removes it only when no Snakemake, and no job of one, works in the\n"
+        "folder on this machine (docs/recovery.md). `make run` runs it first.",
+        ["aunce unlock-stale", "aunce unlock-stale --directory runs/smoke"],
+    )  # fmt: skip
     p.add_argument("--directory", type=Path, default=Path("."), help="the workflow's folder")
-    p.set_defaults(func=cmd_unlock_stale)
 
-    p = sub.add_parser(
-        "audit",
-        help="list published averages that differ from the mean of their per-AU F1, then rows "
+    p = _command(
+        sub, "audit", cmd_audit,
+        "list published averages that differ from the mean of their per-AU F1, then rows "
         "of one model printed with different averages",
-    )
+        "Check the paper's printed numbers (baselines/published.csv): two CSV blocks.",
+        ["aunce audit baselines/published.csv"],
+    )  # fmt: skip
     p.add_argument("published", type=Path, help="baselines/published.csv")
-    p.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from aunce import AunceError
+from aunce.hints import did_you_mean
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
@@ -79,6 +80,51 @@ def load_config(*paths: str | Path, schema_path: str | Path = SCHEMA_PATH) -> di
         raise AunceError(f"{' + '.join(map(str, paths))}: {err}") from None
 
 
+def retype_overrides(config: dict, overrides, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Read as YAML the strings of ``snakemake --config`` that the schema refuses as strings.
+
+    Snakemake parses ``--config key=value`` itself: a top-level number or boolean gets its type, but
+    inside a mapping or a list every value stays a string (``pretrain={"epochs": 3}`` gives
+    ``epochs: '3'``). Each such string given in ``overrides`` (Snakemake's parsed ``--config``)
+    whose place in the schema wants another type is replaced by its YAML reading when that reading
+    fits (``3``, ``1.0e-3``, ``true``, ``null``); a string that is one stays a string. In place."""
+    import jsonschema
+
+    if not overrides or not isinstance(config, dict):
+        return config
+    validator = jsonschema.Draft202012Validator(load_yaml(schema_path))
+    for _ in range(1000):  # one value per pass; a config has far fewer
+        for error in validator.iter_errors(config):
+            if not isinstance(error.instance, str) or not _given(overrides, error.absolute_path):
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if isinstance(value, str) or not validator.evolve(schema=error.schema).is_valid(value):
+                continue
+            *parents, last = error.absolute_path
+            node = config
+            for key in parents:
+                node = node[key]
+            node[last] = value
+            break
+        else:
+            return config
+    return config
+
+
+def _given(overrides, path) -> bool:
+    """Whether ``path`` (keys and list indices) leads to a string value in ``overrides``."""
+    node = overrides
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(node, str)
+
+
 def merge_config(base: dict, overlay: dict) -> dict:
     """Recursively update ``base`` with ``overlay`` (nested mappings merge, other values replace)."""
     for key, value in overlay.items():
@@ -116,8 +162,13 @@ def _message(error) -> str:
     if error.validator == "not":
         return f"not allowed here ({error.schema.get('description', 'see config/schema.yaml')})"
     if error.validator == "additionalProperties":
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unknown key (allowed here: {allowed})"
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        hint = "".join(did_you_mean(key, known) for key in extra)
+        return f"unknown key ({hint}allowed here: {', '.join(known)})"
+    if error.validator == "enum":
+        hint = did_you_mean(error.instance, error.validator_value).removesuffix("? ")
+        return error.message + (f" ({hint}?)" if hint else "")
     if error.validator == "pattern":
         return _pattern_message(error)
     return error.message
@@ -134,7 +185,8 @@ def _pattern_message(error) -> str:
     if not colon:
         return (
             f"'{value}' is not aunce, wce, wfl or the import path of a function of yours "
-            "(package.module:function, with a colon before the function)"
+            f"({did_you_mean(value, ('aunce', 'wce', 'wfl'))}package.module:function, with a "
+            "colon before the function)"
         )
     dotted = module.removeprefix("./").removesuffix(".py").replace("\\", "/").replace("/", ".")
     hint = f"'{dotted}:{function}'"
@@ -170,9 +222,10 @@ def _check_references(config: dict) -> list[str]:
             for name in names:
                 if name not in config.get(known, {}):
                     defined = ", ".join(sorted(config.get(known, {}))) or "none"
+                    hint = did_you_mean(name, config.get(known, {}))
                     problems.append(
                         f"tables.{table}.{key}: '{name}' is not defined under '{known}' "
-                        f"(defined: {defined})"
+                        f"({hint}defined: {defined})"
                     )
         if spec.get("kind") == "noise" and spec.get("dataset") in config.get("datasets", {}):
             if config["datasets"][spec["dataset"]]["source"] != "synthetic":

@@ -6,7 +6,7 @@ leaves the lock behind, and the next run stops with ``LockException`` until ``sn
 ``make run`` removes such a lock itself, through :func:`unlock_stale`, but only when no process on
 this machine is a Snakemake, or a job of one, working in that directory, and the lock is this
 user's (another user's processes may be hidden from this one). A run from another machine on a
-shared file system cannot be seen from here (README, "After a crash").
+shared file system cannot be seen from here (docs/recovery.md, "After a crash").
 """
 
 from __future__ import annotations

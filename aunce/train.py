@@ -72,6 +72,7 @@ from aunce.encoders.blocks import PerAULinear
 from aunce.io import atomic_path, write_json, write_text
 from aunce.losses import au_weights, values_checked
 from aunce.methods import Objective, build_objective, loss_settings
+from aunce.progress import JOB
 
 log = logging.getLogger(__name__)
 
@@ -655,22 +656,24 @@ def _train_run(run: Run, loop: Loop, checkpoint: Path) -> None:
     cfg, device = run.settings["pretrain"], loop.device
     fingerprint = run_fingerprint(run, loop.cache)
     if load_checkpoint(checkpoint, run, fingerprint, device):
+        which = JOB.start_run(cfg["epochs"], done=len(run.history))
         if run.finished:
-            log.info("%s: run already finished, restored from %s", run.who(), checkpoint)
+            log.info("%s: %s: run already finished, restored from %s", which, run.who(), checkpoint)
             return
         where = (
             ""
             if run.progress is None
             else f", step {run.progress.step} of epoch {run.progress.epoch}"
         )
-        log.info("%s: resumed from epoch %d%s (%s)", run.who(), len(run.history), where, checkpoint)
+        log.info("%s: %s: resumed from epoch %d%s (%s)", which, run.who(), len(run.history), where,
+                 checkpoint)  # fmt: skip
     else:
         n, bsz = len(run.train_idx), cfg["batch_size"]
         n_batches = len(epoch_batches(np.arange(n), np.arange(n), bsz, cfg.get("drop_last", True)))
         log.info(
-            "pretrain %s fold %s seed %s: %d training frames, %d batches of up to %d, %s on %s",
-            run.objective.name, run.fold, run.seed, n, n_batches, min(bsz, n),
-            run.settings["method"]["loss"], device,
+            "%s: pretrain %s fold %s seed %s: %d training frames, %d batches of up to %d, %s on %s",
+            JOB.start_run(cfg["epochs"]), run.objective.name, run.fold, run.seed, n, n_batches,
+            min(bsz, n), run.settings["method"]["loss"], device,
         )  # fmt: skip
     while not run.finished:
         epoch = len(run.history) + 1
@@ -693,10 +696,10 @@ def _train_run(run: Run, loop: Loop, checkpoint: Path) -> None:
                 f"epoch {epoch} ({checkpoint}); run the job again to resume"
             )
         run.history.append(row)
+        where, eta = JOB.epoch_line(epoch, row["seconds"])
         log.info(
-            "  epoch %d/%d  loss %.4f  similarity %.3f  %.1f s  %.0f frames/s",
-            epoch, cfg["epochs"], row["loss"], row["mean_similarity"], row["seconds"],
-            row["frames_per_second"],
+            "  %s  loss %.4f  similarity %.3f  %.1f s  %.0f frames/s  %s", where, row["loss"],
+            row["mean_similarity"], row["seconds"], row["frames_per_second"], eta,
         )  # fmt: skip
         save_checkpoint(checkpoint, run, fingerprint, device)
 

@@ -34,6 +34,7 @@ from aunce.data.synthetic import read_population
 from aunce.device import resolve_device, set_threads
 from aunce.encoders import create_encoder
 from aunce.io import atomic_path, write_json, write_text
+from aunce.progress import JOB
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ def warm_start(population_dir: str | Path, settings: dict, out_dir: str | Path) 
         sum(p.numel() for p in backbone.parameters()), device,
     )  # fmt: skip
     history, started = [], time.perf_counter()
+    JOB.start_run(cfg["epochs"])  # the job's one run
     for epoch in range(1, cfg["epochs"] + 1):
         perm = torch.randperm(n, generator=gen).numpy()
         start, total, correct = time.perf_counter(), 0.0, 0.0
@@ -223,10 +225,10 @@ def warm_start(population_dir: str | Path, settings: dict, out_dir: str | Path) 
                 "frames_per_second": n_batches * bsz / seconds,
             }
         )
-        left = (time.perf_counter() - started) / epoch * (cfg["epochs"] - epoch)
+        where, eta = JOB.epoch_line(epoch, seconds)
         log.info(
-            "  epoch %d/%d  loss %.3f  instance accuracy %.1f %%  %.1f s  about %.0f s left",
-            epoch, cfg["epochs"], total / n_batches, 100 * correct / n_batches, seconds, left,
+            "  %s  loss %.3f  instance accuracy %.1f %%  %.1f s  %.0f frames/s  %s", where,
+            total / n_batches, 100 * correct / n_batches, seconds, n_batches * bsz / seconds, eta,
         )  # fmt: skip
 
     out = Path(out_dir)

@@ -14,7 +14,8 @@ from snakemake.logging import logger
 
 import aunce
 from aunce import AunceError
-from aunce.config import check_config, resolved_linear_eval, resolved_warm_start
+from aunce.config import check_config, resolved_linear_eval, resolved_warm_start, retype_overrides
+from aunce.folder import CONSENT, check_folder, project_on_path, record_run
 from aunce.claims import data_kind, load_claims
 from aunce.claims import inputs as claim_inputs
 from aunce.plan import (
@@ -45,10 +46,20 @@ def config_error(err):
     return WorkflowError(f"{err}\n(config files: {', '.join(map(str, workflow.configfiles)) or 'none'})")
 
 
+# `--config overwrite=true` consents to running into a folder that holds another config's
+# results (aunce.folder); a command-line consent, not a setting: never part of the saved config.
+OVERWRITE = bool(config.pop(CONSENT, False))
 try:  # the schema first: the settings read below need their defaults
+    # --config 'pretrain={"epochs": 3}': Snakemake hands nested values over as strings; read them
+    # as YAML where the schema wants a number, a boolean or null
+    retype_overrides(config, workflow.config_settings.config, SCHEMA)
     check_config(config, SCHEMA)
 except AunceError as err:
     raise config_error(err)
+
+# A run in another folder (snakemake --directory DIR) finds the project's own modules (a loss of
+# yours given as `my_losses:my_loss` from the project folder) as a run in the project folder does.
+project_on_path(workflow.basedir)
 
 # Every job calls the `aunce` command; it must be the one installed beside this Snakemake.
 if shutil.which("aunce") is None:
@@ -68,7 +79,7 @@ def _shown(path):
 CONFIG_FILES = list(dict.fromkeys(_shown(f) for f in workflow.configfiles))
 
 
-# --- what each job asks a scheduler for (config `resources`; README, "SLURM") ------------------
+# --- what each job asks a scheduler for (config `resources`; docs/cluster.md) --------------
 # A job's threads are its CPUs (sbatch --cpus-per-task; on one machine capped by --cores); a data
 # job gets `--workers {threads}` in its command, not a machine-dependent param, so that results
 # made on a node with another core count are not rerun. Training and embedding jobs hold the
@@ -138,6 +149,16 @@ except AunceError as err:
     raise config_error(err)
 for _warning in PLAN.warnings:
     logger.warning(f"aunce: {_warning}")
+# One results folder per configuration (aunce.folder): a run whose settings differ from those of
+# the results already in this folder stops here, before any job, also on a dry run; the record
+# of this run's settings is written when it starts (onstart, in the Snakefile).
+VALIDATED_CONFIG = json.loads(json.dumps(config))
+if workflow.is_main_process:
+    try:
+        check_folder(VALIDATED_CONFIG, dict(VALIDATED_CONFIG, datasets=PLAN.datasets),
+                     overwrite=OVERWRITE)
+    except AunceError as err:
+        raise WorkflowError(str(err))
 # contact sheets of the synthetic datasets the config names (not the noise tables' copies)
 CONTACT_SHEETS = contact_sheets(PLAN)
 ALL_TARGETS = all_targets(PLAN)

@@ -140,3 +140,38 @@ def test_a_diverging_loss_names_method_fold_seed_and_epoch(bp4d_cache, tmp_path,
         "aunce pretrain: error: method nan_wce fold 1 seed 0 epoch 1: the loss is nan (NaN or "
         "infinite in a step of this epoch; try a lower pretrain.lr or amp: none)",
     )
+
+
+def _subcommands():
+    import argparse
+
+    from aunce.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, action.choices
+
+
+def test_every_command_has_a_description_examples_and_help_for_every_argument():
+    import shlex
+
+    parser, commands = _subcommands()
+    assert "examples:" in parser.format_help()
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert sub.description and len(sub.description) > 40, name
+        assert "examples:" in text, name
+        for action in sub._actions:
+            assert action.help, f"aunce {name}: {'/'.join(action.option_strings) or action.dest}"
+        examples = [line.strip() for line in sub.epilog.splitlines()[1:]]
+        assert examples, name
+        for example in examples:  # each example parses as written
+            words = shlex.split(example.split("#")[0])
+            if words[0] == "watch":
+                words = words[3:]
+            assert words[:2] == ["aunce", name], example
+            parser.parse_args(["{}" if w.startswith("$(") else w for w in words[1:]])
+    top = [line.split("#")[0].split() for line in parser.epilog.splitlines()[1:]]
+    for words in top:
+        if "--help" not in words:
+            parser.parse_args(words[1:])

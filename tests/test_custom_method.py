@@ -184,21 +184,26 @@ def test_pretraining_with_a_custom_method(bp4d_cache, tmp_path, method):
 
 def test_the_console_script_finds_a_module_in_the_working_directory(tmp_path):
     """`aunce` (a console script) puts its own folder on sys.path, not the working directory; the
-    resolver adds the latter, so a job run from the project root finds the project's modules."""
-    script = (
-        tmp_path / "like_a_console_script.py"
-    )  # sys.path[0] is tmp_path, as for .venv/bin/aunce
+    resolver adds the latter, so a job finds the modules of the folder it runs in (the project
+    folder, or a run's folder), as `python -m` would."""
+    bin_dir, work = tmp_path / "bin", tmp_path / "work"
+    bin_dir.mkdir()
+    (work / "my_losses_in_work").mkdir(parents=True)  # a package only the working directory has
+    (work / "my_losses_in_work" / "__init__.py").write_text("")
+    (work / "my_losses_in_work" / "mine.py").write_text(
+        (REPO / "tests" / "example_method.py").read_text()
+    )
+    script = bin_dir / "like_a_console_script.py"  # sys.path[0] is bin/, as for .venv/bin/aunce
     script.write_text(
         "import sys\n"
         "from aunce.methods import resolve_loss\n"
-        "fn = resolve_loss('tests.example_method:smoothed_wce')\n"
-        "print(fn.__module__, sys.path[0] == sys.argv[1])\n"
+        "fn = resolve_loss('my_losses_in_work.mine:smoothed_wce')\n"
+        "print(fn.__module__, sys.path.index(sys.argv[1]) < sys.path.index(sys.argv[2]))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, str(script), str(REPO)], cwd=REPO, capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, str(script), str(work), str(bin_dir)], cwd=work,
+                          capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["tests.example_method", "True"]
+    assert proc.stdout.split() == ["my_losses_in_work.mine", "True"]
 
 
 def metrics_record(path: str, rng) -> dict:
@@ -247,5 +252,58 @@ def test_a_custom_method_gets_a_table_row_and_significance_tests_against_the_bui
     table = build("table2", spec, records.__getitem__)
     assert "SupCon (this run)" in [r.label for r in table.rows]
     tests = significance(spec, records.__getitem__)
+    pairs = {tuple(sorted(p)) for p in tests[["method_a", "method_b"]].itertuples(index=False)}
+    assert {tuple(sorted(("supcon", m))) for m in ("aunce", "wce", "wfl")} <= pairs
+
+
+def doc_overlay(tmp_path: Path) -> Path:
+    """docs/custom-method.md's config/mine.yaml, exactly as the page gives it."""
+    import re
+
+    text = (REPO / "docs" / "custom-method.md").read_text()
+    block = re.search(r"```yaml\n(# config/mine\.yaml.*?)```", text, re.S).group(1)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(block)
+    return mine
+
+
+@pytest.mark.parametrize("base", ["config.yaml", "smoke.yaml"])
+def test_the_documented_overlay_checks_on_both_shipped_configs(tmp_path, base):
+    from aunce.validate import validate_files
+
+    plan = validate_files(REPO / "config" / base, doc_overlay(tmp_path), workdir=tmp_path)
+    for table in ("table2", "table5", "table7", "table8", "table9"):  # (supcon-e24: 24 epochs)
+        assert any(run[2].split("-e")[0] == "supcon" for run in plan.table_runs[table]), table
+
+
+@pytest.mark.workflow
+def test_the_documented_overlay_runs_and_supcon_gets_its_rows(tmp_path):
+    """`config/smoke.yaml config/mine.yaml` as docs/custom-method.md gives it: `all` plans (a dry
+    run; config/config.yaml too), and Table 5 (the smallest: GFT, one seed) built for real has
+    SupCon's row and its paired tests against AUNCE, WCE and WFL."""
+    import os
+
+    import pandas as pd
+    from conftest import BIN
+
+    mine = doc_overlay(tmp_path)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+
+    def snakemake(base, *args):
+        cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"),
+               "--cores", "1", *args, "--configfile", str(REPO / "config" / base), str(mine)]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env)  # fmt: skip
+
+    for base in ("config.yaml", "smoke.yaml"):
+        proc = snakemake(base, "-n", "all")  # (targets before --configfile: it takes several)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "supcon" in proc.stdout + proc.stderr
+    proc = snakemake("smoke.yaml", "results/tables/table5.md")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = tmp_path / "work" / "results"
+    table = pd.read_csv(results / "tables" / "table5.csv").set_index("row")
+    assert "SupCon (this run)" in table.index and table.loc["SupCon (this run)", "Avg."] >= 0
+    assert "| SupCon (this run)" in (results / "tables" / "table5.md").read_text()
+    tests = pd.read_csv(results / "tables" / "table5.significance.csv")
     pairs = {tuple(sorted(p)) for p in tests[["method_a", "method_b"]].itertuples(index=False)}
     assert {tuple(sorted(("supcon", m))) for m in ("aunce", "wce", "wfl")} <= pairs

@@ -172,34 +172,122 @@ def test_grid_and_cross_tables_equal_their_metrics(smoke_run):
     assert macro["n_pairs"] == 6 and 0 <= macro["p_wilcoxon_holm"] <= 1
 
 
-def readme_commands():
-    text = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```(?:sh|bash|console)\n(.*?)```", text, re.S)
-    return [
-        line.strip()
-        for block in blocks
-        for line in block.splitlines()
-        if line.strip().startswith("snakemake ")
-    ]
+README = (REPO / "README.md").read_text()
+#: programs of README command lines that are not run: they install into .venv, or need a network
+NOT_RUN = {"python3": "creates .venv", ".venv/bin/pip": "downloads from PyTorch's index"}
+
+
+def readme_commands() -> list[str]:
+    """Every command line of the README's ``sh`` blocks, comments dropped."""
+    blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def my_roots(tmp_path_factory):
+    """The README's my_roots.yaml with placeholder folders for its roots (a dry run reads none of
+    them but GFT's split file)."""
+    from test_paper import gft_split
+
+    base = tmp_path_factory.mktemp("roots")
+    text = re.search(r"```yaml\n(datasets:.*?)```", README, re.S).group(1)
+    roots = yaml.safe_load(text)
+    for name, spec in roots["datasets"].items():
+        spec["root"] = str(base / name)
+        (base / name).mkdir()
+        if "split_file" in spec:
+            gft_split(base / name / spec["split_file"])
+    path = base / "my_roots.yaml"
+    path.write_text(yaml.safe_dump(roots))
+    return path
 
 
 @pytest.mark.parametrize("command", readme_commands())
-def test_readme_snakemake_commands_dry_run(tmp_path, command):
-    args = shlex.split(command)[1:]
-    proc = snakemake(tmp_path, "-n", *args)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_readme_commands_dry_run(tmp_path, command, my_roots):
+    """Each command of the README as a dry run: Snakemake with -n in a new folder, make with -n,
+    aunce parsed (and run where it only reads: plan, check-config, audit, --help)."""
+    from aunce.cli import build_parser
+
+    words = [str(my_roots) if w == "my_roots.yaml" else w for w in shlex.split(command)]
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    if words[0] == "snakemake":
+        configfile = None if "--configfile" in words else REPO / "config" / "config.yaml"
+        words = [str(REPO / w) if w.startswith("config/") else w for w in words]
+        proc = snakemake(tmp_path, "-n", *words[1:], configfile=configfile)
+    elif words[0] == "make":
+        proc = subprocess.run(["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True)
+    elif words[0] == "aunce":
+        if words[1:] != ["--help"]:
+            build_parser().parse_args(words[1:])  # every form parses
+        if words[1] not in ("plan", "check-config", "audit", "--help"):
+            return
+        proc = subprocess.run([str(BIN / "aunce"), *words[1:]], cwd=REPO, capture_output=True,
+                              text=True, env=env)  # fmt: skip
+    else:
+        assert words[0] in NOT_RUN, f"a README command no test runs: {command}"
+        return
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
 
 
 def test_readme_has_the_known_forms():
     commands = readme_commands()
     assert "snakemake all --cores 1 --resources gpu=1" in commands
     assert "snakemake --cores 1 results/tables/table2.md" in commands
+    assert "make run" in commands and "make test" in commands
+
+
+def test_readme_layout_is_the_tree():
+    """README's "Repository layout" names every top-level entry of the repository and nothing
+    else; config/, docs/, rules/ and profiles/ list every file or folder they hold; and every
+    file or folder a line names exists."""
+    block = re.search(r"### Repository layout\n\n```\n(.*?)```", README, re.S).group(1)
+    entries: dict[str, str] = {}
+    last = None
+    for line in block.splitlines():
+        if line.startswith(" "):
+            entries[last] += " " + line.strip()
+        else:
+            last, _, rest = line.partition(" ")
+            entries[last] = rest.strip()
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+    top = {p.split("/")[0] + ("/" if "/" in p else "") for p in tracked if not p.startswith(".")}
+    assert set(entries) == top, (sorted(set(entries) - top), sorted(top - set(entries)))
+    for folder in ("config/", "docs/", "rules/", "profiles/"):
+        held = {p.removeprefix(folder).split("/")[0] for p in tracked if p.startswith(folder)}
+        held -= {"img"}  # docs/img: the pictures of the pages
+        named = set(re.findall(r"[\w.+-]+", entries[folder]))
+        assert held <= named, (folder, sorted(held - named))
+    for folder, text in entries.items():
+        if not folder.endswith("/"):
+            continue
+        for name in re.findall(r"\b([\w-]+(?:\.(?:py|smk|yaml|md|sh|rst)|/))", text):
+            assert (REPO / folder / name).exists() or (REPO / name).exists(), f"{folder}{name}"
+
+
+def test_readme_verdict_rows_are_the_evidence_runs():
+    """The verdict rows the README shows are quoted from docs/findings.md, the evidence run's."""
+    rows = [line for line in README.splitlines() if line.startswith("| table")]
+    findings = (REPO / "docs" / "findings.md").read_text()
+    assert len(rows) == 3 and all(row in findings for row in rows)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "BENCHMARKS.md", "results/README.md",
+                                 *sorted(p.relative_to(REPO).as_posix()
+                                         for p in (REPO / "docs").glob("*.md"))])  # fmt: skip
+def test_docs_speak_of_the_project(doc):
+    """No work-tracking talk in the project's pages: issue numbers, stops, sessions, agents."""
+    text = (REPO / doc).read_text()
+    for pattern in (r"\bissues? ?#?\d", r"\bissue-\d", r"\bthis stop\b", r"\bthis session\b",
+                    r"\bagents?\b", r"\bBuild \d+\.\d"):
+        assert not re.search(pattern, text, re.I), (doc, pattern)
 
 
 def test_make_run_is_the_documented_command():
     proc = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True)
     assert "snakemake all --cores 1 --resources gpu=1" in proc.stdout
-    unlock = proc.stdout.index("aunce unlock-stale")  # a stale lock first (README, "After a crash")
+    unlock = proc.stdout.index("aunce unlock-stale")  # a stale lock first (docs/recovery.md, "After a crash")
     assert unlock < proc.stdout.index("snakemake all")
 
 
@@ -225,8 +313,9 @@ def test_config_typo_stops_before_any_job(tmp_path):
 def test_missing_config_file(tmp_path):
     proc = snakemake(tmp_path, "-n", "--cores", "1", configfile=tmp_path / "nope.yaml")
     assert proc.returncode != 0 and "nope.yaml" in proc.stdout + proc.stderr
-    proc = snakemake(tmp_path, "-n", "--cores", "1", configfile=None)  # the default is relative
-    assert proc.returncode != 0 and "config/config.yaml" in proc.stdout + proc.stderr
+    # the default config is the project's, also for a run in another folder (--directory)
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "results/tables/table2.md", configfile=None)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     make = subprocess.run(
         ["make", "run", "CONFIG=nope.yaml"],
         cwd=REPO,
@@ -269,7 +358,7 @@ def test_recovery_after_kill_9_is_make_run(tmp_path):
     """A workflow killed with kill -9 leaves Snakemake's lock: the plain command stops with
     LockException; `aunce unlock-stale` (what `make run` does first) removes it, as no Snakemake
     runs there any more, and the plain command then finishes. The workflow profile
-    profiles/default makes the plain command rerun incomplete jobs (README, "After a crash")."""
+    profiles/default makes the plain command rerun incomplete jobs (docs/recovery.md, "After a crash")."""
     import signal
     import time
 
