@@ -14,7 +14,7 @@ from snakemake.logging import logger
 
 import aunce
 from aunce import AunceError
-from aunce.config import check_config, resolved_linear_eval, resolved_warm_start
+from aunce.config import check_config, resolved_linear_eval, resolved_pretrain, resolved_warm_start
 from aunce.claims import data_kind, load_claims
 from aunce.claims import inputs as claim_inputs
 from aunce.plan import (
@@ -278,7 +278,9 @@ def encoder_settings(name):
 
 
 def pretrain_settings(dataset, encoder, method):
-    pretrain = dict(config["pretrain"], epochs=PLAN.epochs.get(method, config["pretrain"]["epochs"]))
+    """The method's own augmentation (its `pretrain:` block) merged over the config's."""
+    pretrain = dict(resolved_pretrain(config, PLAN.methods[method]),
+                    epochs=PLAN.epochs.get(method, config["pretrain"]["epochs"]))
     return {"dataset": dataset, "encoder": encoder_settings(encoder), "method": PLAN.methods[method],
             "method_name": method, "pretrain": pretrain, "image": encoder_image(config, encoder),
             "device": config["device"], "amp": config["amp"], "threads": TORCH_THREADS,
@@ -295,10 +297,11 @@ AUGMENTED_FEATURES = config["linear_eval"]["features"] == "augmented"
 
 def linear_eval_settings(dataset, encoder, method):
     settings = {"dataset": dataset, "encoder": encoder_settings(encoder), "method_name": method,
-                "linear_eval": resolved_linear_eval(config, dataset), "device": config["device"],
-                "threads": TORCH_THREADS}
+                "linear_eval": resolved_linear_eval(config, dataset, PLAN.methods[method]),
+                "device": config["device"], "threads": TORCH_THREADS}
     if AUGMENTED_FEATURES:  # the released linear evaluation reads the cache through the encoder
-        settings.update(image=encoder_image(config, encoder), pretrain=config["pretrain"],
+        settings.update(image=encoder_image(config, encoder),
+                        pretrain=resolved_pretrain(config, PLAN.methods[method]),
                         amp=config["amp"], channels_last=config["channels_last"])
     return settings
 
