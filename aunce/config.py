@@ -260,6 +260,18 @@ def _check_values(config: dict) -> list[str]:
         probs = method.get("positive_probs")
         if probs is not None and abs(sum(probs) - 1.0) > PROBABILITY_TOLERANCE:
             problems.append(f"methods.{name}.positive_probs: {probs} sum to {sum(probs):g}, not 1")
+    crops = [("pretrain.resized_crop", (config.get("pretrain") or {}).get("resized_crop"))]
+    crops += [
+        (f"methods.{name}.pretrain.resized_crop", (m.get("pretrain") or {}).get("resized_crop"))
+        for name, m in config.get("methods", {}).items()
+    ]
+    for where, crop in crops:
+        for key in ("scale", "ratio"):
+            lo, hi = (crop or {}).get(key, (0, 0))
+            if lo > hi:
+                problems.append(
+                    f"{where}.{key}: [{lo:g}, {hi:g}]: the smallest exceeds the largest"
+                )
     for name, encoder in config.get("encoders", {}).items():
         if name != "megraph" and encoder.get("neighbors") is not None:
             problems.append(
@@ -323,16 +335,52 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def resolved_linear_eval(config: dict, dataset: str | None = None) -> dict:
+#: the pretraining settings a method may set for itself (its ``pretrain:`` block): the views'
+#: augmentation, so that a reading of AUNCE can bring its own (the released code's jitter and blur)
+METHOD_PRETRAIN_KEYS = (
+    "color_jitter", "blur", "jitter_strengths", "blur_kernel", "similarity", "resized_crop",
+)  # fmt: skip
+
+
+def resolved_pretrain(config: dict, method: dict | None = None) -> dict:
+    """The ``pretrain`` settings of a validated config for ``method``'s runs: the config's, with the
+    method's own ``pretrain:`` block merged over them (nested mappings merge key by key)."""
+    pretrain = copy.deepcopy(config["pretrain"])
+    return merge_config(pretrain, (method or {}).get("pretrain") or {})
+
+
+def linear_eval_au_weights(method: dict | None) -> bool:
+    """Whether the linear evaluation of ``method``'s encoders weights its WCE by lambda when
+    ``linear_eval.au_weights`` is ``method``: as the method's pretraining loss does (Table 10's
+    model A turns lambda off "for both WCE and AUNCE", Sec. 4.3.2), except for the released
+    reading of AUNCE, whose loss ignores lambda while its linear evaluation weights by the fold's
+    AU weights (linear_graph_au.py's au_softmax_loss; docs/losses.md)."""
+    if method is None:
+        return True
+    if method.get("loss") == "aunce":
+        from aunce.presets import effective_aunce
+
+        settings = effective_aunce(method)
+        return settings["variant"] == "released" or bool(settings["au_weights"])
+    return bool(method.get("au_weights", True))
+
+
+def resolved_linear_eval(
+    config: dict, dataset: str | None = None, method: dict | None = None
+) -> dict:
     """The ``linear_eval`` settings of a validated config as a job gets them: ``weight_decay`` and
     ``betas`` null mean the pretraining's (paper Sec. 4.1: AdamW "with the same settings as the
-    pre-training phase"); a per-dataset ``augment`` mapping becomes ``dataset``'s value."""
+    pre-training phase"); a per-dataset ``augment`` mapping becomes ``dataset``'s value;
+    ``au_weights: method`` becomes true or false for ``method`` (:func:`linear_eval_au_weights`;
+    no method: true)."""
     linear = dict(config["linear_eval"])
     for key in ("weight_decay", "betas"):
         if linear.get(key) is None:
             linear[key] = config["pretrain"][key]
     if dataset is not None and isinstance(linear.get("augment"), dict):
         linear["augment"] = linear_eval_augment(linear["augment"], dataset)
+    if linear.get("au_weights", "method") == "method":
+        linear["au_weights"] = linear_eval_au_weights(method)
     return linear
 
 

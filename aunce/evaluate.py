@@ -3,9 +3,10 @@
 ``embed`` runs each pretrained encoder once in eval mode (batch-norm statistics frozen) on the
 centre crops of the training and test frames and stores the per-AU embeddings. ``linear_eval``
 trains a fresh per-AU linear classifier on the training embeddings with WCE (AU weights from the
-training split of the fold) and scores the test split at the fixed threshold. Nothing is tuned on
-the test split: the last epoch is evaluated. With injected label noise, the classifier trains on the
-noisy labels and is scored against the true ones.
+training split of the fold, unless ``linear_eval.au_weights`` is false, resolved per method) and
+scores the test split at the fixed threshold. Nothing is tuned on the test split: the last epoch is
+evaluated. With injected label noise, the classifier trains on the noisy labels and is scored
+against the true ones.
 
 The optimizer takes the pretraining's betas and weight decay unless ``linear_eval`` sets its own
 (paper Sec. 4.1: "with the same settings as the pre-training phase"; the workflow resolves null).
@@ -252,6 +253,7 @@ def fit_linear_head(
     gen = torch.Generator().manual_seed(seed)
     n, k, d = train_z.shape
     weights = au_weights(train_labels, split="training split").to(device)
+    weights = weights if cfg.get("au_weights", True) else None  # lambda off (Table 10's model A)
     head, optim = _head_and_optimizer(k, d, cfg, device)
     train_z, train_labels = train_z.to(device), train_labels.to(device)
     with values_checked():  # the labels were checked once, by au_weights
@@ -290,7 +292,7 @@ def fit_linear_head_augmented(
     labels = cache.labels[train_idx]
     weights = au_weights(torch.from_numpy(labels.astype(np.int64)), split="training split")
     head, optim = _head_and_optimizer(len(cache.aus), encoder.feature_dim, cfg, device)
-    weights = weights.to(device)
+    weights = weights.to(device) if cfg.get("au_weights", True) else None
     precision = _precision(settings, device)
     memory_format = torch.channels_last if precision["channels_last"] else torch.contiguous_format
     colour = (

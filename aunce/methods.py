@@ -2,7 +2,9 @@
 
 A method is resolved once into an :class:`Objective` that the pretraining loop calls the same way
 for every loss: contrastive losses get two augmented views, classification losses one view and a
-per-AU linear head (thrown away after pretraining, protocol.md).
+per-AU linear head (thrown away after pretraining, protocol.md). A method may also bring its own
+augmentation of the training views (``pretrain:``, merged over the config's ``pretrain`` settings
+by :func:`aunce.config.resolved_pretrain`): not a setting of its loss, and ignored here.
 
 A method's loss is a built-in one (``aunce``, ``wce``, ``wfl``) or the user's own function given by
 its Python import path ``package.module:function`` with a ``kind`` and keyword ``options``
@@ -51,7 +53,10 @@ _CALL = {
     "contrastive": (("z", "z_aug", "labels"), ("au_weights", "minority_label", "generator")),
     "classification": (("logits", "labels"), ("au_weights",)),
 }
-_CUSTOM_KEYS = {"loss", "kind", "options", "label", "au_weights"}
+_CUSTOM_KEYS = {"loss", "kind", "options", "label", "au_weights", "pretrain"}
+#: a method's keys that are not settings of its loss: its label, lambda, its preset (expanded) and
+#: its own augmentation (``pretrain:``, merged over the config's by aunce.config.resolved_pretrain)
+_NOT_LOSS_KEYS = ("loss", "label", "au_weights", "preset", "pretrain")
 
 
 @dataclass
@@ -224,7 +229,7 @@ def loss_settings(method: dict, name: str | None = None) -> dict:
         if param not in _NOT_SETTINGS and p.default is not inspect.Parameter.empty
     }
     for key, value in method.items():
-        if key in ("loss", "label", "au_weights", "preset"):
+        if key in _NOT_LOSS_KEYS:
             continue
         if key not in out:
             raise AunceError(

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aunce import AunceError
-from aunce.config import dataset_folds, dataset_kind
+from aunce.config import METHOD_PRETRAIN_KEYS, dataset_folds, dataset_kind, resolved_pretrain
 from aunce.presets import AUNCE_PRESETS, effective_aunce
 
 FIGURE_KINDS = ("beta", "tsne")
@@ -109,7 +109,15 @@ class Plan:
 
     # --- methods -------------------------------------------------------------------------------
     def _identity(self, method: dict, epochs: int | None) -> str:
-        core = {k: v for k, v in method.items() if k != "label"}
+        core = {k: v for k, v in method.items() if k not in ("label", "pretrain")}
+        own = resolved_pretrain(self.config, method)  # the method's augmentation where it differs
+        own = {
+            k: own.get(k)
+            for k in METHOD_PRETRAIN_KEYS
+            if own.get(k) != self.config["pretrain"].get(k)
+        }
+        if own:
+            core["pretrain"] = own
         if core.get("loss") == "aunce":
             extra = {k: v for k, v in core.items() if k not in ("loss", "preset")}
             core = {"loss": "aunce", **extra, **effective_aunce(core)}

@@ -289,6 +289,20 @@ class Run:
         return f"method {name} fold {self.fold} seed {self.seed}"
 
 
+def lr_factors(cfg: dict):
+    """The learning rate of each epoch (0-based index) as a factor of ``lr``: the released code's
+    step schedule, x ``lr_step_factor`` from each of ``lr_step_epochs`` (counted from 1), and from
+    the second epoch on ``lr_from_epoch_2`` instead of ``lr`` when set (its step_lr_scheduler)."""
+    milestones = [e - 1 for e in cfg.get("lr_step_epochs", [])]
+    later, lr, gamma = cfg.get("lr_from_epoch_2"), cfg["lr"], cfg.get("lr_step_factor", 0.1)
+
+    def factor(epoch: int) -> float:
+        base = 1.0 if epoch == 0 or later is None else later / lr
+        return base * gamma ** sum(epoch >= m for m in milestones)
+
+    return factor
+
+
 def setup_run(
     loop: Loop,
     train_idx: np.ndarray,
@@ -322,10 +336,7 @@ def setup_run(
     optimizer = torch.optim.AdamW(
         params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
     )
-    # the step schedule of the released code: lr x factor from each listed epoch (counted from 1)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=[e - 1 for e in cfg["lr_step_epochs"]], gamma=cfg["lr_step_factor"]
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factors(cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=loop.amp == torch.float16)
     landmarks = None
     if encoder.needs_landmarks:

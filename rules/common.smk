@@ -14,7 +14,13 @@ from snakemake.logging import logger
 
 import aunce
 from aunce import AunceError
-from aunce.config import check_config, resolved_linear_eval, resolved_warm_start, retype_overrides
+from aunce.config import (
+    check_config,
+    resolved_linear_eval,
+    resolved_pretrain,
+    resolved_warm_start,
+    retype_overrides,
+)
 from aunce.folder import CONSENT, check_folder, project_on_path, record_run
 from aunce.claims import data_kind, load_claims
 from aunce.claims import inputs as claim_inputs
@@ -299,7 +305,9 @@ def encoder_settings(name):
 
 
 def pretrain_settings(dataset, encoder, method):
-    pretrain = dict(config["pretrain"], epochs=PLAN.epochs.get(method, config["pretrain"]["epochs"]))
+    """The method's own augmentation (its `pretrain:` block) merged over the config's."""
+    pretrain = dict(resolved_pretrain(config, PLAN.methods[method]),
+                    epochs=PLAN.epochs.get(method, config["pretrain"]["epochs"]))
     return {"dataset": dataset, "encoder": encoder_settings(encoder), "method": PLAN.methods[method],
             "method_name": method, "pretrain": pretrain, "image": encoder_image(config, encoder),
             "device": config["device"], "amp": config["amp"], "threads": TORCH_THREADS,
@@ -316,10 +324,11 @@ AUGMENTED_FEATURES = config["linear_eval"]["features"] == "augmented"
 
 def linear_eval_settings(dataset, encoder, method):
     settings = {"dataset": dataset, "encoder": encoder_settings(encoder), "method_name": method,
-                "linear_eval": resolved_linear_eval(config, dataset), "device": config["device"],
-                "threads": TORCH_THREADS}
+                "linear_eval": resolved_linear_eval(config, dataset, PLAN.methods[method]),
+                "device": config["device"], "threads": TORCH_THREADS}
     if AUGMENTED_FEATURES:  # the released linear evaluation reads the cache through the encoder
-        settings.update(image=encoder_image(config, encoder), pretrain=config["pretrain"],
+        settings.update(image=encoder_image(config, encoder),
+                        pretrain=resolved_pretrain(config, PLAN.methods[method]),
                         amp=config["amp"], channels_last=config["channels_last"])
     return settings
 

@@ -5,7 +5,9 @@ import torch
 from aunce.data.align import to_49
 from aunce.data.augment import (
     BORDER_FILL,
+    Crop,
     ViewSpec,
+    apply_crop,
     apply_similarity,
     augment_view,
     center_crop,
@@ -14,7 +16,9 @@ from aunce.data.augment import (
     gaussian_blur,
     normalize,
     random_crop_flip,
+    random_resized_crop,
     random_similarity,
+    resized_crop_landmarks,
     simclr_view,
 )
 from aunce.data.synthetic import TEMPLATE
@@ -253,3 +257,59 @@ def test_cifar_normalisation_is_the_released_codes():
     x = torch.full((1, 3, 2, 2), 0.5)
     want = (0.5 - torch.tensor([0.4914, 0.4822, 0.4465])) / torch.tensor([0.2023, 0.1994, 0.2010])
     assert torch.allclose(normalize(x, "cifar")[0, :, 0, 0], want)
+
+
+# --- the random resized crop of AUNCE's views (Sec. 3.3.2, SimCLR) --------------------------------
+def test_resized_crop_of_the_crop_size_is_the_fixed_crop():
+    """scale (1, 1), ratio (1, 1): a size x size box at integer offsets, pixel for pixel."""
+    x = torch.rand(16, 3, 36, 36)
+    view, box = random_resized_crop(x, 32, torch.Generator().manual_seed(1), (1, 1), (1, 1))
+    assert torch.equal(box.width, torch.full((16,), 32.0)) and box.flip.any() and (~box.flip).any()
+    fixed = apply_crop(x, Crop(box.top.long(), box.left.long(), box.flip, 32))
+    torch.testing.assert_close(view, fixed, atol=1e-5, rtol=0)
+
+
+def test_resized_crop_boxes_follow_scale_and_ratio():
+    x = torch.rand(2000, 1, 36, 36)
+    _, box = random_resized_crop(x, 32, torch.Generator().manual_seed(2), (0.08, 1.0), (3 / 4, 4 / 3))
+    area, aspect = box.width * box.height / 32**2, box.width / box.height
+    assert area.min() >= 0.07 and area.max() <= 1.05  # rounding of the sides
+    assert aspect.min() >= 0.7 and aspect.max() <= 1.42
+    assert area.mean() == pytest.approx(0.54, abs=0.04)  # uniform in [0.08, 1]
+    assert (box.left >= 0).all() and (box.left + box.width <= 36).all()
+    assert (box.top >= 0).all() and (box.top + box.height <= 36).all()
+    assert box.left.max() > 20 and box.top.max() > 20  # anywhere in the face, not only the centre
+
+
+def test_resized_crop_landmarks_follow_the_pixels():
+    """On an image whose channels are affine in x and y (bilinear sampling is exact there), each
+    output pixel's value gives the input point it sampled; that point, moved as a landmark, lands
+    on the output pixel (flipped views mirror it and swap left and right points)."""
+    b, side, size = 64, 36, 32
+    grid = torch.arange(side, dtype=torch.float32)
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    x = torch.stack([xx / 100, yy / 100, 0.5 + 0 * xx])[None].repeat(b, 1, 1, 1)
+    view, box = random_resized_crop(x, size, torch.Generator().manual_seed(3), (0.1, 1.0), (0.6, 1.6))
+    g = torch.Generator().manual_seed(4)
+    j = torch.randint(2, size - 2, (b, 49, 2), generator=g)  # away from the border clamp
+    sampled = view[torch.arange(b)[:, None], :2, j[..., 1], j[..., 0]] * 100  # (b, 49, 2): x, y
+    flipped = box.flip[:, None, None]
+    points = torch.where(flipped, sampled[:, torch.tensor(FLIP)], sampled)  # undo the swap
+    moved = resized_crop_landmarks(points, box)
+    torch.testing.assert_close(moved, j.float(), atol=2e-3, rtol=0)
+
+
+def test_views_take_the_resized_crop_only_when_asked():
+    x = torch.rand(4, 3, 36, 36)
+    fixed = ViewSpec.from_settings({"resized_crop": None}, 32, colour=True)
+    simclr = ViewSpec.from_settings(
+        {"resized_crop": {"scale": [0.08, 1], "ratio": [0.75, 4 / 3]}}, 32, colour=True
+    )
+    one_view = ViewSpec.from_settings(
+        {"resized_crop": {"scale": [0.08, 1], "ratio": [0.75, 4 / 3]}}, 32, colour=False
+    )
+    assert fixed.resized_crop is None and one_view.resized_crop is None  # WCE, WFL: Sec. 4.1's crop
+    assert simclr.resized_crop == ((0.08, 1.0), (0.75, 4 / 3))
+    a, _ = augment_view(x, None, simclr, torch.Generator().manual_seed(0))
+    b, _ = augment_view(x, None, fixed, torch.Generator().manual_seed(0))
+    assert a.shape == b.shape == (4, 3, 32, 32) and not torch.equal(a, b)

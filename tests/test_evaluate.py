@@ -77,6 +77,33 @@ def test_head_normalises_features_and_takes_the_given_optimizer_settings():
         LinearHead(3, 4, "svm")
 
 
+@pytest.mark.parametrize("weighted", [True, False])
+def test_lambda_of_the_linear_evaluation_is_a_setting(monkeypatch, weighted):
+    """linear_eval.au_weights (resolved per method: Table 10's model A has no lambda "for both
+    WCE and AUNCE") decides whether the head's WCE is weighted by the fold's AU weights."""
+    import aunce.evaluate as evaluate
+
+    seen, original = [], evaluate.wce_loss
+
+    def recording(logits, labels, weights):
+        seen.append(weights)
+        return original(logits, labels, weights)
+
+    monkeypatch.setattr(evaluate, "wce_loss", recording)
+    g = torch.Generator().manual_seed(0)
+    z, labels = torch.randn(40, 3, 4, generator=g), torch.randint(0, 2, (40, 3), generator=g)
+    cfg = {"epochs": 1, "batch_size": 20, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 0.0,
+           "betas": None, "au_weights": weighted}  # fmt: skip
+    evaluate.fit_linear_head(z, labels, {"linear_eval": cfg}, 0, CPU)
+    assert len(seen) == 2
+    if weighted:
+        from aunce.losses import au_weights
+
+        assert all(torch.equal(w, au_weights(labels)) for w in seen)
+    else:
+        assert all(w is None for w in seen)
+
+
 # --- the released augmented-features path, on a tiny cache --------------------------------------
 RELEASED = {"epochs": 2, "batch_size": 12, "lr": 1e-2, "optimizer": "adam", "weight_decay": 1e-6,
             "betas": [0.9, 0.999], "threshold": 0.5, "head": "softmax", "normalize_features": True,

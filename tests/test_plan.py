@@ -270,3 +270,34 @@ def test_cross_table_epochs_per_source_reuse_the_within_dataset_models():
     assert any("gft -> bp4d 24" in note for note in spec["notes"])
     with pytest.raises(AunceError, match=r"tables.table7.epochs: 'bp4d_plus' is not a source"):
         plan_of(dict(tables, table7=dict(tables["table7"], epochs={"bp4d_plus": 3})))
+
+
+RELEASED_VIEWS = {"jitter_strengths": [0.4, 0.4, 0.4, 0.1], "blur": 1.0, "blur_kernel": 3}
+
+
+def test_both_readings_of_aunce_in_one_table_are_two_methods():
+    """The paper's reading and the released code's (its loss and its views) side by side: two
+    rows, two sets of runs; a method whose own augmentation equals the config's is the same method
+    (one job), one whose augmentation differs is not."""
+    methods = {
+        "aunce": {"loss": "aunce", "label": "AUNCE"},
+        "aunce_released": {"loss": "aunce", "preset": "released", "label": "AUNCE (released code)",
+                           "pretrain": RELEASED_VIEWS},  # fmt: skip
+        "same_views": {"loss": "aunce", "pretrain": {"blur": 0.5}},  # the config's blur
+        "released_loss_only": {"loss": "aunce", "preset": "released"},
+        "wce": {"loss": "wce", "label": "WCE"},
+    }
+    plan = plan_of(
+        {
+            "table2": {"dataset": "bp4d", "encoder": "megraph",
+                       "methods": ["aunce", "aunce_released", "wce"]},
+            "other": {"dataset": "bp4d", "encoder": "megraph",
+                      "methods": ["same_views", "released_loss_only"]},
+        },  # fmt: skip
+        methods=methods,
+        pretrain={"blur": 0.5},
+    )
+    rows = plan.tables["table2"]["methods"]
+    assert rows == [["aunce", "AUNCE"], ["aunce_released", "AUNCE (released code)"], ["wce", "WCE"]]
+    assert plan.runs[("bp4d", "megraph", "aunce_released")] == plan.runs[("bp4d", "megraph", "aunce")]
+    assert [m for m, _ in plan.tables["other"]["methods"]] == ["aunce", "released_loss_only"]

@@ -681,6 +681,30 @@ def test_cache_saves_the_report_of_drops(tmp_path):
     assert set(cache.manifest["split"].iloc[test]) == {"validation"} and len(train) == 6
 
 
+def test_affwild2_is_aligned_from_its_landmarks_when_it_has_them(tmp_path):
+    """The challenge's crops are resized as they are; with a landmark folder they are aligned from
+    the 49 inner landmarks, as the paper aligns every dataset (Sec. 4.1.2)."""
+    root = make_affwild2(tmp_path / "aff")
+    resized = open_cache(build_cache("affwild2", root, tmp_path / "resized", 16))
+    assert resized.meta["aligned_input"] is True and np.isnan(resized.landmarks).all()
+    face = similarity(TEMPLATE, 10, 3.0, (4.0, 4.5))  # a face filling the 8 x 8 crops, tilted
+    for folder in sorted((root / "cropped_aligned").iterdir()):
+        names = sorted(f.name for f in folder.iterdir())
+        landmark_csv(root / "landmarks/cropped_aligned" / f"{folder.name}.csv",
+                     dict.fromkeys(names, face))  # fmt: skip
+    aligned = open_cache(build_cache("affwild2", root, tmp_path / "aligned", 16))
+    assert aligned.meta["aligned_input"] is False
+    canonical = to_49(TEMPLATE)
+    expected = apply_matrix(alignment_matrix(canonical, 16), canonical)
+    assert np.allclose(aligned.landmarks, expected[None], atol=1e-3)  # the tilt is undone
+    assert (
+        open_cache(build_cache("affwild2", root, tmp_path / "kept", 16, aligned=True)).meta[
+            "aligned_input"
+        ]
+        is True
+    )  # the config's `aligned: true` still resizes only
+
+
 def test_cache_refuses_unaligned_faces_without_landmarks(tmp_path):
     root = make_list(tmp_path / "ds")
     with pytest.raises(AunceError, match=r"landmarks/img/F001/T1\.csv: landmark file not found"):

@@ -432,3 +432,29 @@ def test_last_partial_batch_kept_on_request(bp4d_cache, drop_last, steps):
     run = train.setup_run(loop, train_idx, weights, minority, settings, "1", 0)
     train.train_epoch(run, loop, 1)
     assert int(next(iter(run.optimizer.state.values()))["step"]) == steps
+
+
+def released_step_lr(epoch: int, init_lr: float, gamma=0.1, stepsize=60) -> float:
+    """The released lr_schedule.step_lr_scheduler, as written there (epoch counted from 1): its
+    init_lr argument defaults to 1e-5 and is replaced by the given rate in epoch 1 only."""
+    base = init_lr if epoch == 1 else 1e-5
+    return base * gamma ** (epoch // stepsize)
+
+
+@pytest.mark.parametrize("lr", [1e-5, 1e-3])
+def test_released_learning_rate_schedule(lr):
+    """config/released.yaml's schedule (lr_step_epochs [60], lr_from_epoch_2 1e-5) is the
+    release's, whatever the first rate; without lr_from_epoch_2 the rate stays until the step."""
+    cfg = {"lr": lr, "lr_step_epochs": [60], "lr_step_factor": 0.1, "lr_from_epoch_2": 1e-5}
+    factor = train.lr_factors(cfg)
+    for epoch in range(1, 62):
+        assert lr * factor(epoch - 1) == pytest.approx(released_step_lr(epoch, lr), rel=1e-12)
+    factor = train.lr_factors(dict(cfg, lr_from_epoch_2=None))
+    assert [lr * factor(e) for e in (0, 1, 58, 59)] == pytest.approx([lr, lr, lr, lr / 10])
+
+
+def test_a_run_records_the_schedule_it_trained_with(bp4d_cache, tmp_path):
+    settings = settings_for("wce", epochs=3, lr=1e-3, lr_from_epoch_2=1e-4, lr_step_epochs=[3])
+    train.pretrain(bp4d_cache, settings, [("1", 0)], tmp_path)
+    history = pd.read_csv(tmp_path / "fold-1" / "seed-0" / "history.csv")
+    assert history["lr"].tolist() == pytest.approx([1e-3, 1e-4, 1e-5])

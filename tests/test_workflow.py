@@ -65,6 +65,30 @@ def test_outputs_logs_and_resolved_config(smoke_run):
     assert metrics["linear_eval"]["weight_decay"] == settings["pretrain"]["weight_decay"] == 1e-6
 
 
+def test_both_readings_of_aunce_train_with_their_own_loss_and_views(smoke_run):
+    """table2 has the paper's reading and the released code's: each run records its loss and the
+    augmentation it trained with; lambda in the linear evaluation follows each method."""
+    results = smoke_run / "results"
+    runs = {m: json.loads((results / f"pretrain/bp4d/megraph/{m}/fold-1/seed-1/settings.json")
+                          .read_text()) for m in ("aunce", "aunce_released")}  # fmt: skip
+    paper, released = runs["aunce"], runs["aunce_released"]
+    assert paper["loss_settings"]["variant"] == "paper" and paper["au_weights"] is not None
+    assert released["loss_settings"]["variant"] == "released" and released["au_weights"] is None
+    assert paper["pretrain"]["jitter_strengths"] == [0.8, 0.8, 0.8, 0.2]
+    assert paper["pretrain"]["resized_crop"] == {"scale": [0.08, 1.0], "ratio": [0.75, 4 / 3]}
+    assert released["pretrain"]["jitter_strengths"] == [0.4, 0.4, 0.4, 0.1]
+    assert (released["pretrain"]["blur"], released["pretrain"]["blur_kernel"]) == (1.0, 3)
+    assert released["pretrain"]["resized_crop"] is None
+    assert released["pretrain"]["lr"] == paper["pretrain"]["lr"]  # the rest is the config's
+    for method in ("aunce", "aunce_released"):
+        metrics = json.loads(
+            (results / f"eval/bp4d/megraph/{method}/fold-1/seed-1/metrics.json").read_text()
+        )
+        assert metrics["linear_eval"]["au_weights"] is True
+    table = pd.read_csv(results / "tables" / "table2.csv")
+    assert {"AUNCE (this run)", "AUNCE (released code) (this run)"} <= set(table["row"])
+
+
 def test_only_the_outputs_a_later_step_reads_are_kept(smoke_run):
     """keep: needed (the default): encoder.pt where cross-dataset evaluation reads it (table7: fold
     1, seed 1; table4: the model trained on all of BP4D), no embeddings.npz, fig5's samples; the
@@ -111,10 +135,14 @@ def test_run_granularity_lists_jobs_per_fold_and_seed(tmp_path):
         for seed in (1, 2):
             for stage, tag in (("pretrain", ""), ("embed", "e"), ("linear_eval", "e")):
                 name = f"{stage}_bp4d_megraph_{tag}fold{fold}_seed{seed}"
-                # aunce + wce; table7's fold-1 seed-1 models are kept for its cross-evaluation,
-                # the other methods' are temp(): a rule each (aunce.plan.pretrain_groups)
-                kept = "(_kept)?" if stage == "pretrain" else ""
-                assert re.search(rf"^{name}{kept}\s+2$", out, re.M), name
+                # aunce, aunce_released and wce; table7's fold-1 seed-1 models of aunce and wce
+                # are kept for its cross-evaluation, the other methods' are temp(): a rule each
+                # (aunce.plan.pretrain_groups)
+                if stage == "pretrain" and (fold, seed) == (1, 1):
+                    assert re.search(rf"^{name}_kept\s+2$", out, re.M), name
+                    assert re.search(rf"^{name}\s+1$", out, re.M), name
+                else:
+                    assert re.search(rf"^{name}\s+3$", out, re.M), name
     proc = snakemake(tmp_path, *args)  # fused: one job per run does both methods' three stages
     out = proc.stdout + proc.stderr
     assert re.search(r"^train_eval_bp4d_megraph_efold3_seed2\s+1$", out, re.M)

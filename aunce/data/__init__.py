@@ -75,10 +75,20 @@ def read_landmarks(
     raise AunceError(f"unknown dataset reader '{name}' (known: {', '.join(READERS)})")
 
 
-def aligned_by_default(name: str) -> bool:
-    """Whether a layout's images are usually aligned faces (the list layout, Aff-Wild2)."""
-    from aunce.data.readers import ALIGNED_BY_DEFAULT
+def aligned_by_default(
+    name: str, root: str | os.PathLike | None = None, landmarks: str = "landmarks"
+) -> bool:
+    """Whether a layout's images are taken as aligned faces (only resized) when the config leaves
+    ``aligned`` null: the list layout's always; Aff-Wild2's ``cropped_aligned`` faces only when
+    ``root`` has no landmark folder (``landmarks``, relative to ``root`` unless absolute). The
+    paper aligns every dataset from its 49 inner landmarks (Sec. 4.1.2); the challenge's crops are
+    aligned by its own procedure, so a landmark folder next to them is used to align them again."""
+    from aunce.data.readers import ALIGN_WHEN_LANDMARKS, ALIGNED_BY_DEFAULT
 
+    if name in ALIGN_WHEN_LANDMARKS and root is not None:
+        folder = Path(landmarks) if Path(landmarks).is_absolute() else Path(root) / landmarks
+        if folder.is_dir():
+            return False
     return name in ALIGNED_BY_DEFAULT
 
 

@@ -4,7 +4,10 @@
   rotation, uniform scaling and translation about the image centre (:func:`random_similarity`;
   the ranges are the harness's, docs/deviations.md), landmarks moved with the pixels.
 - Training crops: a random ``input_size`` crop of the aligned ``cache_size`` face plus a horizontal
-  flip (both losses); test: the centre crop.
+  flip (Sec. 4.1; every loss); test: the centre crop. AUNCE's views may instead take a random
+  resized crop (Sec. 3.3.2, SimCLR's "random cropping and flipping followed by resizing back to
+  original size"): a box of random area and aspect ratio resized to ``input_size``
+  (:func:`random_resized_crop`; ``pretrain.resized_crop``).
 - AUNCE views (SimCLR, Chen et al. 2020): the crop and flip, then with probability ``color_jitter``
   a colour distortion (brightness, contrast, saturation and hue strengths ``jitter_strengths``,
   SimCLR's 0.8, 0.8, 0.8, 0.2, in random order as torchvision's ColorJitter, hue rotated in YIQ
@@ -154,6 +157,88 @@ def apply_crop(x: Tensor, crop: Crop) -> Tensor:
     batch = torch.arange(b, device=x.device)[:, None, None]
     out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, s, s, C)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class ResizedCrop:
+    """A box of each image (top-left corner and side lengths in pixels, float64) resized to
+    ``size`` x ``size``, and whether it was flipped."""
+
+    top: Tensor  # (B,)
+    left: Tensor  # (B,)
+    height: Tensor  # (B,)
+    width: Tensor  # (B,)
+    flip: Tensor  # (B,) bool
+    size: int
+
+
+def random_resized_crop(
+    x: Tensor,
+    size: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> tuple[Tensor, ResizedCrop]:
+    """SimCLR's crop: per image a box of area ``scale`` x ``size``^2 (uniform) and aspect ratio
+    width / height in ``ratio`` (log-uniform), at a uniform position inside the image, resized
+    bilinearly to ``size`` x ``size``, and a horizontal flip with probability 0.5.
+
+    As torchvision's ``RandomResizedCrop.get_params`` (side lengths rounded, the first of
+    ``attempts`` draws that fits, else the ``size`` x ``size`` box), except that the area is a
+    fraction of the ``size`` crop's rather than of the whole image: ``scale`` (1, 1) with ``ratio``
+    (1, 1) is exactly :func:`random_crop_flip`'s crop, pixel for pixel. No antialiasing when a box
+    larger than ``size`` is shrunk (torchvision's resize antialiases)."""
+    b, _, h, w = x.shape
+    if size > min(h, w):
+        raise ValueError(f"crop size {size} exceeds the image size {h}x{w}")
+    (s_lo, s_hi), (r_lo, r_hi) = scale, ratio
+    if not (0 < s_lo <= s_hi and 0 < r_lo <= r_hi):
+        raise ValueError(f"resized crop needs 0 < scale and ratio ranges, got {scale}, {ratio}")
+    u = torch.rand(b, attempts, 2, generator=generator, dtype=torch.float64)
+    area = size * size * (s_lo + (s_hi - s_lo) * u[..., 0])
+    aspect = torch.exp(math.log(r_lo) + (math.log(r_hi) - math.log(r_lo)) * u[..., 1])
+    bw, bh = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))
+    fits = (bw >= 1) & (bw <= w) & (bh >= 1) & (bh <= h)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)  # the first draw that fits
+    found = fits.any(1)
+    bw = torch.where(found, bw.gather(1, first)[:, 0], float(size))
+    bh = torch.where(found, bh.gather(1, first)[:, 0], float(size))
+    where = torch.rand(b, 2, generator=generator, dtype=torch.float64)
+    top = torch.floor(where[:, 0] * (h - bh + 1)).clamp(max=h - bh)
+    left = torch.floor(where[:, 1] * (w - bw + 1)).clamp(max=w - bw)
+    flips = torch.rand(b, generator=generator) < 0.5
+    crop = ResizedCrop(top, left, bh, bw, flips, size)
+    # affine_grid's normalised coordinates (align_corners=False: -1 and 1 are the outer pixel
+    # edges): output pixel j samples the box at left + (j + 1/2) width / size, mirrored if flipped
+    sign = torch.where(flips, -1.0, 1.0).double()
+    zero = torch.zeros(b, dtype=torch.float64)
+    theta = torch.stack(
+        [
+            torch.stack([sign * bw / w, zero, (2 * left + bw) / w - 1], -1),
+            torch.stack([zero, bh / h, (2 * top + bh) / h - 1], -1),
+        ],
+        1,
+    ).to(torch.float32)
+    grid = F.affine_grid(_on(theta, x), [b, 1, size, size], align_corners=False)
+    view = F.grid_sample(
+        x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return view, crop
+
+
+def resized_crop_landmarks(landmarks: Tensor, crop: ResizedCrop) -> Tensor:
+    """Move (B, 49, 2) landmarks (pixel indices of the image) into the pixels of
+    :func:`random_resized_crop`'s views; a flip mirrors x and swaps left/right points."""
+    pts = landmarks.clone()
+    for axis, start, length in ((0, crop.left, crop.width), (1, crop.top, crop.height)):
+        start = _on(start, pts).to(pts.dtype)[:, None]
+        factor = _on(crop.size / length, pts).to(pts.dtype)[:, None]
+        pts[..., axis] = (pts[..., axis] + 0.5 - start) * factor - 0.5
+    flipped = _on(crop.flip, pts)
+    mirrored = pts[:, _on(_FLIP_49_INDEX, pts)]
+    mirrored[..., 0] = crop.size - 1 - mirrored[..., 0]
+    return torch.where(flipped[:, None, None], mirrored, pts)
 
 
 def crop_landmarks(landmarks: Tensor, crop: Crop) -> Tensor:
@@ -354,8 +439,9 @@ def simclr_view(
 @dataclass(frozen=True)
 class ViewSpec:
     """How a training view is drawn: the similarity transform (rotation in degrees, scale and
-    translation as fractions; all 0: none), the crop and flip, and for ``colour`` views (AUNCE's)
-    the SimCLR colour distortion and blur."""
+    translation as fractions; all 0: none), the crop and flip (for ``colour`` views with
+    ``resized_crop`` ((scale range), (ratio range)) a random resized crop, else the fixed crop),
+    and for ``colour`` views (AUNCE's) the SimCLR colour distortion and blur."""
 
     size: int
     similarity: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -365,12 +451,14 @@ class ViewSpec:
     grey: float = 0.2
     blur: float = 0.5
     blur_kernel: int | None = None
+    resized_crop: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     @classmethod
     def from_settings(cls, pretrain: dict, size: int, *, colour: bool, similarity: bool = True):
         """The views of a run's ``pretrain`` settings (config/schema.yaml); ``similarity=False``
-        leaves the similarity transform out."""
+        leaves the similarity transform out. The resized crop applies to ``colour`` views only."""
         sim = pretrain.get("similarity", {})
+        resized = pretrain.get("resized_crop") if colour else None
         return cls(
             size=size,
             similarity=(
@@ -383,6 +471,10 @@ class ViewSpec:
             jitter_strengths=tuple(pretrain.get("jitter_strengths", SIMCLR_JITTER)),
             blur=pretrain.get("blur", 0.5),
             blur_kernel=pretrain.get("blur_kernel"),
+            resized_crop=(
+                (tuple(map(float, resized["scale"])), tuple(map(float, resized["ratio"])))
+                if resized else None
+            ),
         )  # fmt: skip
 
 
@@ -400,10 +492,15 @@ def augment_view(
         )
         x = apply_similarity(x, sim)
         landmarks = None if landmarks is None else similarity_landmarks(landmarks, sim)
-    view, crop = random_crop_flip(x, spec.size, generator)
+    if spec.resized_crop is not None:
+        view, box = random_resized_crop(x, spec.size, generator, *spec.resized_crop)
+        landmarks = None if landmarks is None else resized_crop_landmarks(landmarks, box)
+    else:
+        view, crop = random_crop_flip(x, spec.size, generator)
+        landmarks = None if landmarks is None else crop_landmarks(landmarks, crop)
     if spec.colour:
         view = color_distort(
             view, generator, p=spec.color_jitter, strengths=spec.jitter_strengths, p_grey=spec.grey
         )
         view = gaussian_blur(view, generator, p=spec.blur, kernel=spec.blur_kernel)
-    return view, None if landmarks is None else crop_landmarks(landmarks, crop)
+    return view, landmarks

@@ -97,7 +97,8 @@ def build_cache(
 ) -> Path:
     """Read a dataset, align every face to ``size x size`` and write the cache folder.
 
-    ``aligned`` None takes the layout's usual case (aligned for the list layout and Aff-Wild2);
+    ``aligned`` None takes the layout's usual case (:func:`aunce.data.aligned_by_default`: aligned
+    for the list layout, and for Aff-Wild2 unless it has a landmark folder);
     ``landmarks`` is the folder of the per-sequence landmark files (relative to ``root`` unless
     absolute); ``options`` go to the reader (:func:`aunce.data.read_dataset`).
     """
@@ -110,7 +111,13 @@ def build_cache(
             "another output"
         )
     if aligned is None:
-        aligned = aligned_by_default(reader)
+        aligned = aligned_by_default(reader, root, landmarks)
+        if reader == "affwild2":
+            log.info(
+                "%s: %s", root,
+                "only resizing the cropped_aligned faces (no landmark folder)" if aligned
+                else f"aligning the faces from the landmark files in '{landmarks}'",
+            )  # fmt: skip
     report: dict = {}
     manifest = read_dataset(reader, root, report=report, **(options or {}))
     for reason, count in report["dropped"].items():

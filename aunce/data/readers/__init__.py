@@ -34,6 +34,9 @@ _READERS = {
 #: Layouts whose images are usually aligned faces already: alignment then only resizes, and
 #: landmark files are optional. The config's ``aligned`` overrides this.
 ALIGNED_BY_DEFAULT = frozenset({"list", "affwild2"})
+#: Aligned-by-default layouts aligned from their landmark files after all when the landmark folder
+#: exists (Aff-Wild2: the paper aligns every dataset from 49 landmarks, Sec. 4.1.2).
+ALIGN_WHEN_LANDMARKS = frozenset({"affwild2"})
 
 REAL_READERS = tuple(_READERS)
 

@@ -10,8 +10,11 @@ Layout as distributed to challenge participants (shared spec datasets.md)::
 Two drops are allowed, and counted in the report saved with the cache: rows coded -1 (invalid
 frames) and rows whose image is missing (the face detector found no face there). Videos with two
 people carry ``_left`` / ``_right`` suffixes; each is its own subject. Rows carry ``split`` train or
-validation (the paper trains on Train_Set and evaluates on Validation_Set). The faces are already
-aligned, so alignment only resizes them unless the config says ``aligned: false``.
+validation (the paper trains on Train_Set and evaluates on Validation_Set). The faces are cropped
+and aligned by the challenge; the paper aligns every dataset from 49 inner landmarks (Sec. 4.1.2),
+so with landmark files (``<root>/landmarks/cropped_aligned/<video>.csv``, docs/datasets.md) the
+cache aligns them again as it aligns BP4D, and without them only resizes them (``aligned`` in the
+config decides either way).
 """
 
 from __future__ import annotations
