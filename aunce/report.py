@@ -41,7 +41,7 @@ from aunce.stats import COMPARISON, beats_published
 
 THIS_RUN = " (this run)"
 META = ("row", "source", "kind")
-SIGNIFICANCE = [*COMPARISON, "p_ttest_holm", "p_wilcoxon_holm"]
+SIGNIFICANCE = [*COMPARISON, "p_holm"]
 DELTA_DIGITS = 1
 ABSENT = "(absent)"
 SYNTHETIC_NOTE = (
@@ -387,14 +387,17 @@ def _significance(path: str | os.PathLike) -> str:
     # F1-macro here; the per-AU tests (same Holm correction) stay in the CSV
     macro = tests[tests["value"] == "f1_macro"]
     shown = (macro if not macro.empty else tests)[SIGNIFICANCE].copy()
-    for col in ("mean_a", "mean_b", "mean_diff"):
+    for col in ("mean_a", "mean_b", "mean_diff", "se"):
         shown[col] = 100 * shown[col]
-    shown = shown.rename(columns={c: f"{c} (%)" for c in ("mean_a", "mean_b", "mean_diff")})
+    shown = shown.rename(columns={c: f"{c} (%)" for c in ("mean_a", "mean_b", "mean_diff", "se")})
     text = (
-        "Paired tests between this run's methods (aunce.stats.significance_table): pairs are the "
-        "runs of the same fold and seed, differences a - b, two-sided; `_holm` p-values are "
-        "Holm-corrected over the whole table (F1-macro and every AU); empty: the test is undefined "
-        f"(fewer than 2 pairs, or no variance). F1-macro rows; per-AU tests in `{Path(path).name}`."
+        "Tests between this run's methods (aunce.stats.significance_table; docs/report.md, \"The "
+        "test\"): the unit is the trained model, pairs are the runs of the same fold and seed, "
+        "differences a - b, two-sided, the variance from the spread of the models' fold and seed "
+        "means and, where every model is scored on one test set, the jackknife over its test "
+        "subjects; `p_holm` is Holm-corrected over the whole table (F1-macro and every AU); "
+        "empty: the test is undefined (one model per arm, no spread, or no per-subject counts "
+        f"for a shared test set). F1-macro rows; per-AU tests in `{Path(path).name}`."
         "\n\n"
     )
     return text + _markdown(shown, floatfmt=".3g") + "\n"

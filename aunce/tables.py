@@ -254,12 +254,12 @@ def _renamed(record: dict, method: str) -> dict:
 
 
 def significance(spec: dict, read_json) -> pd.DataFrame:
-    """Paired tests between the methods a table ran (pairs: same fold and seed), Holm-corrected
-    over the table (aunce.stats.significance_table). Empty (header only) when fewer than two methods
-    ran in a cell or the kind compares nothing (occurrence, cost)."""
+    """Tests between the methods a table ran (aunce.stats.significance_table: the trained model as
+    the unit, pairs of the same fold and seed), Holm-corrected over the table. Empty (header only)
+    when fewer than two methods ran in a cell or the kind compares nothing (occurrence, cost)."""
     from aunce.stats import COMPARISON, significance_table
 
-    empty = pd.DataFrame(columns=[*COMPARISON, "p_ttest_holm", "p_wilcoxon_holm"])
+    empty = pd.DataFrame(columns=[*COMPARISON, "p_holm"])
     kind = spec["kind"]
     if kind in ("occurrence", "cost") or "metrics" not in spec["inputs"]:
         return empty
@@ -268,19 +268,17 @@ def significance(spec: dict, read_json) -> pd.DataFrame:
     if kind == "cross":  # a row's runs may differ by direction (epochs per source): the row's name
         records = [_renamed(read_json(p), name) for d in spec["directions"]
                    for name, _ in spec["methods"] for p in d["metrics"][name]]  # fmt: skip
-        runs = runs_frame(records)
     else:
-        runs = runs_frame([read_json(p) for p in files])
+        records = [read_json(p) for p in files]
+    names = list(dict.fromkeys(r["run"]["method"] for r in records))
     if kind == "grid":
         base = spec["baseline"]
-        pairs = sorted({(m, base) for m in runs["method"].unique() if m != base})
+        pairs = sorted({(m, base) for m in names if m != base})
     else:
-        names = list(dict.fromkeys(runs["method"]))
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     if not pairs:
         return empty
-    values = ["f1_macro"] + [c for c in runs.columns if c.startswith("f1_AU")]
-    return significance_table(runs, pairs, values)
+    return significance_table(records, pairs)
 
 
 def _published_frame(spec: dict) -> pd.DataFrame | None:

@@ -211,4 +211,4 @@ def test_cross_significance_pairs_a_rows_runs_across_directions_of_other_budgets
     macro = table[table["value"] == "f1_macro"]
     assert len(macro) == 2  # one WCE-AUNCE comparison per direction
     assert set(macro["method_a"]) == {"wce"} and set(macro["method_b"]) == {"aunce"}
-    assert (macro["n_pairs"] == 3).all()
+    assert (macro["n_runs"] == 3).all()

@@ -48,18 +48,19 @@ SIGNIFICANCE_ROW = {
     "method_a": "aunce",
     "method_b": "wce",
     "value": "f1_macro",
-    "n_pairs": 6,
+    "n_runs": 6,
     "n_unpaired": 0,
+    "n_folds": 3,
+    "n_seeds": 2,
+    "n_subjects": 0,
     "mean_a": 0.70,
     "mean_b": 0.575,
     "mean_diff": 0.125,
+    "se": 0.0245,
+    "df": 1,
     "t": 5.1,
-    "p_ttest": 0.0038,
-    "w": 0.0,
-    "p_wilcoxon": 0.031,
-    "effect_size": 2.1,
-    "p_ttest_holm": 0.0076,
-    "p_wilcoxon_holm": 0.062,
+    "p": 0.123,
+    "p_holm": 0.246,
 }
 
 
@@ -211,7 +212,7 @@ def test_report_sections_significance_figure_and_audit(tree):
     # significance: means in percent, Holm-corrected p-values kept
     sig = _cells(_line(report, "| bp4d "))
     assert sig[:5] == ["bp4d", "megraph", "aunce", "wce", "f1_macro"]
-    assert sig[7:10] == ["70", "57.5", "12.5"] and "0.0076" in sig
+    assert sig[10:14] == ["70", "57.5", "12.5", "2.45"] and "0.246" in sig
     # the figure's own link to fig6.png, rewritten relative to results/
     assert "![fig6](figures/fig6.png)" in report
     # audit: AUNCE's printed 66.1 is not the mean 65.0 of its printed AUs; MAL's 52.5 is
