@@ -224,7 +224,7 @@ def loss_settings(method: dict, name: str | None = None) -> dict:
         if param not in _NOT_SETTINGS and p.default is not inspect.Parameter.empty
     }
     for key, value in method.items():
-        if key in ("loss", "label", "au_weights", "preset"):
+        if key in ("loss", "label", "au_weights", "preset", "replicate"):  # replicate: the seed
             continue
         if key not in out:
             raise AunceError(

@@ -288,6 +288,27 @@ def _check_splits(plan: Plan) -> None:
 
 
 # --- per-kind planners --------------------------------------------------------------------------
+def distinct_methods(plan: Plan, table: str, names: list[str], epochs) -> list[str]:
+    """The plan's names of a table's methods, refusing two with the same settings: they would be
+    one run standing for two rows (and two arms of every comparison). A copy meant as an
+    independent draw of the same method says so with ``replicate: n`` (docs/report.md, "The A/A
+    control")."""
+    out: dict[str, str] = {}
+    for m in names:
+        name = plan.method(m, epochs)
+        twin = next((k for k, v in out.items() if v == name), None)
+        if twin == m:
+            raise AunceError(f"tables.{table}.methods: '{m}' is listed twice")
+        if twin is not None:
+            raise AunceError(
+                f"tables.{table}.methods: '{twin}' and '{m}' have the same settings, so one run "
+                f"would stand for both rows; remove one, or give '{m}' `replicate: 1` to make it "
+                "an independent replicate (an A/A control)"
+            )
+        out[m] = name
+    return list(out.values())
+
+
 def _budget(plan: Plan, spec: dict, ds: str) -> tuple[list[str], list[int], int | None]:
     all_folds = dataset_folds(plan.datasets[ds])
     folds = [str(f) for f in spec.get("folds") or all_folds]
@@ -390,7 +411,7 @@ def _au_f1(plan, table, spec, provenance):
     if test:
         # trained on all of the source, tested on all of the target (BP4D -> BP4D+, Table 4)
         seeds, epochs = list(spec.get("seeds") or plan.seeds), spec.get("epochs")
-        methods = [plan.method(m, epochs) for m in spec["methods"]]
+        methods = distinct_methods(plan, table, spec["methods"], epochs)
         metrics = [
             f for m in methods for f in plan.need_cross(ds, test, enc, m, [("all", "all")], seeds)
         ]
@@ -404,7 +425,7 @@ def _au_f1(plan, table, spec, provenance):
         published_ds = dataset_kind(plan.datasets[test])
     else:
         folds, seeds, epochs = _budget(plan, spec, ds)
-        methods = [plan.method(m, epochs) for m in spec["methods"]]
+        methods = distinct_methods(plan, table, spec["methods"], epochs)
         metrics = [f for m in methods for f in plan.need(ds, enc, m, folds, seeds)]
         note, where = _averaging(folds, seeds, epochs, plan.config), dataset_label(plan, ds)
         published_ds = dataset_kind(plan.datasets[ds])
@@ -444,7 +465,7 @@ def _cross(plan, table, spec, provenance):
     for src in by_source:
         if src not in {pair[0] for pair in spec["pairs"]}:
             raise AunceError(f"tables.{table}.epochs: '{src}' is not a source dataset of its pairs")
-    methods = [plan.method(m, None if by_source else epochs) for m in spec["methods"]]
+    methods = distinct_methods(plan, table, spec["methods"], None if by_source else epochs)
     directions = []
     for src, tgt in spec["pairs"]:
         src_epochs = by_source.get(src) if by_source else epochs
@@ -500,6 +521,7 @@ def _grid(plan, table, spec, provenance):
     cells = []
     for ds in spec["datasets"]:
         folds, seeds, epochs = _budget(plan, spec, ds)
+        distinct_methods(plan, table, spec["methods"], epochs)
         for enc in spec["encoders"]:
             for m in spec["methods"]:
                 name = plan.method(m, epochs)
@@ -544,6 +566,7 @@ def _cost(plan, table, spec, provenance):
     cost_file = str(Path(plan.published).with_name("published_cost.csv")) if published else None
     for ds in spec["datasets"]:
         folds, seeds, epochs = _budget(plan, spec, ds)
+        distinct_methods(plan, table, spec["methods"], epochs)
         for m in spec["methods"]:
             name = plan.method(m, epochs)
             plan.need(ds, enc, name, folds, seeds)
@@ -763,7 +786,7 @@ def _noise(plan, table, spec, provenance):
     ds, enc = spec["dataset"], spec["encoder"]
     folds, seeds, epochs = _budget(plan, spec, ds)
     metrics, caches = {}, {}
-    methods = [plan.method(m, epochs) for m in spec["methods"]]
+    methods = distinct_methods(plan, table, spec["methods"], epochs)
     for rate in spec["rates"]:
         name = noisy_name(ds, rate)
         if rate > 0 and name not in plan.datasets:
