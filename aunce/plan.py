@@ -37,6 +37,8 @@ from aunce.config import dataset_folds, dataset_kind
 from aunce.presets import AUNCE_PRESETS, effective_aunce
 
 FIGURE_KINDS = ("beta", "tsne")
+#: Tables that mark a row whose runs' embeddings collapsed, from the runs' history.csv
+HISTORY_KINDS = ("au_f1", "cross", "grid", "ablation", "probs", "noise")
 PAPER_PROBABILITIES = [
     [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0.1, 0.1, 0.8, 0],
     [0.15, 0.15, 0.7, 0], [0.2, 0.2, 0.6, 0], [0.25, 0.25, 0.5, 0], [0.3, 0.3, 0.4, 0],
@@ -223,6 +225,11 @@ def make_plan(config: dict, provenance: str = "", published: str = PUBLISHED) ->
             raise AunceError(f"tables.{table}: unknown name {err} in its settings") from None
         plan.table_runs.setdefault(table, set())
         plan.table_cross.setdefault(table, set())
+        if plan.tables[table]["kind"] in HISTORY_KINDS:  # the tables mark collapsed runs
+            plan.tables[table]["inputs"]["history"] = sorted(
+                stage_file("pretrain", ds, enc, m, f, s, "history.csv")
+                for ds, enc, m, f, s in plan.table_runs[table]
+            )
     plan.current = None
     return plan
 
@@ -1021,10 +1028,12 @@ def jobs(plan: Plan) -> list[Job]:
                 for m in group:  # a {method} wildcard: one job per method
                     out.append(Job("pretrain", f"pretrain_{ds}_{enc}_{tag}{suffix}", start,
                                    _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
-                                   + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")))  # fmt: skip
+                                   + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")
+                                   + _run_paths("pretrain", ds, enc, [m], runs, "history.csv")))  # fmt: skip
         for tag, runs, methods in units(plan, ds, enc, "evaluated"):
             if fused:
-                outputs = [p for stage, names in (("pretrain", ("encoder.pt", "timing.json")),
+                outputs = [p for stage, names in (("pretrain", ("encoder.pt", "timing.json",
+                                                                "history.csv")),
                                                   ("embed", ("embeddings.npz",)),
                                                   ("eval", ("metrics.json", "predictions.npz")))
                            for name in names

@@ -4,10 +4,12 @@ protocol.md, "Reported figure per table cell": a cell's figure is the mean over 
 per-fold F1, then the mean and the sample standard deviation (ddof = 1) over seeds. With a single seed
 the standard deviation is undefined (NaN) and tables print none.
 
-protocol.md, "Statistics the paper promises and does not show": paired t-test and Wilcoxon
-signed-rank test between two methods the harness ran (pairs: same fold and seed), Cohen's d_z, Holm
-correction within a table, and the paper's own criterion against a published baseline (improvement
-larger than twice the standard deviation). pandas and scipy only: no torch.
+protocol.md, "Statistics the paper promises and does not show": a test between two methods the
+harness ran whose unit is the trained model (:func:`estimate`, :func:`t_test`; docs/report.md,
+"The test": the paper's paired t-test over (fold, seed) pairs counted runs that share test subjects
+and models as independent, and rejected far more often than it promised, as aunce.calibration
+measures), Holm's correction, and the paper's own criterion against a published baseline
+(improvement larger than twice the standard deviation). pandas and scipy only: no torch.
 """
 
 from __future__ import annotations
@@ -79,14 +81,12 @@ def seed_summary(runs: pd.DataFrame, values: list[str] | None = None) -> pd.Data
 #
 # docs/report.md, "The test", states the design and its assumptions; in short: a comparison's
 # statistic is the difference of two arms' means over the same runs (mean over seeds of the mean over
-# folds, as every table averages), and its variance is the sum of the components the design can
-# estimate: the spread of the fold means and of the seed means of the trained models (a model
-# evaluated on several target folds is one observation), and the test subjects' sampling, which the
-# fold spread holds when every fold has its own test subjects and models (cross-validation within a
-# dataset), and a delete-one-subject jackknife over per-subject confusion counts measures otherwise
-# (a test set shared by every model: a fixed split, a cross-dataset target). The statistic is
-# referred to Student's t with the smallest component's degrees of freedom (Hsu's conservative
-# choice for a sum of variances estimated with few degrees of freedom).
+# folds, as every table averages), and its variance is the sum of two components: the spread of the
+# seed means of the trained models (the training randomness; a model evaluated on several target
+# folds is one observation), and the test subjects' sampling, a delete-one-subject jackknife over
+# per-subject confusion counts, stratified by test set. The training folds are the protocol's and
+# fixed. The statistic is referred to Student's t with the smaller component's degrees of freedom
+# (Hsu's conservative choice for a sum of variances estimated with few degrees of freedom).
 
 Key = tuple[str, int]  # (fold, seed): the fold label of a run (within: its fold; cross: "sf-on-tf")
 COUNT_FIELDS = ("tp", "fp", "fn", "tn")
@@ -175,19 +175,20 @@ def estimate(terms: list[tuple[float, Runs]]) -> Estimate:
     of the mean over folds. Components (docs/report.md, "The test"):
 
     - The models: a model is a (training fold, seed); its value is the mean over the runs that
-      evaluate it (a cross-dataset model on several target folds is one observation). ``folds``:
-      with k >= 2 training folds, the sample variance of the k fold means over k, k - 1 degrees of
-      freedom (folds differ in training sets and, within a dataset, in test subjects). ``seeds``:
-      with r >= 2 seeds, the sample variance of the r seed means over r, r - 1 degrees of freedom
-      (the training randomness, and whatever a seed shares across folds). With both, each also
-      holds part of the run-to-run noise: their sum is conservative.
-    - The test subjects: within a dataset with k >= 2 folds, each fold has its own test subjects
-      and the fold spread holds their sampling. Otherwise the models share test subjects (a fixed
-      split, a cross-dataset target): ``subjects``, the delete-one-subject jackknife variance of
-      the mean, stratified by test set (``sum_h (n_h - 1) / n_h sum_j (m_(-j) - m_h)^2``), from the
-      per-subject counts (``Runs.subjects``), with ``n - H`` degrees of freedom. Without the counts,
-      several target folds give ``test sets``, the spread of the test-set means (H - 1 degrees of
-      freedom); a single test set gives nothing and ``missing`` says so.
+      evaluate it (a cross-dataset model on several target folds is one observation). ``seeds``:
+      with r >= 2 seeds, the sample variance of the r seed means (each over the training folds)
+      over r, r - 1 degrees of freedom: the training randomness, whatever a seed shares across
+      folds included. The training folds themselves are the protocol's (the dataset's folds or
+      split), fixed: the comparison is about methods trained on them. With a single seed, the
+      spread of the k >= 2 training folds' means stands in (``folds``, k - 1 degrees of freedom).
+    - The test subjects, a sample shared by every model scored on them: ``subjects``, the
+      delete-one-subject jackknife variance of the mean, stratified by test set
+      (``sum_h (n_h - 1) / n_h sum_j (m_(-j) - m_h)^2``), from the per-subject counts
+      (``Runs.subjects``), with ``n - H`` degrees of freedom. Without the counts, cross-validation
+      within a dataset (each fold its own test subjects) has ``folds``, the spread of the fold
+      means (k - 1 degrees of freedom: conservative, it holds the training randomness too); several
+      target folds have ``test sets``, the spread of their means; a single test set has nothing,
+      and ``missing`` says so. With one seed of cross-validation the fold spread holds both.
 
     With a single model per arm (one fold and one seed) there is no component at all: the
     training randomness cannot be estimated, and no test is made.
@@ -215,12 +216,12 @@ def estimate(terms: list[tuple[float, Runs]]) -> Estimate:
     train_folds = list(dict.fromkeys(train[f] for f in folds))
     models = np.array([[np.mean([values[(f, s)] for f in folds if train[f] == t]) for s in complete]
                        for t in train_folds])  # fmt: skip
-    out.components = [(name, float(v), df) for name, v, df in _grid_components(models)]
+    out.components = [(name, float(v), df) for name, v, df in model_components(models)]
     if not out.components:  # a single model per arm: its training randomness is unknown
         return out
     nested = len(folds) >= 2 and len(set(test.values())) == len(folds) == len(train_folds)
-    if nested or not any(runs.by_subject for _, runs in terms):
-        return out
+    if not any(runs.by_subject for _, runs in terms) or (nested and len(complete) == 1):
+        return out  # seconds per epoch; or one seed of cross-validation: the fold spread holds all
     subject = _subject_component(terms, grid, test)
     if isinstance(subject, tuple):
         var, n, strata = subject
@@ -228,7 +229,10 @@ def estimate(terms: list[tuple[float, Runs]]) -> Estimate:
         out.components.append(("subjects", var, n - strata))
         return out
     sets = list(dict.fromkeys(test.values()))
-    if len(sets) >= 2:  # no counts: the spread of the target folds' means stands for the subjects
+    if nested:  # no counts: the folds' spread holds their test subjects' sampling (conservative)
+        out.components.append(("folds", float(models.mean(1).var(ddof=1) / len(train_folds)),
+                               len(train_folds) - 1))  # fmt: skip
+    elif len(sets) >= 2:  # no counts: the spread of the target folds' means stands for them
         means = np.array([np.mean([values[(f, s)] for f in folds if test[f] == h for s in complete])
                           for h in sets])  # fmt: skip
         out.components.append(("test sets", float(means.var(ddof=1) / len(sets)), len(sets) - 1))
@@ -241,16 +245,18 @@ def _fold_order(fold: str):
     return (0, int(fold)) if str(fold).isdigit() else (1, str(fold))
 
 
-def _grid_components(values: np.ndarray) -> list[tuple[str, np.ndarray, int]]:
-    """The fold and seed components of a ``(..., k, r)`` grid of per-model values (vectorised over
-    the leading axes, for the calibration simulations)."""
-    k, r = values.shape[-2:]
-    out = []
-    if k >= 2:
-        out.append(("folds", values.mean(-1).var(-1, ddof=1) / k, k - 1))
+def model_components(models: np.ndarray) -> list[tuple[str, np.ndarray, int]]:
+    """The models' component of a ``(..., k, r)`` grid of per-model values (training folds x
+    seeds; vectorised over the leading axes, for the calibration simulations): with r >= 2 seeds
+    ``seeds``, the sample variance of the r seed means (each over the training folds) over r, r - 1
+    degrees of freedom; with one seed and k >= 2 training folds ``folds``, the same over the folds;
+    nothing for a single model."""
+    k, r = models.shape[-2:]
     if r >= 2:
-        out.append(("seeds", values.mean(-2).var(-1, ddof=1) / r, r - 1))
-    return out
+        return [("seeds", models.mean(-2).var(-1, ddof=1) / r, r - 1)]
+    if k >= 2:
+        return [("folds", models.mean(-1).var(-1, ddof=1) / k, k - 1)]
+    return []
 
 
 def jackknife_variance(loo_means: np.ndarray, strata: np.ndarray | None = None) -> np.ndarray:

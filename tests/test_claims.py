@@ -192,8 +192,9 @@ def test_aunce_clearly_better_is_supported(tmp_path, monkeypatch):
     assert "AUNCE > WCE, AUNCE > WFL" in row["test"]
     assert row["data"] == "synthetic stand-in" and row["reading"] == "paper"
     check = v.checks[v.checks["claim"] == "table2-bp4d"].iloc[0]
-    assert check["df"] == 2  # the smallest component's: 3 folds, 3 seeds
-    assert "folds (2 df), seeds (2 df)" in check["design"]
+    assert check["df"] == 2  # the smallest component's: 3 seeds, 3 folds
+    # no per-subject counts: the folds' spread stands for their test subjects
+    assert "variance from seeds (2 df), folds (2 df)" in check["design"]
 
 
 def test_aunce_clearly_worse_is_contradicted(tmp_path, monkeypatch):
@@ -401,7 +402,7 @@ def test_cross_dataset_per_direction(tmp_path, monkeypatch):
     checks = v.checks[v.checks["claim"] == "table7-cross-dataset"].set_index("scope")
     # BP4D -> GFT: 3 source folds x 3 seeds on GFT's one test set (5 subjects)
     design = checks.loc["table7: bp4d -> gft", "design"]
-    assert "folds (2 df), seeds (2 df), subjects (4 df)" in design
+    assert "variance from seeds (2 df), subjects (4 df)" in design
     # GFT -> BP4D: one model per seed on 3 target folds of 5 subjects each: seeds and subjects
     design = checks.loc["table7: gft -> bp4d", "design"]
     assert "variance from seeds (2 df), subjects (12 df)" in design

@@ -90,22 +90,20 @@ def grid_runs(values: dict, by_subject=False, subjects=None, metric="f1_macro", 
 
 
 def reference_components(d: dict, models_of: dict) -> list[tuple[str, float, int]]:
-    """The fold and seed spreads written out: models are the (training fold, seed) means of the
-    runs that evaluate them; a spread is the sample variance of the fold (or seed) means of the
-    models over their number."""
+    """The models' spread written out: models are the (training fold, seed) means of the runs
+    that evaluate them; the spread is the sample variance of the seed means of the models over
+    their number, or with a single seed of the fold means."""
     models: dict = {}
     for key, value in d.items():
         models.setdefault(models_of[key], []).append(value)
     models = {m: sum(v) / len(v) for m, v in models.items()}
     folds = sorted({f for f, _ in models})
     seeds = sorted({s for _, s in models})
-    out = []
-    for name, levels, pick in (("folds", folds, 0), ("seeds", seeds, 1)):
-        if len(levels) < 2:
-            continue
-        means = [np.mean([v for m, v in models.items() if m[pick] == lv]) for lv in levels]
-        out.append((name, float(np.var(means, ddof=1) / len(levels)), len(levels) - 1))
-    return out
+    for name, levels, pick in (("seeds", seeds, 1), ("folds", folds, 0)):
+        if len(levels) >= 2:
+            means = [np.mean([v for m, v in models.items() if m[pick] == lv]) for lv in levels]
+            return [(name, float(np.var(means, ddof=1) / len(levels)), len(levels) - 1)]
+    return []
 
 
 @pytest.mark.parametrize(("n_folds", "n_seeds"), [(3, 1), (3, 2), (1, 5), (3, 5), (2, 9)])
@@ -140,8 +138,12 @@ def test_one_component_is_scipys_one_sample_t_test():
 
 
 def test_several_components_take_the_smallest_df():
-    est = estimate([(1.0, grid_runs({(str(f), s): f * 0.01 + s * 0.003 + (f * s % 3) * 0.001
-                                     for f in (1, 2, 3) for s in range(1, 6)}))])  # fmt: skip
+    """Cross-validation without per-subject counts: the seeds' spread (4 df) and the folds' (2 df),
+    which stands for the test subjects; the t-test takes the smaller df."""
+    values = {(str(f), s): f * 0.01 + s * 0.003 + (f * s % 3) * 0.001
+              for f in (1, 2, 3) for s in range(1, 6)}  # fmt: skip
+    est = estimate([(1.0, grid_runs(values, by_subject=True))])
+    assert [(c[0], c[2]) for c in est.components] == [("seeds", 4), ("folds", 2)]
     out = t_test(est)
     v = sum(c[1] for c in est.components)
     assert out["df"] == 2 and out["se"] == pytest.approx(math.sqrt(v))
@@ -220,7 +222,10 @@ def test_within_dataset_folds_hold_the_subjects_and_a_shared_test_set_needs_them
     rng = np.random.default_rng(1)
     a = {k: float(x) for k, x in zip(keys, rng.uniform(0.4, 0.6, 9), strict=True)}
     cv = estimate([(1.0, grid_runs(a, by_subject=True))])
-    assert [c[0] for c in cv.components] == ["folds", "seeds"] and not cv.missing
+    assert [c[0] for c in cv.components] == ["seeds", "folds"] and not cv.missing
+    one_seed = {k: v for k, v in a.items() if k[1] == 1}  # the folds' spread holds everything
+    assert [c[0] for c in estimate([(1.0, grid_runs(one_seed, by_subject=True))]).components] == [
+        "folds"]  # fmt: skip
     one = {("split", s): float(v) for s, v in zip((1, 2, 3), rng.uniform(0.4, 0.6, 3), strict=True)}
     fixed = estimate([(1.0, grid_runs(one, by_subject=True))])
     assert "no per-subject counts" in fixed.missing and math.isnan(t_test(fixed)["p"])
@@ -287,8 +292,8 @@ def test_paired_comparison_rows_are_the_test_per_value():
     assert list(out["value"]) == ["f1_macro", "f1_AU1", "f1_AU2"]
     for _, row in out.iterrows():
         half = 0.5 if row["value"] == "f1_AU2" else 1.0
-        ra = grid_runs({k: v * half for k, v in a.items()})
-        rb = grid_runs({k: v * half for k, v in b.items()})
+        ra = grid_runs({k: v * half for k, v in a.items()}, by_subject=True)
+        rb = grid_runs({k: v * half for k, v in b.items()}, by_subject=True)
         want = t_test(estimate([(1.0, ra), (-1.0, rb)]))
         assert row["p"] == pytest.approx(want["p"]) and row["df"] == 2
         assert (row["n_folds"], row["n_seeds"], row["n_runs"]) == (3, 4, 12)
