@@ -68,7 +68,8 @@ ROW_COLUMNS = ["claim", "scope", "reading", "data", "statement", "source", "meas
                "verdict", "reason"]  # fmt: skip
 CHECK_COLUMNS = ["claim", "scope", "reading", "a", "b", "quantity", "design", "lower_is_better",
                  "n_runs", "n_unpaired", "n_folds", "n_seeds", "n_subjects", "mean_a", "mean_b",
-                 "mean_diff", "se", "df", "t", "p", "p_holm", "outcome"]  # fmt: skip
+                 "mean_diff", "var_models", "var_subjects", "se", "df", "t", "p", "p_holm",
+                 "outcome"]  # fmt: skip
 
 
 # --- the claims file ----------------------------------------------------------------------------
@@ -943,11 +944,16 @@ def _compare(check: Check) -> dict:
     if est.n_subjects:
         parts.append(f"{est.n_subjects} test subjects")
     components = ", ".join(f"{name} ({df} df)" for name, _, df in est.components)
+    subjects = ("subjects", "test sets")  # the test subjects' part; the rest is the models'
+    var_subjects = sum(v for n, v, _ in est.components if n.endswith(subjects))
+    var_models = sum(v for n, v, _ in est.components if not n.endswith(subjects))
     return {
         "design": f"{design}; {'; '.join(parts)}; variance from {components or 'nothing'}",
         "n_runs": est.n_runs, "n_unpaired": est.n_unpaired, "n_folds": est.n_folds,
         "n_seeds": est.n_seeds, "n_subjects": est.n_subjects, "mean_a": mean_a, "mean_b": mean_b,
         "mean_diff": est.mean, "missing": est.missing, "components": len(est.components),
+        "var_models": var_models if est.components else math.nan,
+        "var_subjects": var_subjects if est.components else math.nan,
         **t_test(est),
     }  # fmt: skip
 
@@ -1123,6 +1129,7 @@ def _check_row(scope: Scope, check: Check) -> dict:
         "lower_is_better": check.lower_is_better,
         **{k: r[k] for k in ("n_runs", "n_unpaired", "n_folds", "n_seeds", "n_subjects")},
         **{k: r[k] * check.scale for k in ("mean_a", "mean_b", "mean_diff", "se")},
+        **{k: r[k] * check.scale**2 for k in ("var_models", "var_subjects")},
         **{k: r[k] for k in ("df", "t", "p", "p_holm", "outcome")},
     }
 

@@ -238,10 +238,28 @@ def cmd_plan(args) -> None:
 
     summary = summarize(args.configfile, results=args.results, schema_path=args.schema,
                         rates_file=args.rates)
+    power = _plan_power(args)
     if args.json:
-        sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        summary["power"] = power.to_dict("records")
+        sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True, default=str) + "\n")
     else:
-        sys.stdout.write(render_summary(summary))
+        from aunce.power import render_power
+
+        sys.stdout.write(render_summary(summary) + "\n" + render_power(power))
+
+
+def _plan_power(args):
+    """The power section of ``aunce plan`` (aunce.power): the variance of ``--variance``, else of
+    the results folder's finished run, else the paper's printed standard deviations."""
+    from aunce.claims import load_claims
+    from aunce.config import SCHEMA_PATH, load_config
+    from aunce.plan import make_plan
+    from aunce.power import load_checks, power_table
+
+    plan = make_plan(load_config(*args.configfile, schema_path=args.schema or SCHEMA_PATH))
+    source = args.variance or (args.results / "verdicts.checks.csv")
+    checks = load_checks(source) if args.variance or source.is_file() else None
+    return power_table(plan, load_claims(), checks)
 
 
 def cmd_report(args) -> None:
@@ -518,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="measured images/s per encoder and loss (benchmarks/gpu.py --rates-out), used where "
         "the results folder has no comparable timing.json, before the paper's Table 9",
+    )
+    p.add_argument(
+        "--variance",
+        type=Path,
+        help="a finished run's verdicts.checks.csv whose spread sizes the power section (default: "
+        "the results folder's, else the paper's printed standard deviations)",
     )
     p.add_argument("--json", action="store_true", help="the numbers as JSON")
     p.set_defaults(func=cmd_plan)
