@@ -218,7 +218,9 @@ def cmd_figure(args) -> None:
     write_text(args.csv, frame.to_csv(index=False, float_format="%.4f"))
     if "silhouette" in frame:  # t-SNE: the separation score per model and AU, not every point
         frame = frame.groupby(["panel", "au"], sort=False)["silhouette"].first().reset_index()
-    body = tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".3g")
+    shown = frame.astype(object).where(frame.notna(), None)  # NaN (one seed: no std) prints "-"
+    body = tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".3g",
+                    missingval="-")  # fmt: skip
     notes = "".join(f"\n- {n}" for n in spec.get("notes", []))
     write_text(
         args.md, f"### {spec['title']}\n\n![{args.figure}]({args.png.name})\n\n{body}\n{notes}\n"

@@ -974,6 +974,7 @@ def report_inputs(plan: Plan) -> list[str]:
     return [
         "results/config.yaml",
         "results/verdicts.md",
+        "results/verdicts.csv",
         *(plan.tables[t]["outputs"][k] for t in table_ids(plan) for k in ("md", "csv", "significance")),
         *(plan.tables[f]["outputs"][k] for f in figure_ids(plan) for k in ("png", "md")),
     ]

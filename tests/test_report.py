@@ -208,7 +208,7 @@ def test_report_sections_significance_figure_and_audit(tree):
         "## Provenance",
     ]
     assert "| a table |" in report
-    assert "Code `0.1.0+abc123`" in report and "created 2026-01-01T00:00:00Z" in report
+    assert "code `0.1.0+abc123`" in report and "created 2026-01-01T00:00:00Z on " in report
     # significance: means in percent, Holm-corrected p-values kept
     sig = _cells(_line(report, "| bp4d "))
     assert sig[:5] == ["bp4d", "megraph", "aunce", "wce", "f1_macro"]
@@ -308,6 +308,62 @@ def test_the_report_opens_with_the_verdicts(tree):
     verdicts.unlink()
     with pytest.raises(AunceError, match=r"verdicts\.md \(verdicts\)"):
         build_report(tree["spec"])
+
+
+# --- the header: provenance, readings, degenerate runs ------------------------------------------
+def test_the_header_names_the_commit_the_time_and_the_machine(tree, repo):
+    from aunce.report import git_revision
+
+    spec = tree["spec"]
+    del spec["provenance"]["created"]
+    spec["repo"] = str(repo)
+    report = build_report(spec)
+    first = report.splitlines()[2]
+    assert re.match(r"git `[0-9a-f]{12}`( with uncommitted changes)?; code `0\.1\.0\+abc123`", first)
+    assert re.search(r"created 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ on .+ CPUs, Python 3", first)
+    assert "- created: " in report and "(UTC) on " in report
+    assert git_revision(tree["root"]) == f"not a git checkout ({tree['root']})"
+
+
+def test_the_report_says_which_aunce_the_papers_numbers_come_from(tree):
+    spec = tree["spec"]
+    config = Path(spec["resolved_config"])
+    resolved = yaml.safe_load(config.read_text())
+    resolved["methods"] = {
+        "aunce": {"loss": "aunce", "label": "AUNCE"},
+        "aunce_released": {"loss": "aunce", "label": "AUNCE (released code)", "preset": "released"},
+        "wce": {"loss": "wce", "label": "WCE"},
+    }
+    resolved["tables"]["table2"]["methods"] = ["aunce", "aunce_released", "wce"]
+    config.write_text(yaml.safe_dump(resolved))
+    verdicts = tree["root"] / "results" / "verdicts.csv"
+    pd.DataFrame({"reading": ["paper", "paper", "released code", "-"],
+                  "verdict": ["contradicted", "inconclusive", "supported", "inconclusive"]}).to_csv(
+        verdicts, index=False)  # fmt: skip
+    spec["verdicts_csv"] = str(verdicts)
+    report = build_report(spec)
+    opening = report.split("**Which AUNCE.**")[1].split("\n")[0]
+    assert "come from the authors' released code" in opening
+    assert ("the paper as written as AUNCE (verdicts: supported 0, contradicted 1, inconclusive 1)"
+            in opening)  # fmt: skip
+    assert ("the released code as AUNCE (released code) (verdicts: supported 1, contradicted 0, "
+            "inconclusive 0)") in opening
+    resolved["tables"]["table2"]["methods"] = ["aunce", "wce"]
+    config.write_text(yaml.safe_dump(resolved))
+    assert "; not the released code." in build_report(spec)
+
+
+def test_degenerate_rows_open_the_report(tree):
+    spec = tree["spec"]
+    table = pd.read_csv(spec["tables"][0]["csv"])
+    table["degenerate"] = ["", "embeddings collapsed in 2 of 2 run(s) (...)", "", ""][: len(table)]
+    table.to_csv(spec["tables"][0]["csv"], index=False)
+    report = build_report(spec)
+    section = report.split("## Degenerate runs\n")[1].split("\n## ")[0]
+    label = table.loc[1, "row"]
+    assert f"- **table2**, {label}: embeddings collapsed in 2 of 2 run(s) (...)." in section
+    assert "- [Degenerate runs](#degenerate-runs)" in report
+    assert "degenerate" not in report.split("### Reproduction delta")[1].split("###")[0]
 
 
 # --- HTML pages for Snakemake's report ----------------------------------------------------------
