@@ -259,8 +259,14 @@ def _plan_power(args):
     from aunce.power import load_checks, power_table
 
     plan = make_plan(load_config(*args.configfile, schema_path=args.schema or SCHEMA_PATH))
-    source = args.variance or (args.results / "verdicts.checks.csv")
-    checks = load_checks(source) if args.variance or source.is_file() else None
+    if args.variance:
+        checks = load_checks(args.variance)
+    else:  # the results folder's own, when it has one of this version
+        try:
+            found = args.results / "verdicts.checks.csv"
+            checks = load_checks(found) if found.is_file() else None
+        except AunceError:
+            checks = None
     return power_table(plan, load_claims(), checks)
 
 
