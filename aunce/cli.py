@@ -253,7 +253,7 @@ def cmd_plan(args) -> None:
 def _plan_power(args):
     """The power section of ``aunce plan`` (aunce.power): the variance of ``--variance``, else of
     the results folder's finished run, else the paper's printed standard deviations."""
-    from aunce.claims import load_claims
+    from aunce.claims import PUBLISHED_PATH, load_claims
     from aunce.config import SCHEMA_PATH, load_config
     from aunce.plan import make_plan
     from aunce.power import load_checks, power_table
@@ -267,7 +267,7 @@ def _plan_power(args):
             checks = load_checks(found) if found.is_file() else None
         except AunceError:
             checks = None
-    return power_table(plan, load_claims(), checks)
+    return power_table(plan, load_claims(), checks, PUBLISHED_PATH)
 
 
 def cmd_report(args) -> None:

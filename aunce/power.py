@@ -204,7 +204,8 @@ def power_table(plan, claims: dict, checks: pd.DataFrame | None = None,
         rows.append({"claim": d.claim, "scope": d.scope,
                      "design": f"{d.folds} fold(s) x {d.seeds} seed(s)"
                      + (", independent arms" if d.factor == 2 and "margin" in d.claim else ""),
-                     "variance from": source if d.seeds >= 2 else "one seed: no test",
+                     "variance from": source if d.seeds >= 2 else (
+                         "one seed: the test has only the folds' spread, unknown before the run"),
                      "se": se, "df": df, "detectable": mde, "paper's margin": shown})  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -98,7 +98,8 @@ def test_a_finished_runs_spread_replaces_the_papers(roots, tmp_path):
         load_checks(tmp_path / "bad.csv")
 
 
-def test_aunce_plan_prints_the_power_of_every_claim(roots, capsys, tmp_path):
+def test_aunce_plan_prints_the_power_of_every_claim(roots, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # from any folder: the published numbers are the package's
     args = ["plan", "--configfile", str(PAPER), str(roots), "--results", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
