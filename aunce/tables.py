@@ -198,8 +198,9 @@ def degenerate(records: list[dict], similarity=None, aus: list[str] | None = Non
 
 def similarity_reader(spec: dict):
     """``similarity(record) -> (history path, last-epoch mean_similarity)`` for a record whose
-    model's history.csv the spec names (``inputs.history``), else None. A cross-dataset record's
-    model is its source fold's."""
+    model's history.csv the spec names (``inputs.history``; the workflow declares them, so they
+    exist), else None, as for a file not there when a table is built by hand. A cross-dataset
+    record's model is its source fold's."""
     files = set(spec.get("inputs", {}).get("history", []))
     cache: dict[str, float | None] = {}
 
@@ -211,7 +212,7 @@ def similarity_reader(spec: dict):
             fold = str((rec.get("source") or {}).get("fold") or fold.split("-on-")[0])
         path = (f"results/pretrain/{ds}/{run['encoder']}/{run['method']}/fold-{fold}/"
                 f"seed-{run['seed']}/history.csv")  # fmt: skip
-        if path not in files:
+        if path not in files or not Path(path).is_file():  # not run through the workflow
             return None
         if path not in cache:
             frame = pd.read_csv(path)
