@@ -236,7 +236,9 @@ def cmd_figure(args) -> None:
     write_text(args.csv, frame.to_csv(index=False, float_format="%.4f"))
     if "silhouette" in frame:  # t-SNE: the separation score per model and AU, not every point
         frame = frame.groupby(["panel", "au"], sort=False)["silhouette"].first().reset_index()
-    body = tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".3g")
+    shown = frame.astype(object).where(frame.notna(), None)  # NaN (one seed: no std) prints "-"
+    body = tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".3g",
+                    missingval="-")  # fmt: skip
     notes = "".join(f"\n- {n}" for n in spec.get("notes", []))
     write_text(
         args.md, f"### {spec['title']}\n\n![{args.figure}]({args.png.name})\n\n{body}\n{notes}\n"
@@ -256,10 +258,34 @@ def cmd_plan(args) -> None:
 
     summary = summarize(args.configfile, results=args.results, schema_path=args.schema,
                         rates_file=args.rates)
+    power = _plan_power(args)
     if args.json:
-        sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        summary["power"] = power.to_dict("records")
+        sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True, default=str) + "\n")
     else:
-        sys.stdout.write(render_summary(summary))
+        from aunce.power import render_power
+
+        sys.stdout.write(render_summary(summary) + "\n" + render_power(power))
+
+
+def _plan_power(args):
+    """The power section of ``aunce plan`` (aunce.power): the variance of ``--variance``, else of
+    the results folder's finished run, else the paper's printed standard deviations."""
+    from aunce.claims import PUBLISHED_PATH, load_claims
+    from aunce.config import SCHEMA_PATH, load_config
+    from aunce.plan import make_plan
+    from aunce.power import load_checks, power_table
+
+    plan = make_plan(load_config(*args.configfile, schema_path=args.schema or SCHEMA_PATH))
+    if args.variance:
+        checks = load_checks(args.variance)
+    else:  # the results folder's own, when it has one of this version
+        try:
+            found = args.results / "verdicts.checks.csv"
+            checks = load_checks(found) if found.is_file() else None
+        except AunceError:
+            checks = None
+    return power_table(plan, load_claims(), checks, PUBLISHED_PATH)
 
 
 def cmd_status(args) -> None:
@@ -673,6 +699,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="measured images/s per encoder and loss (benchmarks/gpu.py --rates-out), used where "
         "the results folder has no comparable timing.json, before the paper's Table 9",
+    )
+    p.add_argument(
+        "--variance",
+        type=Path,
+        help="a finished run's verdicts.checks.csv whose spread sizes the power section (default: "
+        "the results folder's, else the paper's printed standard deviations)",
     )
     p.add_argument("--json", action="store_true", help="the numbers as JSON")
 

@@ -154,6 +154,7 @@ def embed(
                         ),
                         test_labels=cache.true_labels[test_idx],
                         test_index=test_idx,
+                        test_subjects=cache.manifest["subject"].to_numpy(str)[test_idx],
                         aus=np.array(cache.aus),
                         pretrain_settings=np.array(json.dumps(pretrain_settings)),
                     )
@@ -388,8 +389,9 @@ def linear_eval(
                 with torch.no_grad():
                     test_z = torch.from_numpy(data["test_z"].astype(np.float32)).to(device)
                     probs = torch.sigmoid(head(test_z)).cpu().numpy()
+            subjects = data["test_subjects"] if "test_subjects" in data.files else None
             metrics = detection_metrics(
-                data["test_labels"], probs, aus, settings["linear_eval"]["threshold"]
+                data["test_labels"], probs, aus, settings["linear_eval"]["threshold"], subjects
             )
             out = run_dir(out_root, fold, seed)
             out.mkdir(parents=True, exist_ok=True)
@@ -477,7 +479,9 @@ def cross_eval(
             z = torch.from_numpy(test_z.astype(np.float32)).to(device)
             probs = torch.sigmoid(head(z)).cpu().numpy()
         labels = tgt.true_labels[test_idx][:, ti]
-        metrics = detection_metrics(labels, probs, shared, settings["linear_eval"]["threshold"])
+        subjects = tgt.manifest["subject"].to_numpy(str)[test_idx]  # per-subject counts
+        metrics = detection_metrics(labels, probs, shared, settings["linear_eval"]["threshold"],
+                                    subjects)  # fmt: skip
         out = Path(out_root) / f"fold-{sf}-on-{tf}" / f"seed-{seed}"
         out.mkdir(parents=True, exist_ok=True)
         write_json(

@@ -115,8 +115,10 @@ def beta_sweep(spec: dict, read_json) -> tuple[Figure, pd.DataFrame]:
 
     Each point is the mean over folds per seed, then the mean and sample std over seeds
     (protocol.md, "Reported figure per table cell"; aunce.stats.aggregate), in percent. One panel
-    per parameter, in the order the spec first names them: the mean with std error bars (none with
-    a single seed) and the paper's best value as a dotted line. Returns the figure and a frame with
+    per parameter, in the order the spec first names them: the mean with ± std bars over seeds
+    (none with a single seed, and the legend says so), the seeds and folds behind each point, the
+    paper's best value as a dotted line, and one y-axis from 0 for both panels (a narrow autoscaled
+    axis makes a difference of a point look like a trend). Returns the figure and a frame with
     columns ``param, value, f1_macro, f1_macro_std, n_seeds, n_folds``, sorted by param and value.
 
     Raises AunceError on an unknown parameter, a point without metrics, or a point whose metrics
@@ -159,14 +161,21 @@ def beta_sweep(spec: dict, read_json) -> tuple[Figure, pd.DataFrame]:
     plt = _pyplot()
     fig, axes = plt.subplots(1, max(len(params), 1), figsize=(4.2 * max(len(params), 1), 3.4),
                              squeeze=False)  # fmt: skip
+    # one scale for both panels, from 0: differences of a point read against the whole F1 range
+    tops = frame["f1_macro"] + frame["f1_macro_std"].fillna(0)
+    top = min(100.0, 10 * np.ceil((float(tops.max()) + 5) / 10)) if len(frame) else 100.0
     for ax, param in zip(axes[0], params, strict=False):
         part = frame[frame["param"] == param]
-        ax.plot(part["value"], part["f1_macro"], marker="o", label="this run (mean over seeds)")
-        # a single seed has no spread: no bar, rather than a zero-length bar that reads as certainty
-        spread = part[part["f1_macro_std"].notna()]
-        if len(spread):
-            ax.errorbar(spread["value"], spread["f1_macro"], yerr=spread["f1_macro_std"],
-                        fmt="none", ecolor="tab:blue", capsize=3, label="± std over seeds")  # fmt: skip
+        spread = part["f1_macro_std"].notna()
+        seeds = sorted(set(part["n_seeds"]))
+        folds = sorted(set(part["n_folds"]))
+        runs = (f"{'/'.join(map(str, seeds))} seed(s) x {'/'.join(map(str, folds))} fold(s) "
+                "per point")  # fmt: skip
+        label = (f"this run: mean ± std over seeds ({runs})" if spread.any()
+                 else f"this run: one seed, no spread ({runs})")  # fmt: skip
+        ax.errorbar(part["value"], part["f1_macro"],
+                    yerr=part["f1_macro_std"].where(spread, 0.0) if spread.any() else None,
+                    marker="o", capsize=3, label=label)  # fmt: skip
         ax.axvline(PAPER_BETA[param], color="grey", linestyle=":",
                    label=f"paper's best {param} = {PAPER_BETA[param]:g}")  # fmt: skip
         other = "beta_majority" if param == "beta_minority" else "beta_minority"
@@ -174,6 +183,7 @@ def beta_sweep(spec: dict, read_json) -> tuple[Figure, pd.DataFrame]:
         ax.set_title(f"{param} sweep, {held}", fontsize=8)
         ax.set_xlabel(param)
         ax.set_ylabel("F1-macro (%)")
+        ax.set_ylim(0, top)
         ax.legend(fontsize=6)
     fig.suptitle(spec["title"], fontsize=9)
     fig.tight_layout()

@@ -8,6 +8,11 @@
   every label is known. All values are fractions in [0, 1]; tables print percentages.
 - ``all_positive``: the same F1s for the trivial predictor that calls every AU active on every frame,
   the floor a detector must clear (on imbalanced AUs its F1 is ``2r / (1 + r)`` for occurrence r).
+- ``by_subject`` (when the test frames' subjects are given): ``{"subjects": [...], "counts":
+  [[[tp, fp, fn, tn] per AU] per subject]}``, the confusion counts of each test subject over its
+  frames with a known label. Summed over the subjects they give every figure above
+  (aunce.stats.metric_from_counts); the verdicts' test leaves one subject out at a time to
+  measure how much the figures depend on which subjects were tested (docs/report.md, "The test").
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from sklearn.metrics import accuracy_score, f1_score
 
 
 def detection_metrics(
-    y_true: np.ndarray, y_prob: np.ndarray, aus: list[str], threshold: float = 0.5
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    aus: list[str],
+    threshold: float = 0.5,
+    subjects: np.ndarray | None = None,
 ) -> dict:
     y_true = np.asarray(y_true)
     y_prob = np.asarray(y_prob)
@@ -51,7 +60,7 @@ def detection_metrics(
             if m.any()
             else float("nan")
         )
-    return {
+    out = {
         "aus": list(aus),
         "f1": f1,
         "f1_macro": float(np.nanmean(list(f1.values()))),
@@ -67,3 +76,21 @@ def detection_metrics(
         "threshold": threshold,
         "n_frames": int(len(y_true)),
     }
+    if subjects is not None:
+        out["by_subject"] = subject_counts(y_true, y_pred, subjects)
+    return out
+
+
+def subject_counts(y_true: np.ndarray, y_pred: np.ndarray, subjects: np.ndarray) -> dict:
+    """Per test subject and AU: true positives, false positives, false negatives and true
+    negatives over the frames with a known label (``-1`` left out), subjects in sorted order."""
+    subjects = np.asarray(subjects).astype(str)
+    if len(subjects) != len(y_true):
+        raise ValueError(f"{len(subjects)} subjects for {len(y_true)} test frames")
+    names, index = np.unique(subjects, return_inverse=True)
+    known = y_true >= 0
+    counts = np.zeros((len(names), y_true.shape[1], 4), dtype=np.int64)
+    for i, (truth, pred) in enumerate(((1, 1), (0, 1), (1, 0), (0, 0))):
+        hit = known & (y_true == truth) & (y_pred == pred)
+        np.add.at(counts[:, :, i], index, hit.astype(np.int64))
+    return {"subjects": names.tolist(), "counts": counts.tolist()}

@@ -37,6 +37,8 @@ from aunce.config import METHOD_PRETRAIN_KEYS, dataset_folds, dataset_kind, reso
 from aunce.presets import AUNCE_PRESETS, effective_aunce
 
 FIGURE_KINDS = ("beta", "tsne")
+#: Tables that mark a row whose runs' embeddings collapsed, from the runs' history.csv
+HISTORY_KINDS = ("au_f1", "cross", "grid", "ablation", "probs", "noise")
 PAPER_PROBABILITIES = [
     [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0.1, 0.1, 0.8, 0],
     [0.15, 0.15, 0.7, 0], [0.2, 0.2, 0.6, 0], [0.25, 0.25, 0.5, 0], [0.3, 0.3, 0.4, 0],
@@ -231,6 +233,11 @@ def make_plan(config: dict, provenance: str = "", published: str = PUBLISHED) ->
             raise AunceError(f"tables.{table}: unknown name {err} in its settings") from None
         plan.table_runs.setdefault(table, set())
         plan.table_cross.setdefault(table, set())
+        if plan.tables[table]["kind"] in HISTORY_KINDS:  # the tables mark collapsed runs
+            plan.tables[table]["inputs"]["history"] = sorted(
+                stage_file("pretrain", ds, enc, m, f, s, "history.csv")
+                for ds, enc, m, f, s in plan.table_runs[table]
+            )
     plan.current = None
     return plan
 
@@ -296,6 +303,27 @@ def _check_splits(plan: Plan) -> None:
 
 
 # --- per-kind planners --------------------------------------------------------------------------
+def distinct_methods(plan: Plan, table: str, names: list[str], epochs) -> list[str]:
+    """The plan's names of a table's methods, refusing two with the same settings: they would be
+    one run standing for two rows (and two arms of every comparison). A copy meant as an
+    independent draw of the same method says so with ``replicate: n`` (docs/report.md, "The A/A
+    control")."""
+    out: dict[str, str] = {}
+    for m in names:
+        name = plan.method(m, epochs)
+        twin = next((k for k, v in out.items() if v == name), None)
+        if twin == m:
+            raise AunceError(f"tables.{table}.methods: '{m}' is listed twice")
+        if twin is not None:
+            raise AunceError(
+                f"tables.{table}.methods: '{twin}' and '{m}' have the same settings, so one run "
+                f"would stand for both rows; remove one, or give '{m}' `replicate: 1` to make it "
+                "an independent replicate (an A/A control)"
+            )
+        out[m] = name
+    return list(out.values())
+
+
 def _budget(plan: Plan, spec: dict, ds: str) -> tuple[list[str], list[int], int | None]:
     all_folds = dataset_folds(plan.datasets[ds])
     folds = [str(f) for f in spec.get("folds") or all_folds]
@@ -398,7 +426,7 @@ def _au_f1(plan, table, spec, provenance):
     if test:
         # trained on all of the source, tested on all of the target (BP4D -> BP4D+, Table 4)
         seeds, epochs = list(spec.get("seeds") or plan.seeds), spec.get("epochs")
-        methods = [plan.method(m, epochs) for m in spec["methods"]]
+        methods = distinct_methods(plan, table, spec["methods"], epochs)
         metrics = [
             f for m in methods for f in plan.need_cross(ds, test, enc, m, [("all", "all")], seeds)
         ]
@@ -412,7 +440,7 @@ def _au_f1(plan, table, spec, provenance):
         published_ds = dataset_kind(plan.datasets[test])
     else:
         folds, seeds, epochs = _budget(plan, spec, ds)
-        methods = [plan.method(m, epochs) for m in spec["methods"]]
+        methods = distinct_methods(plan, table, spec["methods"], epochs)
         metrics = [f for m in methods for f in plan.need(ds, enc, m, folds, seeds)]
         note, where = _averaging(folds, seeds, epochs, plan.config), dataset_label(plan, ds)
         published_ds = dataset_kind(plan.datasets[ds])
@@ -452,7 +480,7 @@ def _cross(plan, table, spec, provenance):
     for src in by_source:
         if src not in {pair[0] for pair in spec["pairs"]}:
             raise AunceError(f"tables.{table}.epochs: '{src}' is not a source dataset of its pairs")
-    methods = [plan.method(m, None if by_source else epochs) for m in spec["methods"]]
+    methods = distinct_methods(plan, table, spec["methods"], None if by_source else epochs)
     directions = []
     for src, tgt in spec["pairs"]:
         src_epochs = by_source.get(src) if by_source else epochs
@@ -508,6 +536,7 @@ def _grid(plan, table, spec, provenance):
     cells = []
     for ds in spec["datasets"]:
         folds, seeds, epochs = _budget(plan, spec, ds)
+        distinct_methods(plan, table, spec["methods"], epochs)
         for enc in spec["encoders"]:
             for m in spec["methods"]:
                 name = plan.method(m, epochs)
@@ -552,6 +581,7 @@ def _cost(plan, table, spec, provenance):
     cost_file = str(Path(plan.published).with_name("published_cost.csv")) if published else None
     for ds in spec["datasets"]:
         folds, seeds, epochs = _budget(plan, spec, ds)
+        distinct_methods(plan, table, spec["methods"], epochs)
         for m in spec["methods"]:
             name = plan.method(m, epochs)
             plan.need(ds, enc, name, folds, seeds)
@@ -771,7 +801,7 @@ def _noise(plan, table, spec, provenance):
     ds, enc = spec["dataset"], spec["encoder"]
     folds, seeds, epochs = _budget(plan, spec, ds)
     metrics, caches = {}, {}
-    methods = [plan.method(m, epochs) for m in spec["methods"]]
+    methods = distinct_methods(plan, table, spec["methods"], epochs)
     for rate in spec["rates"]:
         name = noisy_name(ds, rate)
         if rate > 0 and name not in plan.datasets:
@@ -952,6 +982,7 @@ def report_inputs(plan: Plan) -> list[str]:
     return [
         "results/config.yaml",
         "results/verdicts.md",
+        "results/verdicts.csv",
         *(plan.tables[t]["outputs"][k] for t in table_ids(plan) for k in ("md", "csv", "significance")),
         *(plan.tables[f]["outputs"][k] for f in figure_ids(plan) for k in ("png", "md")),
     ]
@@ -1006,10 +1037,12 @@ def jobs(plan: Plan) -> list[Job]:
                 for m in group:  # a {method} wildcard: one job per method
                     out.append(Job("pretrain", f"pretrain_{ds}_{enc}_{tag}{suffix}", start,
                                    _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
-                                   + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")))  # fmt: skip
+                                   + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")
+                                   + _run_paths("pretrain", ds, enc, [m], runs, "history.csv")))  # fmt: skip
         for tag, runs, methods in units(plan, ds, enc, "evaluated"):
             if fused:
-                outputs = [p for stage, names in (("pretrain", ("encoder.pt", "timing.json")),
+                outputs = [p for stage, names in (("pretrain", ("encoder.pt", "timing.json",
+                                                                "history.csv")),
                                                   ("embed", ("embeddings.npz",)),
                                                   ("eval", ("metrics.json", "predictions.npz")))
                            for name in names

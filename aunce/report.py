@@ -16,7 +16,10 @@ baselines/published.csv (docs/report.md).
 - Synthetic is not the paper: a table whose data are synthetic stand-ins (``synthetic`` in its
   spec entry) gets neither comparison with the paper's real-data numbers; its methods are compared
   within the run (the significance section and the verdicts), and the report says why.
-- The verdicts (aunce.claims, rule ``verdicts``) open the report, before the contents.
+- The header names the git commit, the code hash, the UTC time and the machine; then which reading
+  of AUNCE the paper's numbers come from and what each reading shows in this run; then every row
+  of this run the tables mark degenerate; then the verdicts (aunce.claims, rule ``verdicts``),
+  before the contents.
 
 aunce.pages renders this report, each table and each figure as HTML pages for Snakemake's HTML
 report (``snakemake --report``).
@@ -24,10 +27,13 @@ report (``snakemake --report``).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
 import os
+import platform
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -40,8 +46,8 @@ from aunce.io import write_text
 from aunce.stats import COMPARISON, beats_published
 
 THIS_RUN = " (this run)"
-META = ("row", "source", "kind")
-SIGNIFICANCE = [*COMPARISON, "p_ttest_holm", "p_wilcoxon_holm"]
+META = ("row", "source", "kind", "degenerate")
+SIGNIFICANCE = [*COMPARISON, "p_holm"]
 DELTA_DIGITS = 1
 ABSENT = "(absent)"
 SYNTHETIC_NOTE = (
@@ -67,7 +73,10 @@ def build_report(spec: dict) -> str:
     synthetic stand-ins, so it is not compared with the paper's numbers. A figure's ``png`` is
     relative to the report's folder (results/). ``schema`` (optional, default config/schema.yaml)
     fills the paper config's defaults before the two configs are compared. ``verdicts`` (optional):
-    the verdicts' Markdown (aunce.claims), placed right after the header.
+    the verdicts' Markdown (aunce.claims), placed after the header; ``verdicts_csv`` (optional)
+    their CSV, whose Reading column the opening sentences count. ``repo`` (optional): the folder
+    of the code, whose git commit the header names; ``provenance`` may give ``created`` (UTC),
+    ``git`` and ``machine`` instead of the report's own.
 
     Raises AunceError naming a missing spec key, every missing input file, or a malformed CSV.
     """
@@ -80,7 +89,10 @@ def build_report(spec: dict) -> str:
     _require(spec["provenance"], ("code", "configs", "seeds"), "report spec: provenance")
     _check_inputs(spec)
     published = load_published(spec["published"])
-    sections = [_header(spec)]
+    sections = [_header(spec), readings(spec)]
+    degenerate = _degenerate_section(spec)
+    if degenerate:
+        sections.append(degenerate)
     if spec.get("verdicts"):
         sections.append(Path(spec["verdicts"]).read_text())
     sections.append(_contents(spec))
@@ -283,16 +295,90 @@ def _leaves(value) -> list:
 
 # --- sections -----------------------------------------------------------------------------------
 def _header(spec: dict) -> str:
-    prov = spec["provenance"]
+    prov = _provenance(spec)
     return (
         f"# {spec['title']}\n\n"
-        f"Code `{prov['code']}`; config {', '.join(f'`{c}`' for c in prov['configs'])}; seeds "
-        f"{', '.join(map(str, prov['seeds']))}; created {prov.get('created') or 'not recorded'}.\n"
+        f"{prov['git']}; code `{prov['code']}`; config {', '.join(f'`{c}`' for c in prov['configs'])}; "
+        f"seeds {', '.join(map(str, prov['seeds']))}; created {prov['created']} on "
+        f"{prov['machine']}.\n"
+    )
+
+
+def _provenance(spec: dict) -> dict:
+    """What the header and the provenance section state: the git commit of the code (or that it
+    is not a git checkout), the code hash, the configs and seeds, the UTC creation time (the spec's
+    ``created`` if given) and the machine that wrote the report."""
+    prov = dict(spec["provenance"])
+    prov["created"] = prov.get("created") or datetime.datetime.now(datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")  # fmt: skip
+    prov["git"] = prov.get("git") or git_revision(spec.get("repo"))
+    prov["machine"] = prov.get("machine") or machine()
+    return prov
+
+
+def git_revision(repo: str | os.PathLike | None) -> str:
+    """``git <commit>`` of the code the report ran (``, with uncommitted changes`` when the
+    checkout has them), or why there is none."""
+    if not repo:
+        return "git commit not recorded (no repository given)"
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "git commit unknown (git is not available)"
+    if head.returncode != 0:
+        return f"not a git checkout ({repo})"
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=30).stdout.strip()  # fmt: skip
+    return f"git `{head.stdout.strip()}`" + (" with uncommitted changes" if dirty else "")
+
+
+def machine() -> str:
+    """The machine that wrote the report: host, OS, CPU count and Python."""
+    return (f"{platform.node() or 'an unnamed host'} ({platform.platform()}, {os.cpu_count()} "
+            f"CPUs, Python {platform.python_version()})")  # fmt: skip
+
+
+def readings(spec: dict) -> str:
+    """The report's opening sentences: which reading of AUNCE the paper's numbers come from, which
+    readings this run trains, and what the verdicts say for each (docs/losses.md)."""
+    from aunce.presets import effective_aunce
+
+    resolved = load_yaml(spec["resolved_config"]) or {}
+    trained: dict[str, list[str]] = {"paper": [], "released": []}
+    used = {m for t in (resolved.get("tables") or {}).values()
+            for m in [*(t.get("methods") or []), t.get("base")] if m}  # fmt: skip
+    for name, method in (resolved.get("methods") or {}).items():
+        if method.get("loss") == "aunce" and name in used:
+            trained[effective_aunce(method)["variant"]].append(method.get("label") or name)
+    counts = {}
+    if spec.get("verdicts_csv") and Path(spec["verdicts_csv"]).is_file():
+        rows = pd.read_csv(spec["verdicts_csv"])
+        if "reading" in rows.columns:
+            for reading, group in rows.groupby("reading", sort=False):
+                counts[reading] = ", ".join(f"{v} {int((group['verdict'] == v).sum())}"
+                                            for v in ("supported", "contradicted", "inconclusive"))
+    parts = []
+    for key, name in (("paper", "paper"), ("released", "released code")):
+        if trained[key]:
+            said = f": {counts[name]}" if name in counts else ""
+            parts.append(f"the {'paper as written' if key == 'paper' else 'released code'} as "
+                         f"{', '.join(trained[key])} (verdicts{said})")  # fmt: skip
+        else:
+            parts.append(f"not the {'paper as written' if key == 'paper' else 'released code'}")
+    return (
+        "**Which AUNCE.** The paper's published numbers come from the authors' released code, not "
+        "from the loss as the paper writes it: the released per-fold logs average to the paper's "
+        "66.1 (BP4D) and 66.4 (DISFA), and the released loss differs from Eq. 2-4 (docs/losses.md; "
+        "baselines/README.md). This run trains " + "; ".join(parts) + ". A claim about AUNCE "
+        "gets one verdict per reading trained (the Reading column).\n"
     )
 
 
 def _contents(spec: dict) -> str:
     lines = ["## Contents\n"]
+    if _degenerate_section(spec):
+        lines.append("- [Degenerate runs](#degenerate-runs)")
     if spec.get("verdicts"):
         lines.append("- [Verdicts](#verdicts)")
     lines += [f"- [{t['id']}](#{_anchor(t['id'])})" for t in spec["tables"]]
@@ -387,14 +473,17 @@ def _significance(path: str | os.PathLike) -> str:
     # F1-macro here; the per-AU tests (same Holm correction) stay in the CSV
     macro = tests[tests["value"] == "f1_macro"]
     shown = (macro if not macro.empty else tests)[SIGNIFICANCE].copy()
-    for col in ("mean_a", "mean_b", "mean_diff"):
+    for col in ("mean_a", "mean_b", "mean_diff", "se"):
         shown[col] = 100 * shown[col]
-    shown = shown.rename(columns={c: f"{c} (%)" for c in ("mean_a", "mean_b", "mean_diff")})
+    shown = shown.rename(columns={c: f"{c} (%)" for c in ("mean_a", "mean_b", "mean_diff", "se")})
     text = (
-        "Paired tests between this run's methods (aunce.stats.significance_table): pairs are the "
-        "runs of the same fold and seed, differences a - b, two-sided; `_holm` p-values are "
-        "Holm-corrected over the whole table (F1-macro and every AU); empty: the test is undefined "
-        f"(fewer than 2 pairs, or no variance). F1-macro rows; per-AU tests in `{Path(path).name}`."
+        "Tests between this run's methods (aunce.stats.significance_table; docs/report.md, \"The "
+        "test\"): the unit is the trained model, pairs are the runs of the same fold and seed, "
+        "differences a - b, two-sided, the variance from the spread of the models' fold and seed "
+        "means and, where every model is scored on one test set, the jackknife over its test "
+        "subjects; `p_holm` is Holm-corrected over the whole table (F1-macro and every AU); "
+        "empty: the test is undefined (one model per arm, no spread, or no per-subject counts "
+        f"for a shared test set). F1-macro rows; per-AU tests in `{Path(path).name}`."
         "\n\n"
     )
     return text + _markdown(shown, floatfmt=".3g") + "\n"
@@ -443,17 +532,36 @@ def _deviation_section(spec: dict) -> str:
 
 
 def _provenance_section(spec: dict) -> str:
-    prov = spec["provenance"]
+    prov = _provenance(spec)
     lines = [
         "## Provenance\n",
-        f"- code: `{prov['code']}`",
+        f"- code: {prov['git']}; package hash `{prov['code']}`",
         f"- configs: {', '.join(f'`{c}`' for c in prov['configs'])}",
         f"- seeds: {', '.join(map(str, prov['seeds']))}",
-        f"- created: {prov.get('created') or 'not recorded'}",
+        f"- created: {prov['created']} (UTC) on {prov['machine']}",
         "- inputs (sha256, first 12 digits):",
     ]
     lines += [f"  - `{path}` {_sha256(path)}" for path, _ in _inputs(spec)]
     return "\n".join(lines) + "\n"
+
+
+def _degenerate_section(spec: dict) -> str:
+    """Every row of this run a table marks degenerate (aunce.tables.degenerate), with its numbers,
+    before the verdicts: a reader sees a collapsed run before reading what it says."""
+    found = []
+    for entry in spec["tables"]:
+        table = _read_table(entry["csv"])
+        for _, row in table[table["degenerate"].astype(str).str.len() > 0].iterrows():
+            found.append(f"- **{entry['id']}**, {row['row']}: {row['degenerate']}.")
+    if not found:
+        return ""
+    return (
+        "## Degenerate runs\n\n"
+        "Rows of this run whose runs collapsed (the mean batch similarity of the embeddings in the "
+        "last pretraining epoch at or above 0.99), score at or below the all-positive predictor, or "
+        "score 0.0 on some AUs (docs/tables.md). Their verdicts compare a degenerate model: read "
+        "them as what this run shows, not as a test of the method.\n\n" + "\n".join(found) + "\n"
+    )
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -466,6 +574,8 @@ def _inputs(spec: dict) -> list[tuple[str, str]]:
     ]
     if spec.get("verdicts"):
         out.append((spec["verdicts"], "verdicts"))
+    if spec.get("verdicts_csv"):
+        out.append((spec["verdicts_csv"], "verdicts CSV"))
     for entry in spec["tables"]:
         out += [(entry["md"], f"{entry['id']} Markdown"), (entry["csv"], f"{entry['id']} CSV")]
         if entry.get("significance"):
@@ -500,7 +610,10 @@ def _read_csv(path: str | os.PathLike, columns) -> pd.DataFrame:
 
 
 def _read_table(path: str | os.PathLike) -> pd.DataFrame:
-    return _read_csv(path, META)
+    frame = _read_csv(path, META[:3])
+    if "degenerate" not in frame.columns:  # a table written before degenerate rows were marked
+        frame["degenerate"] = ""
+    return frame.assign(degenerate=frame["degenerate"].fillna(""))
 
 
 def _sha256(path: str | os.PathLike) -> str:

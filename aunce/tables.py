@@ -4,6 +4,13 @@ Every number printed is computed here from the metrics files or dataset manifest
 names (the Snakemake rule declares the same files as inputs), or is a published number labelled with
 its source. Rows this run trained say "(this run)"; the all-positive predictor is a reference row.
 
+Bold marks the best mean of a column among rows of one kind: this run's rows among themselves, the
+published rows among themselves (they were measured on other data, with other budgets); reference
+rows never. A row of this run is marked *degenerate* (:func:`degenerate`) when its runs' embeddings
+collapsed (mean batch similarity of the last pretraining epoch >= 0.99, from history.csv), when its
+F1-macro is at or below the all-positive predictor's on the same test sets, or when AUs score 0.0;
+the table's notes give the numbers.
+
 One public entry point: :func:`build` (a table id, its spec, and the files its spec names).
 """
 
@@ -29,6 +36,7 @@ class Row:
     # column -> (mean, std), std NaN when undefined; or a text (Table 9's complexity)
     cells: dict[str, tuple[float, float] | str]
     kind: str = "this run"  # "this run", "reference" or "published"
+    degenerate: str = ""  # why the row's runs are degenerate (:func:`degenerate`), or ""
 
 
 @dataclass
@@ -42,28 +50,38 @@ class Table:
     digits: int = 1
     column_digits: dict[str, int] = field(default_factory=dict)  # where a column needs others
 
-    def best(self) -> dict[str, float]:
+    def best(self) -> dict[tuple[str, str], float]:
+        """The best mean of each column within each kind of row, ``{(kind, column): mean}``: this
+        run's rows and the published rows each among themselves; reference rows never."""
         out = {}
-        for col in self.columns:
-            if col.endswith(" gain"):  # a difference, not a score: nothing to bold
-                continue
-            means = [r.cells[col][0] for r in self.rows
-                     if not isinstance(r.cells.get(col), str)
-                     and not math.isnan(r.cells.get(col, NAN)[0])]  # fmt: skip
-            if means:
-                out[col] = max(means)
+        for kind in ("this run", "published"):
+            for col in self.columns:
+                if col.endswith(" gain"):  # a difference, not a score: nothing to bold
+                    continue
+                means = [r.cells[col][0] for r in self.rows
+                         if r.kind == kind and not isinstance(r.cells.get(col), str)
+                         and not math.isnan(r.cells.get(col, NAN)[0])]  # fmt: skip
+                if means:
+                    out[(kind, col)] = max(means)
         return out
 
     def frame(self) -> pd.DataFrame:
-        """Machine-readable numbers: one row per table row, ``<col>`` and ``<col>_std`` columns."""
+        """Machine-readable numbers: one row per table row, ``<col>`` and ``<col>_std`` columns,
+        and ``degenerate`` (why the row is marked, empty when it is not)."""
         records = []
         for r in self.rows:
             rec = {"row": r.label, "source": r.source, "kind": r.kind}
             for col in self.columns:
                 cell = r.cells.get(col, NAN)
                 rec[col], rec[f"{col}_std"] = (cell, math.nan) if isinstance(cell, str) else cell
+            rec["degenerate"] = r.degenerate
             records.append(rec)
         return pd.DataFrame(records)
+
+    def mark_degenerate(self) -> None:
+        """A note per degenerate row of this run, with its numbers (docs/tables.md)."""
+        marks = [f"[degenerate] {r.label}: {r.degenerate}." for r in self.rows if r.degenerate]
+        self.notes[:0] = marks
 
 
 # --- builders -----------------------------------------------------------------------------------
@@ -75,11 +93,13 @@ def au_f1_table(
     notes: list[str],
     reference: bool = True,
     extra: list[str] = (),
+    similarity=None,
 ) -> Table:
     """Per-AU F1 and their average for each method (``(name, label)`` pairs, in row order).
 
     With ``reference``, a last row gives the all-positive predictor on the same test folds.
     ``extra`` adds "F1-micro" and/or "Acc." (per-AU accuracy averaged over AUs) columns.
+    ``similarity`` (see :func:`degenerate`) reads a run's last-epoch embedding similarity.
     """
     aus = _common_aus(table_id, records)
     agg = aggregate(runs_frame(records)).set_index("method")
@@ -94,10 +114,113 @@ def au_f1_table(
             if col in extra:
                 cells[col] = (100 * cell[f"{key}_mean"], 100 * cell[f"{key}_std"])
         source = f"{int(cell['n_seeds'])} seed(s) x {int(cell['n_folds'])} fold(s)"
-        rows.append(Row(f"{label} (this run)", source, cells))
+        own = [r for r in records if r["run"]["method"] == name]
+        rows.append(Row(f"{label} (this run)", source, cells,
+                        degenerate=degenerate(own, similarity)))  # fmt: skip
     if reference:
         rows.append(all_positive_row(records, aus))
-    return Table(table_id, title, aus + ["Avg.", *extra], rows, notes)
+        notes = [*notes[:-1], ALL_POSITIVE_NOTE, *notes[-1:]]
+    table = Table(table_id, title, aus + ["Avg.", *extra], rows, notes)
+    table.mark_degenerate()
+    return table
+
+
+#: Collapsed embeddings: the mean cosine similarity between different training images' per-AU
+#: embeddings (history.csv, ``mean_similarity`` of the last epoch) at or above this.
+COLLAPSE = 0.99
+ALL_POSITIVE_NOTE = (
+    "All-positive predictor: every AU called active on every test frame, with no training. Its "
+    "F1 depends only on how often each AU occurs (2r / (1 + r) for an occurrence r), so it is the "
+    "floor a detector must clear; a reference, not a method of this run, so never bold and never "
+    "tested."
+)
+
+
+def degenerate(records: list[dict], similarity=None, aus: list[str] | None = None) -> str:
+    """Why one row of this run is degenerate, with its numbers, or "" (docs/tables.md):
+
+    - embeddings collapsed: a run's ``mean_similarity`` in the last epoch of its history.csv is
+      at least :data:`COLLAPSE` (``similarity(record)`` gives ``(history path, value)`` or None);
+    - F1-macro (over ``aus`` when given) at or below the all-positive predictor's on the same test
+      sets (both: mean over seeds of the mean over folds);
+    - AUs whose mean F1 prints as 0.0.
+    """
+    if not records:
+        return ""
+    problems = []
+    if similarity is not None:
+        models = dict(x for x in (similarity(r) for r in records) if x is not None)
+        collapsed = sorted(v for v in models.values() if v >= COLLAPSE)
+        if collapsed:
+            shown = ", ".join(f"{v:.3f}" for v in collapsed[:6]) + (", ..." if len(collapsed) > 6
+                                                                     else "")  # fmt: skip
+            problems.append(
+                f"embeddings collapsed in {len(collapsed)} of {len(models)} run(s) (mean batch "
+                f"similarity in the last pretraining epoch {shown}; collapse: >= {COLLAPSE:g})"
+            )
+    names = aus or list(records[0]["aus"])
+
+    def au_f1(rec: dict, au: str) -> float:
+        v = rec["f1"].get(au)
+        return math.nan if v is None else float(v)
+
+    def value(rec: dict) -> float:
+        if not aus:
+            return float(rec["f1_macro"])
+        got = [au_f1(rec, au) for au in aus]
+        return float(np.nanmean(got)) if any(math.isfinite(v) for v in got) else math.nan
+
+    per_seed: dict = {}
+    floor: dict = {}
+    for rec in records:
+        per_seed.setdefault(rec["run"]["seed"], []).append(value(rec))
+        ap = rec.get("all_positive")
+        if ap:
+            pos = [float(ap["f1"][au]) for au in names if au in ap["f1"]] if aus else [
+                float(ap["f1_macro"])]  # fmt: skip
+            floor.setdefault(str(rec["run"]["fold"]), float(np.nanmean(pos)))
+    f1 = 100 * float(np.mean([np.mean(v) for v in per_seed.values()]))
+    if floor:
+        reference = 100 * float(np.mean(list(floor.values())))
+        if f1 <= reference + 1e-9:
+            what = "F1-macro" if not aus else "F1 over the shared AUs"
+            problems.append(f"{what} {f1:.1f} at or below the all-positive predictor's "
+                            f"{reference:.1f} on the same test sets")  # fmt: skip
+    zero = []
+    for au in names:
+        got = [au_f1(r, au) for r in records]
+        if any(math.isfinite(v) for v in got) and round(100 * float(np.nanmean(got)), 1) == 0.0:
+            zero.append(au)
+    if zero:
+        problems.append(f"{len(zero)} of {len(names)} AUs at 0.0 ({', '.join(zero)})")
+    return "; ".join(problems)
+
+
+def similarity_reader(spec: dict):
+    """``similarity(record) -> (history path, last-epoch mean_similarity)`` for a record whose
+    model's history.csv the spec names (``inputs.history``; the workflow declares them, so they
+    exist), else None, as for a file not there when a table is built by hand. A cross-dataset
+    record's model is its source fold's."""
+    files = set(spec.get("inputs", {}).get("history", []))
+    cache: dict[str, float | None] = {}
+
+    def read(rec: dict):
+        run = rec["run"]
+        ds, fold = str(run["dataset"]), str(run["fold"])
+        if "->" in ds:
+            ds = ds.split("->")[0]
+            fold = str((rec.get("source") or {}).get("fold") or fold.split("-on-")[0])
+        path = (f"results/pretrain/{ds}/{run['encoder']}/{run['method']}/fold-{fold}/"
+                f"seed-{run['seed']}/history.csv")  # fmt: skip
+        if path not in files or not Path(path).is_file():  # not run through the workflow
+            return None
+        if path not in cache:
+            frame = pd.read_csv(path)
+            ok = len(frame) and "mean_similarity" in frame.columns
+            cache[path] = float(frame["mean_similarity"].iloc[-1]) if ok else None
+        return None if cache[path] is None else (path, cache[path])
+
+    return read
 
 
 def all_positive_row(records: list[dict], aus: list[str]) -> Row:
@@ -149,8 +272,10 @@ def noise_table(
     methods: list[tuple[str, str]],
     flip_rates: dict[float, float],
     notes: list[str],
+    similarity=None,
 ) -> Table:
-    """F1-macro (evaluated on the true labels) of each method at each label-noise rate."""
+    """F1-macro (evaluated on the true labels) of each method at each label-noise rate, the
+    all-positive predictor (a reference: it needs no labels to train) and the measured flip rate."""
     columns = [f"{100 * rate:g}% noise" for rate in records_by_rate]
     rows = {name: Row(f"{label} (this run)", "", {}) for name, label in methods}
     for rate, col in zip(records_by_rate, columns, strict=True):
@@ -161,6 +286,11 @@ def noise_table(
             cell = agg.loc[name]
             rows[name].cells[col] = (100 * cell["f1_macro_mean"], 100 * cell["f1_macro_std"])
             rows[name].source = f"{int(cell['n_seeds'])} seed(s) x {int(cell['n_folds'])} fold(s)"
+            own = [r for r in records_by_rate[rate] if r["run"]["method"] == name]
+            why = degenerate(own, similarity)
+            if why:
+                rows[name].degenerate = "; ".join(filter(None, [rows[name].degenerate,
+                                                               f"{col}: {why}"]))  # fmt: skip
     measured = Row(
         "Measured flip rate (%)",
         "training labels vs true labels",
@@ -171,7 +301,13 @@ def noise_table(
     for rate, col in zip(records_by_rate, columns, strict=True):
         recs = records_by_rate[rate]
         reference.cells[col] = all_positive_row(recs, _common_aus(table_id, recs)).cells["Avg."]
-    return Table(table_id, title, columns, [*rows.values(), reference, measured], notes)
+    notes = [*notes[:-1], ALL_POSITIVE_NOTE + (
+        " Label noise does not move it: it is scored on the true labels of the same test frames, "
+        "and a model trained on noisy labels that falls below it has learned nothing the labels "
+        "did not already say by their frequency."), *notes[-1:]]  # fmt: skip
+    table = Table(table_id, title, columns, [*rows.values(), reference, measured], notes)
+    table.mark_degenerate()
+    return table
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -215,10 +351,12 @@ def build(table_id: str, spec: dict, read_json) -> Table:
     notes = list(spec.get("notes", []))
     methods = [tuple(m) for m in spec.get("methods", [])]
     published = _published_frame(spec)
+    similarity = similarity_reader(spec)
     if kind in ("au_f1", "ablation", "probs"):
         records = [read_json(p) for p in inputs["metrics"]]
         extra = {"ablation": ["F1-micro", "Acc."], "probs": ["F1-micro", "Acc."]}.get(kind, [])
-        table = au_f1_table(table_id, spec["title"], records, methods, notes, extra=extra)
+        table = au_f1_table(table_id, spec["title"], records, methods, notes, extra=extra,
+                            similarity=similarity)  # fmt: skip
         if kind == "probs":  # Table 11 prints the average only
             table.columns = ["Avg.", "F1-micro", "Acc."]
         table.rows += published_rows(published, table.columns)
@@ -238,11 +376,11 @@ def build(table_id: str, spec: dict, read_json) -> Table:
         }
         flips = {float(r): flip_rate(pd.read_csv(Path(p) / "manifest.csv"))
                  for r, p in inputs["caches"].items()}  # fmt: skip
-        return noise_table(table_id, spec["title"], records, methods, flips, notes)
+        return noise_table(table_id, spec["title"], records, methods, flips, notes, similarity)
     if kind == "cross":
-        return cross_table(table_id, spec, read_json, published)
+        return cross_table(table_id, spec, read_json, published, similarity)
     if kind == "grid":
-        return grid_table(table_id, spec, read_json, published)
+        return grid_table(table_id, spec, read_json, published, similarity)
     if kind == "cost":
         return cost_table(table_id, spec, read_json)
     raise ValueError(f"{table_id}: unknown table kind '{kind}'")
@@ -254,12 +392,12 @@ def _renamed(record: dict, method: str) -> dict:
 
 
 def significance(spec: dict, read_json) -> pd.DataFrame:
-    """Paired tests between the methods a table ran (pairs: same fold and seed), Holm-corrected
-    over the table (aunce.stats.significance_table). Empty (header only) when fewer than two methods
-    ran in a cell or the kind compares nothing (occurrence, cost)."""
+    """Tests between the methods a table ran (aunce.stats.significance_table: the trained model as
+    the unit, pairs of the same fold and seed), Holm-corrected over the table. Empty (header only)
+    when fewer than two methods ran in a cell or the kind compares nothing (occurrence, cost)."""
     from aunce.stats import COMPARISON, significance_table
 
-    empty = pd.DataFrame(columns=[*COMPARISON, "p_ttest_holm", "p_wilcoxon_holm"])
+    empty = pd.DataFrame(columns=[*COMPARISON, "p_holm"])
     kind = spec["kind"]
     if kind in ("occurrence", "cost") or "metrics" not in spec["inputs"]:
         return empty
@@ -268,19 +406,17 @@ def significance(spec: dict, read_json) -> pd.DataFrame:
     if kind == "cross":  # a row's runs may differ by direction (epochs per source): the row's name
         records = [_renamed(read_json(p), name) for d in spec["directions"]
                    for name, _ in spec["methods"] for p in d["metrics"][name]]  # fmt: skip
-        runs = runs_frame(records)
     else:
-        runs = runs_frame([read_json(p) for p in files])
+        records = [read_json(p) for p in files]
+    names = list(dict.fromkeys(r["run"]["method"] for r in records))
     if kind == "grid":
         base = spec["baseline"]
-        pairs = sorted({(m, base) for m in runs["method"].unique() if m != base})
+        pairs = sorted({(m, base) for m in names if m != base})
     else:
-        names = list(dict.fromkeys(runs["method"]))
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     if not pairs:
         return empty
-    values = ["f1_macro"] + [c for c in runs.columns if c.startswith("f1_AU")]
-    return significance_table(runs, pairs, values)
+    return significance_table(records, pairs)
 
 
 def _published_frame(spec: dict) -> pd.DataFrame | None:
@@ -329,7 +465,7 @@ def published_rows(frame: pd.DataFrame | None, columns: list[str]) -> list[Row]:
     return rows
 
 
-def cross_table(table_id: str, spec: dict, read_json, published) -> Table:
+def cross_table(table_id: str, spec: dict, read_json, published, similarity=None) -> Table:
     """Table 7: per direction and method, per-AU F1 on the shared AUs, beside published rows."""
     aus = spec["aus"]
     rows = []
@@ -342,26 +478,33 @@ def cross_table(table_id: str, spec: dict, read_json, published) -> Table:
             per_seed = macro.groupby(runs_frame(records)["seed"]).mean()
             cells["Avg."] = (100 * per_seed.mean(), 100 * per_seed.std(ddof=1))
             source = f"{int(agg['n_seeds'])} seed(s) x {int(agg['n_folds'])} evaluation(s)"
-            rows.append(Row(f"{label} (this run), {d['label']}", source, cells))
+            rows.append(Row(f"{label} (this run), {d['label']}", source, cells,
+                            degenerate=degenerate(records, similarity, aus)))  # fmt: skip
         if published is not None:
             for row in published_rows(published[published["dataset"] == d["name"]], aus + ["Avg."]):
                 row.label = f"{row.label}, {d['name']}"
                 rows.append(row)
-    return Table(table_id, spec["title"], aus + ["Avg."], rows, list(spec["notes"]))
+    table = Table(table_id, spec["title"], aus + ["Avg."], rows, list(spec["notes"]))
+    table.mark_degenerate()
+    return table
 
 
-def grid_table(table_id: str, spec: dict, read_json, published) -> Table:
+def grid_table(table_id: str, spec: dict, read_json, published, similarity=None) -> Table:
     """Table 8: F1-macro per (encoder, loss) and dataset, with the gain over the baseline loss."""
     datasets = spec["datasets"]
     columns = [c for ds in datasets for c in (ds, f"{ds} gain")]
     rows: dict[tuple[str, str], Row] = {}
     means: dict[tuple[str, str, str], float] = {}
     for cell in spec["cells"]:
-        agg = aggregate(runs_frame([read_json(p) for p in cell["metrics"]])).iloc[0]
+        records = [read_json(p) for p in cell["metrics"]]
+        agg = aggregate(runs_frame(records)).iloc[0]
         key = (cell["encoder"], cell["method"])
         label = f"{cell['encoder_label']} + {cell['loss_label']} (this run)"
         source = f"{int(agg['n_seeds'])} seed(s) x {int(agg['n_folds'])} fold(s)"
         row = rows.setdefault(key, Row(label, source, {}))
+        why = degenerate(records, similarity)
+        if why:
+            row.degenerate = "; ".join(filter(None, [row.degenerate, f"{cell['dataset']}: {why}"]))
         row.cells[cell["dataset"]] = (100 * agg["f1_macro_mean"], 100 * agg["f1_macro_std"])
         means[(cell["encoder"], cell["method"], cell["dataset"])] = 100 * agg["f1_macro_mean"]
     for (enc, _method), row in rows.items():
@@ -379,10 +522,11 @@ def grid_table(table_id: str, spec: dict, read_json, published) -> Table:
                 if len(hit):
                     cells[ds] = (float(hit["f1"].iloc[0]), math.nan)
             if cells:
-                out.append(
-                    Row(f"{method} (published)", f"{source} via the paper", cells, "published")
-                )
-    return Table(table_id, spec["title"], columns, out, list(spec["notes"]))
+                origin = source if source == "this paper" else f"{source} (encoder), via the paper"
+                out.append(Row(f"{method} (published)", origin, cells, "published"))
+    table = Table(table_id, spec["title"], columns, out, list(spec["notes"]))
+    table.mark_degenerate()
+    return table
 
 
 COST_COLUMNS = ["complexity", "frames/s", "views/s", "s/frame", "s/epoch", "time vs first"]
@@ -460,16 +604,17 @@ def _body(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
     header = ["", "Source"] + table.columns
     body = []
     for r in table.rows:
-        line = [r.label, r.source]
+        line = [r.label + (" [degenerate]" if r.degenerate else ""), r.source]
         for col in table.columns:
             if isinstance(r.cells.get(col), str):
                 line.append(r.cells[col])
                 continue
             mean, std = r.cells.get(col, NAN)
+            top = best.get((r.kind, col))
             is_best = (
-                col in best
+                top is not None
                 and not math.isnan(mean)
-                and round(mean, table.digits) == round(best[col], table.digits)
+                and round(mean, table.digits) == round(top, table.digits)
             )
             line.append(_fmt(mean, std, is_best, latex, table.column_digits.get(col, table.digits)))
         body.append(line)

@@ -303,6 +303,11 @@ def lr_factors(cfg: dict):
     return factor
 
 
+#: A method's ``replicate: n`` (an independent replicate, the A/A control) offsets the seed its
+#: pretraining draws from by n times this (config/schema.yaml, methods.replicate).
+REPLICATE_SEED_STEP = 1000
+
+
 def setup_run(
     loop: Loop,
     train_idx: np.ndarray,
@@ -314,8 +319,9 @@ def setup_run(
 ) -> Run:
     """Encoder, head, optimizer, schedule and grad scaler of a run, seeded as a fresh run."""
     cfg, image, device = settings["pretrain"], settings["image"], loop.device
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    draws = seed + REPLICATE_SEED_STEP * int(settings["method"].get("replicate") or 0)
+    torch.manual_seed(draws)
+    gen = torch.Generator().manual_seed(draws)
     # the encoder is built for the configured crop size (its preset size is only the default)
     settings = dict(settings, encoder=dict(settings["encoder"], input_size=image["input_size"]))
     encoder = build_encoder(settings["encoder"], loop.cache.aus).to(device)

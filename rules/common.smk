@@ -436,9 +436,10 @@ def report_spec():
         "published": PUBLISHED,
         "resolved_config": "results/config.yaml",
         "paper_config": os.path.relpath(Path(workflow.basedir) / "config" / "paper.yaml"),
-        "provenance": {"code": CODE["tables"], "configs": CONFIG_FILES, "seeds": SEEDS,
-                       "created": None},
+        "provenance": {"code": CODE["tables"], "configs": CONFIG_FILES, "seeds": SEEDS},
+        "repo": os.path.relpath(workflow.basedir),  # its git commit heads the report
         "verdicts": "results/verdicts.md",
+        "verdicts_csv": "results/verdicts.csv",
     }
 
 

@@ -17,6 +17,7 @@ for _ds, _enc in CELLS:
             output:
                 models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods, _kept),
                 timing=run_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
+                history=run_files("pretrain", _ds, _enc, _runs, "history.csv", _methods),
             params:
                 settings=lambda wc, ds=_ds, enc=_enc: as_json(pretrain_settings(ds, enc, wc.method)),
                 runs=runs_arg(_runs),
@@ -50,6 +51,7 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
             output:
                 models=encoder_files(_ds, _enc, _runs, _methods),
                 timing=fused_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
+                history=fused_files("pretrain", _ds, _enc, _runs, "history.csv", _methods),
                 embeddings=embedding_files(
                     fused_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods)
                 ),

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,39 @@ def test_beta_sweep_numbers_are_fold_means_then_seed_mean_and_std(sweep_spec):
         assert row["n_folds"] == 2
     # sorted by param, then value
     assert list(frame["value"]) == [0.2, 0.4, 1.0, 1.2]
+
+
+def test_beta_sweep_shows_the_spread_the_runs_and_the_scale_from_zero(sweep_spec):
+    """Mean ± std over seeds with the runs behind each point, and a y-axis from 0 shared by the
+    panels: not an autoscale of 18.75-20.1 that makes a point of F1 look like a trend."""
+    fig, frame = beta_sweep(sweep_spec, read_json)
+    for ax in fig.axes:
+        low, high = ax.get_ylim()
+        assert low == 0 and high >= frame["f1_macro"].max() and high <= 100
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "this run: mean ± std over seeds (2 seed(s) x 2 fold(s) per point)" in legend
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()
+    one = {**sweep_spec, "points": [p for p in sweep_spec["points"] if p["value"] == 0.2]}
+    fig, _ = beta_sweep(one, read_json)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "this run: one seed, no spread (1 seed(s) x 2 fold(s) per point)" in legend
+    fig, _ = beta_sweep(sweep_spec, read_json)  # the beta_majority panel mixes 1 and 2 seeds
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "this run: mean ± std over seeds (1/2 seed(s) x 2 fold(s) per point)" in legend
+
+
+def test_the_figure_page_prints_no_nan(sweep_spec, tmp_path):
+    """fig6.md: a point of one seed has no std, shown as "-" (not "nan")."""
+    from aunce.cli import main
+
+    spec = json.dumps({**sweep_spec, "kind": "beta"})
+    out = [tmp_path / f"fig6.{ext}" for ext in ("png", "csv", "md")]
+    assert main(["figure", "fig6", "--spec", spec, "--png", str(out[0]), "--csv", str(out[1]),
+                 "--md", str(out[2])]) == 0  # fmt: skip
+    md = out[2].read_text()
+    assert "nan" not in md
+    line = next(x for x in md.splitlines() if re.match(r"\| beta_majority \| +0.2 ", x))
+    assert [c.strip() for c in line.strip("|").split("|")][3] == "-"
 
 
 def test_beta_sweep_rejects_unknown_parameter_and_mixed_cells(sweep_spec):

@@ -128,6 +128,8 @@ def test_verdicts_and_table2_are_visible_in_chromium(smoke_run, html_report, chr
 def test_report_md_opens_with_the_verdicts_and_keeps_synthetic_apart(smoke_run):
     report = (smoke_run / "results" / "report.md").read_text()
     headings = [line for line in report.splitlines() if line.startswith("## ")]
+    if headings[0] == "## Degenerate runs":  # a 1-epoch smoke model may be one, and opens the report
+        headings = headings[1:]
     assert headings[:2] == ["## Verdicts", "## Contents"]
     verdicts = pd.read_csv(smoke_run / "results" / "verdicts.csv")
     assert verdicts["reason"].str.len().min() > 0 and set(verdicts["verdict"]) <= set(VERDICTS)

@@ -99,11 +99,91 @@ def test_table_numbers_and_rendering():
     assert frame.loc[0, "Avg."] == pytest.approx(100 * agg.loc["aunce", "f1_macro_mean"])
     assert frame.loc[1, "AU2_std"] == pytest.approx(100 * agg.loc["wce", "f1_AU2_std"])
     md = render_markdown(table)
-    best = max(frame["Avg."])  # may be the reference row: bold wherever the best is
+    best = max(frame.loc[frame["kind"] == "this run", "Avg."])  # among this run's rows
     assert f"**{best:.1f}**" in md and "± " in md and "- a note" in md
     tex = render_latex(table)
     assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
     assert f"\\textbf{{{best:.1f}}}" in tex
+
+
+def test_bold_compares_like_with_like():
+    """This run's rows among themselves, published rows among themselves, reference rows never:
+    a synthetic row is never bold against a published real-data row, nor the all-positive
+    predictor against a trained model."""
+    from aunce.tables import Row, Table
+
+    rows = [
+        Row("WCE (this run)", "", {"AU1": (62.4, math.nan), "Avg.": (40.0, math.nan)}),
+        Row("AUNCE (this run)", "", {"AU1": (10.0, math.nan), "Avg.": (30.0, math.nan)}),
+        Row("All-positive predictor", "", {"AU1": (70.0, math.nan), "Avg.": (50.4, math.nan)},
+            "reference"),
+        Row("MEGraph (published)", "", {"AU1": (52.7, math.nan), "Avg.": (65.5, math.nan)},
+            "published"),
+        Row("JAA (published)", "", {"AU1": (47.2, math.nan), "Avg.": (60.0, math.nan)},
+            "published"),
+    ]  # fmt: skip
+    md = render_markdown(Table("t", "t", ["AU1", "Avg."], rows))
+    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "**62.4**" in lines["WCE (this run)"] and "**40.0**" in lines["WCE (this run)"]
+    assert "**52.7**" in lines["MEGraph (published)"] and "**65.5**" in lines["MEGraph (published)"]
+    assert "**" not in lines["All-positive predictor"] and "**" not in lines["AUNCE (this run)"]
+    assert "**" not in lines["JAA (published)"]
+
+
+def degenerate_records(tmp_path):
+    """AUNCE at 0.0 in every AU with collapsed embeddings (similarity 0.999, 1.000 in the last
+    epoch), WCE learning; the all-positive predictor at 20 and 10 per fold."""
+    recs, history = [], []
+    for m, au1, au2, sim in (("aunce", 0.0, 0.0, [0.97, 0.999]), ("wce", 0.5, 0.4, [0.7, 0.6])):
+        for f in ("1", "2"):
+            for s in (1, 2):
+                rec = record(m, f, s, au1, au2)
+                recs.append(rec)
+                path = f"results/pretrain/bp4d/megraph/{m}/fold-{f}/seed-{s}/history.csv"
+                (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+                last = sim[1] if (m, f, s) != ("aunce", "2", 2) else 1.0
+                pd.DataFrame({"epoch": [1, 2], "mean_similarity": [sim[0], last]}).to_csv(
+                    tmp_path / path, index=False)  # fmt: skip
+                history.append(path)
+    return recs, history
+
+
+def test_degenerate_rows_are_marked_with_their_numbers(tmp_path, monkeypatch):
+    from aunce.tables import build
+
+    recs, history = degenerate_records(tmp_path)
+    files = {f"m{i}.json": r for i, r in enumerate(recs)}
+    spec = {"kind": "au_f1", "title": "t", "methods": [["aunce", "AUNCE"], ["wce", "WCE"]],
+            "inputs": {"metrics": list(files), "history": history}, "notes": ["provenance"]}  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    table = build("table5", spec, files.__getitem__)
+    frame = table.frame().set_index("row")
+    why = frame.loc["AUNCE (this run)", "degenerate"]
+    assert why.startswith(
+        "embeddings collapsed in 4 of 4 run(s) (mean batch similarity in the last pretraining "
+        "epoch 0.999, 0.999, 0.999, 1.000; collapse: >= 0.99)"
+    )
+    assert "F1-macro 0.0 at or below the all-positive predictor's 22.5 on the same test sets" in why
+    assert why.endswith("2 of 2 AUs at 0.0 (AU1, AU2)")
+    assert frame.loc["WCE (this run)", "degenerate"] == ""
+    md = render_markdown(table)
+    assert "| AUNCE (this run) [degenerate] |" in md
+    assert f"- [degenerate] AUNCE (this run): {why}." in md
+    assert "- All-positive predictor: every AU called active" in md
+    assert "provenance" in md.splitlines()[-1]  # the provenance note stays last
+
+
+def test_degenerate_grid_and_cross_rows(tmp_path, monkeypatch):
+    from aunce.tables import degenerate
+
+    recs, _ = degenerate_records(tmp_path)
+    aunce = [r for r in recs if r["run"]["method"] == "aunce"]
+    assert degenerate(aunce).startswith("F1-macro 0.0 at or below")  # no histories: no collapse
+    wce = [r for r in recs if r["run"]["method"] == "wce"]
+    assert degenerate(wce) == ""
+    assert degenerate(wce, aus=["AU1"]) == ""  # 50 over AU1 against 30
+    low = [dict(r, f1={"AU1": 0.25, "AU2": 0.4}) for r in wce]
+    assert degenerate(low, aus=["AU1"]).startswith("F1 over the shared AUs 25.0 at or below")
 
 
 def test_single_seed_has_no_std():
@@ -147,6 +227,10 @@ def test_noise_table_and_flip_rate():
         100 * agg.loc["wce", "f1_macro_mean"]
     )
     assert frame.loc["Measured flip rate (%)", "20% noise"] == pytest.approx(21.0)
+    md = render_markdown(table)
+    line = next(x for x in md.splitlines() if x.startswith("| All-positive predictor"))
+    assert "**" not in line  # a reference, never bold
+    assert "Label noise does not move it" in md
 
 
 def test_cost_table_units_and_the_papers_rows(repo):
@@ -211,4 +295,4 @@ def test_cross_significance_pairs_a_rows_runs_across_directions_of_other_budgets
     macro = table[table["value"] == "f1_macro"]
     assert len(macro) == 2  # one WCE-AUNCE comparison per direction
     assert set(macro["method_a"]) == {"wce"} and set(macro["method_b"]) == {"aunce"}
-    assert (macro["n_pairs"] == 3).all()
+    assert (macro["n_runs"] == 3).all()

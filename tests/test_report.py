@@ -48,18 +48,19 @@ SIGNIFICANCE_ROW = {
     "method_a": "aunce",
     "method_b": "wce",
     "value": "f1_macro",
-    "n_pairs": 6,
+    "n_runs": 6,
     "n_unpaired": 0,
+    "n_folds": 3,
+    "n_seeds": 2,
+    "n_subjects": 0,
     "mean_a": 0.70,
     "mean_b": 0.575,
     "mean_diff": 0.125,
+    "se": 0.0245,
+    "df": 1,
     "t": 5.1,
-    "p_ttest": 0.0038,
-    "w": 0.0,
-    "p_wilcoxon": 0.031,
-    "effect_size": 2.1,
-    "p_ttest_holm": 0.0076,
-    "p_wilcoxon_holm": 0.062,
+    "p": 0.123,
+    "p_holm": 0.246,
 }
 
 
@@ -207,11 +208,11 @@ def test_report_sections_significance_figure_and_audit(tree):
         "## Provenance",
     ]
     assert "| a table |" in report
-    assert "Code `0.1.0+abc123`" in report and "created 2026-01-01T00:00:00Z" in report
+    assert "code `0.1.0+abc123`" in report and "created 2026-01-01T00:00:00Z on " in report
     # significance: means in percent, Holm-corrected p-values kept
     sig = _cells(_line(report, "| bp4d "))
     assert sig[:5] == ["bp4d", "megraph", "aunce", "wce", "f1_macro"]
-    assert sig[7:10] == ["70", "57.5", "12.5"] and "0.0076" in sig
+    assert sig[10:14] == ["70", "57.5", "12.5", "2.45"] and "0.246" in sig
     # the figure's own link to fig6.png, rewritten relative to results/
     assert "![fig6](figures/fig6.png)" in report
     # audit: AUNCE's printed 66.1 is not the mean 65.0 of its printed AUs; MAL's 52.5 is
@@ -307,6 +308,62 @@ def test_the_report_opens_with_the_verdicts(tree):
     verdicts.unlink()
     with pytest.raises(AunceError, match=r"verdicts\.md \(verdicts\)"):
         build_report(tree["spec"])
+
+
+# --- the header: provenance, readings, degenerate runs ------------------------------------------
+def test_the_header_names_the_commit_the_time_and_the_machine(tree, repo):
+    from aunce.report import git_revision
+
+    spec = tree["spec"]
+    del spec["provenance"]["created"]
+    spec["repo"] = str(repo)
+    report = build_report(spec)
+    first = report.splitlines()[2]
+    assert re.match(r"git `[0-9a-f]{12}`( with uncommitted changes)?; code `0\.1\.0\+abc123`", first)
+    assert re.search(r"created 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ on .+ CPUs, Python 3", first)
+    assert "- created: " in report and "(UTC) on " in report
+    assert git_revision(tree["root"]) == f"not a git checkout ({tree['root']})"
+
+
+def test_the_report_says_which_aunce_the_papers_numbers_come_from(tree):
+    spec = tree["spec"]
+    config = Path(spec["resolved_config"])
+    resolved = yaml.safe_load(config.read_text())
+    resolved["methods"] = {
+        "aunce": {"loss": "aunce", "label": "AUNCE"},
+        "aunce_released": {"loss": "aunce", "label": "AUNCE (released code)", "preset": "released"},
+        "wce": {"loss": "wce", "label": "WCE"},
+    }
+    resolved["tables"]["table2"]["methods"] = ["aunce", "aunce_released", "wce"]
+    config.write_text(yaml.safe_dump(resolved))
+    verdicts = tree["root"] / "results" / "verdicts.csv"
+    pd.DataFrame({"reading": ["paper", "paper", "released code", "-"],
+                  "verdict": ["contradicted", "inconclusive", "supported", "inconclusive"]}).to_csv(
+        verdicts, index=False)  # fmt: skip
+    spec["verdicts_csv"] = str(verdicts)
+    report = build_report(spec)
+    opening = report.split("**Which AUNCE.**")[1].split("\n")[0]
+    assert "come from the authors' released code" in opening
+    assert ("the paper as written as AUNCE (verdicts: supported 0, contradicted 1, inconclusive 1)"
+            in opening)  # fmt: skip
+    assert ("the released code as AUNCE (released code) (verdicts: supported 1, contradicted 0, "
+            "inconclusive 0)") in opening
+    resolved["tables"]["table2"]["methods"] = ["aunce", "wce"]
+    config.write_text(yaml.safe_dump(resolved))
+    assert "; not the released code." in build_report(spec)
+
+
+def test_degenerate_rows_open_the_report(tree):
+    spec = tree["spec"]
+    table = pd.read_csv(spec["tables"][0]["csv"])
+    table["degenerate"] = ["", "embeddings collapsed in 2 of 2 run(s) (...)", "", ""][: len(table)]
+    table.to_csv(spec["tables"][0]["csv"], index=False)
+    report = build_report(spec)
+    section = report.split("## Degenerate runs\n")[1].split("\n## ")[0]
+    label = table.loc[1, "row"]
+    assert f"- **table2**, {label}: embeddings collapsed in 2 of 2 run(s) (...)." in section
+    assert "- [Degenerate runs](#degenerate-runs)" in report
+    assert "degenerate" not in report.split("### Reproduction delta")[1].split("###")[0]
 
 
 # --- HTML pages for Snakemake's report ----------------------------------------------------------

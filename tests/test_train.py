@@ -458,3 +458,27 @@ def test_a_run_records_the_schedule_it_trained_with(bp4d_cache, tmp_path):
     train.pretrain(bp4d_cache, settings, [("1", 0)], tmp_path)
     history = pd.read_csv(tmp_path / "fold-1" / "seed-0" / "history.csv")
     assert history["lr"].tolist() == pytest.approx([1e-3, 1e-4, 1e-5])
+
+
+def test_a_replicate_draws_from_another_seed(bp4d_cache):
+    """`replicate: n` (the A/A control): the same settings and seed, the random draws of seed +
+    1000 n: another initialisation and stream; `replicate: 0` or none, the seed's own."""
+
+    def start(method: dict, seed: int = 0):
+        cache = open_cache(bp4d_cache)
+        loop = train.Loop(cache, cache.labels, torch.device("cpu"), None, False, 0)
+        train_idx, _ = cache.split("1")
+        weights, minority = train.training_statistics(cache, train_idx, "training split")
+        settings = dict(settings_for("wce"), method=method)
+        run = train.setup_run(loop, train_idx, weights, minority, settings, "1", seed)
+        return [p.detach().clone() for p in run.head.parameters()], run.generator.initial_seed()
+
+    wce = {"loss": "wce", "label": "WCE"}
+    base, base_seed = start(wce)
+    again, _ = start(dict(wce, replicate=0))
+    copy, copy_seed = start(dict(wce, label="WCE (replicate)", replicate=1))
+    shifted, _ = start(wce, seed=train.REPLICATE_SEED_STEP)
+    assert all(torch.equal(a, b) for a, b in zip(base, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(base, copy, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(copy, shifted, strict=True))
+    assert (base_seed, copy_seed) == (0, train.REPLICATE_SEED_STEP)

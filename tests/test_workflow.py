@@ -197,7 +197,17 @@ def test_grid_and_cross_tables_equal_their_metrics(smoke_run):
     )
     tests = pd.read_csv(results / "tables" / "table2.significance.csv")
     macro = tests[tests["value"] == "f1_macro"].iloc[0]
-    assert macro["n_pairs"] == 6 and 0 <= macro["p_wilcoxon_holm"] <= 1
+    # 3 folds x 2 seeds; the test subjects from the per-subject counts every metrics.json holds
+    assert macro["n_runs"] == 6 and macro["n_seeds"] == 2 and macro["n_subjects"] > 0
+    assert macro["df"] == 1 and 0 <= macro["p_holm"] <= 1
+    subjects = [
+        json.loads((results / f"eval/bp4d/megraph/wce/fold-{f}/seed-1/metrics.json").read_text())[
+            "by_subject"]["subjects"]
+        for f in (1, 2, 3)
+    ]  # fmt: skip
+    assert sum(map(len, subjects)) == macro["n_subjects"]  # the folds' test subjects, disjoint
+    assert not set(subjects[0]) & set(subjects[1])
+    assert "degenerate" in grid.columns
 
 
 README = (REPO / "README.md").read_text()
