@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(STAMP)
 	@test -f "$(CONFIG)" || { echo "error: config file '$(CONFIG)' not found (set CONFIG=path/to/config.yaml)" >&2; exit 2; }
+	@$(BIN)/aunce check-config "$(CONFIG)"  # a config that does not load or validate: one line
 	@$(BIN)/aunce unlock-stale  # a lock left by a crash or a kill (README, "After a crash")
 	$(BIN)/snakemake all --cores $(CORES) --resources gpu=1 --configfile="$(CONFIG)" $(SNAKEMAKE_ARGS)
 
