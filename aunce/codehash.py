@@ -68,7 +68,17 @@ def _source_file(module: str) -> Path | None:
 
 @functools.cache
 def _tree(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
+    """A Python file's syntax tree without docstrings and ``help=`` texts (parsed once)."""
+    return _Normalise().visit(ast.parse(path.read_text(), filename=str(path)))
+
+
+def _statements(nodes):
+    """Every statement of ``nodes`` and of the blocks inside them (imports are statements: the
+    expressions need no visit)."""
+    for node in nodes:
+        yield node
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, block, None) or [])
 
 
 def _is_package(module: str) -> bool:
@@ -80,7 +90,7 @@ def _imported(node: ast.AST, module: str) -> set[str]:
     """The ``aunce`` modules an AST (a module, or one function of it) imports, anywhere in it."""
     found: set[str] = set()
     package = module if _is_package(module) else module.rpartition(".")[0]
-    for sub in ast.walk(node):
+    for sub in _statements(node.body if isinstance(node, ast.Module) else [node]):
         if isinstance(sub, ast.Import):
             names = [alias.name for alias in sub.names]
         elif isinstance(sub, ast.ImportFrom):
@@ -173,7 +183,7 @@ def source_digest(path: str | Path) -> str:
     layout are not in a syntax tree). A file that does not parse: the hash of its bytes."""
     path = Path(path)
     try:
-        tree = _Normalise().visit(ast.parse(path.read_text(), filename=str(path)))
+        tree = _tree(path)
     except (SyntaxError, UnicodeDecodeError, ValueError):
         return hashlib.sha256(path.read_bytes()).hexdigest()
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
@@ -215,8 +225,7 @@ def _cli_parts() -> tuple[tuple[str, frozenset[str], str], ...]:
     ``cmd_*`` function, by its name), ``parser`` (the statements of one subcommand's parser in
     ``build_parser``, from its ``p = sub.add_parser(...)`` to the next one, by the names they
     use) and ``common`` (everything else)."""
-    path = _source_file("aunce.cli")
-    tree = _Normalise().visit(ast.parse(path.read_text(), filename=str(path)))
+    tree = _tree(_source_file("aunce.cli"))
 
     def part(kind, nodes, names=frozenset()):
         dump = "\0".join(ast.dump(n, annotate_fields=False) for n in nodes)
