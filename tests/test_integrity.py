@@ -323,7 +323,10 @@ def test_verify_checks_a_results_folder_and_fix_removes_what_is_damaged(cache_co
     flip(results / "cache" / "bp4d" / "manifest.csv", offset=10)
     assert main(["verify", str(results)]) == 2
     out, err = capsys.readouterr()
-    assert f"{model}: damaged, its bytes do not match" in out and "manifest.csv does not match its SHA-256" in out
+    assert (
+        f"{model}: damaged, its bytes do not match" in out
+        and "manifest.csv does not match its SHA-256" in out
+    )
     assert "2 damaged file(s)" in err and "aunce verify --fix" in err
     note = results / "cache" / "bp4d.damaged.txt"
     assert model.exists() and not note.exists()  # only reported
@@ -410,8 +413,23 @@ def test_the_schema_lists_the_registered_encoders():
 
 
 # --- SIGTERM: every step stops with a line saying what it saved, exit status 2 ------------------
-def test_sigterm_while_embedding_says_what_was_saved_and_exits_2(bp4d_cache, tmp_path, capsys,
-                                                                  monkeypatch):  # fmt: skip
+@pytest.fixture
+def sigterm_caught():
+    """A SIGTERM handler of the test's own while it runs: a command that sets none does not stop
+    pytest (the SIGTERM is only counted), and one that sets its own must put this one back."""
+    received = []
+
+    def count(signum, frame):
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, count)
+    yield count, received
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_while_embedding_says_what_was_saved_and_exits_2(
+    bp4d_cache, tmp_path, capsys, monkeypatch, sigterm_caught
+):
     from aunce import evaluate
 
     models = tmp_path / "pretrain"
@@ -435,13 +453,13 @@ def test_sigterm_while_embedding_says_what_was_saved_and_exits_2(bp4d_cache, tmp
     first = out / "fold-1" / "seed-0" / "embeddings.npz"
     assert err == (f"aunce embed: error: received SIGTERM; stopped: saved before it, each file "
                    f"complete: {first}; run the step again to finish it (make run)")  # fmt: skip
-    assert (
-        aio.check_digest(first) and not (out / "fold-2").joinpath("seed-0/embeddings.npz").exists()
-    )
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+    assert aio.check_digest(first)
+    assert not (out / "fold-2" / "seed-0" / "embeddings.npz").exists()
+    handler, received = sigterm_caught
+    assert signal.getsignal(signal.SIGTERM) is handler and received == []  # put back, not reached
 
 
-def test_sigterm_in_a_step_of_no_torch_exits_2(tmp_path, capsys, monkeypatch):
+def test_sigterm_in_a_step_of_no_torch_exits_2(tmp_path, capsys, monkeypatch, sigterm_caught):
     from aunce import cli
 
     def stopped(args):
@@ -452,6 +470,7 @@ def test_sigterm_in_a_step_of_no_torch_exits_2(tmp_path, capsys, monkeypatch):
     argv = ["report-page", "--md", str(tmp_path / "a.md"), "--out", str(tmp_path / "a.html")]
     assert main(argv) == 2
     assert "received SIGTERM; stopped: nothing was saved" in capsys.readouterr().err
+    assert sigterm_caught[1] == []
 
 
 # --- commands: every value quoted ----------------------------------------------------------------
