@@ -101,6 +101,22 @@ def test_settings_files_keep_commands_short_and_a_changed_setting_reruns(smoke_r
     assert settings and all((smoke_run / s).is_file() for s in settings)
 
 
+# --- config files that do not load: make run checks them first ----------------------------------
+def test_make_run_checks_the_config_before_snakemake(tmp_path):
+    """`make run` runs `aunce check-config` first: a config that does not load is one line naming
+    the file and the line (tests/test_integrity.py), not Snakemake's traceback."""
+    proc = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True, env=ENV)
+    lines = proc.stdout.splitlines()
+    check = next(i for i, x in enumerate(lines) if "aunce check-config" in x)
+    assert check < next(i for i, x in enumerate(lines) if "snakemake all" in x)
+    bad = tmp_path / "tabs.yaml"
+    bad.write_text("seeds: [1]\npretrain:\n\tepochs: 2\n")
+    proc = subprocess.run([str(BIN / "aunce"), "check-config", str(bad)], capture_output=True,
+                          text=True, env=ENV)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{bad}: line 3: a tab character" in proc.stderr
+
+
 # --- names cannot reach a shell ------------------------------------------------------------------
 def test_hostile_names_are_refused_before_any_job(tmp_path):
     cfg = smoke()
