@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import BIN, REPO, SMOKE, snakemake
+from test_integrity import garble_tensor
 
 pytestmark = pytest.mark.workflow
 
@@ -263,10 +264,7 @@ def test_a_garbled_checkpoint_and_a_changed_warm_start_end_as_a_clean_run(tmp_pa
     run.wait()
     assert not (work / target).exists(), "the job finished before the kill: nothing was tested"
 
-    finished = checkpoints / "seed-1" / "checkpoint.pt"
-    data = bytearray(finished.read_bytes())
-    data[len(data) - 4096] ^= 0xFF  # inside the last tensors: torch.load would not notice
-    finished.write_bytes(bytes(data))
+    garble_tensor(checkpoints / "seed-1" / "checkpoint.pt")  # torch.load would not notice
     cfg["warm_start"]["epochs"] = 2  # the backbone both runs started from is trained again
     write(config, cfg)
 
