@@ -212,20 +212,30 @@ def _names(node: ast.AST) -> set[str]:
 
 
 def _is_subcommand(node: ast.stmt) -> bool:
-    """Whether a statement of ``build_parser`` starts a subcommand's parser: ``p = sub.add_parser(
-    ...)``, or a loop that makes several."""
-    calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
-    adds = any(isinstance(c.func, ast.Attribute) and c.func.attr == "add_parser" for c in calls)
-    return adds and isinstance(node, ast.Assign | ast.For)
+    """Whether a statement of ``build_parser`` starts a subcommand's parser: an assignment or a
+    loop that calls ``add_parser`` (``p = sub.add_parser(...)``) or a helper given the
+    subcommand's function (``p = _command(sub, "name", cmd_name, ...)``)."""
+    if not isinstance(node, ast.Assign | ast.For):
+        return False
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "add_parser":
+            return True
+        values = [*call.args, *(k.value for k in call.keywords)]
+        if any(isinstance(v, ast.Name) and v.id.startswith("cmd_") for v in values):
+            return True
+    return False
 
 
 @functools.cache
 def _cli_parts() -> tuple[tuple[str, frozenset[str], str], ...]:
-    """``aunce.cli`` cut into parts, each (kind, names, hash of its normalised tree): ``cmd`` (a
-    ``cmd_*`` function, by its name), ``parser`` (the statements of one subcommand's parser in
-    ``build_parser``, from its ``p = sub.add_parser(...)`` to the next one, by the names they
-    use) and ``common`` (everything else)."""
-    tree = _tree(_source_file("aunce.cli"))
+    return cli_parts(_tree(_source_file("aunce.cli")))
+
+
+def cli_parts(tree: ast.Module) -> tuple[tuple[str, frozenset[str], str], ...]:
+    """A command-line module cut into parts, each (kind, names, hash of its normalised tree):
+    ``cmd`` (a ``cmd_*`` function, by its name), ``parser`` (the statements of one subcommand's
+    parser in ``build_parser``, from the statement that starts it (:func:`_is_subcommand`) to the
+    next one, by the names they use) and ``common`` (everything else)."""
 
     def part(kind, nodes, names=frozenset()):
         dump = "\0".join(ast.dump(n, annotate_fields=False) for n in nodes)
@@ -256,9 +266,13 @@ def cli_digest(functions: tuple[str, ...]) -> str:
     """The normalised tree of ``aunce.cli`` without the ``cmd_*`` functions other than
     ``functions`` and without the other subcommands' parsers in ``build_parser``: adding or
     changing another subcommand changes no stage's code version but that subcommand's."""
+    return _digest_of_parts(_cli_parts(), functions)
+
+
+def _digest_of_parts(parts, functions: tuple[str, ...]) -> str:
     own = set(functions)
     digest = hashlib.sha256()
-    for kind, names, part in _cli_parts():
+    for kind, names, part in parts:
         if kind == "common" or names & own:
             digest.update(f"{kind}\0{part}\0".encode())
     return digest.hexdigest()

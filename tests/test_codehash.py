@@ -36,6 +36,57 @@ def test_comments_docstrings_and_help_texts_are_not_code(tmp_path):
     )
 
 
+CLI = """
+def _csv(text):
+    return text.split(",")
+
+
+def cmd_a(args):
+    return 1
+
+
+def cmd_b(args):
+    return 2
+
+
+def build_parser():
+    sub = make()
+    p = sub.add_parser("a", help="the a step")
+    p.add_argument("--x", type=int, default=1, help="x")
+    p.set_defaults(func=cmd_a)
+    p = _command(sub, "b", cmd_b, "the b step")
+    p.add_argument("--y", default=2)
+    return sub
+"""
+
+
+@pytest.mark.parametrize(
+    "edit, changes",
+    [
+        (("return 2", "return 3"), {"b"}),  # the function of subcommand b
+        (("default=2)", "default=5)"), {"b"}),  # an option of b (made by a helper)
+        (('default=1, help="x"', 'default=4, help="x"'), {"a"}),  # an option of a
+        (('help="the a step"', 'help="the first step"'), set()),  # a help text
+        (("    return sub", '    p = sub.add_parser("c")\n    return sub'), set()),  # another
+        (("return text.split", "return text.rsplit"), {"a", "b"}),  # a helper both may use
+    ],
+)
+def test_a_stage_hashes_its_own_subcommands_of_the_command_line(edit, changes):
+    """Of aunce.cli a stage hashes its own subcommands' functions and parsers and what is common;
+    another subcommand, added or changed, changes it not."""
+    import ast
+
+    from aunce.codehash import _digest_of_parts, _Normalise, cli_parts
+
+    def versions(text):
+        parts = cli_parts(_Normalise().visit(ast.parse(text)))
+        return {s: _digest_of_parts(parts, (f"cmd_{s}",)) for s in ("a", "b")}
+
+    before, after = versions(CLI), versions(CLI.replace(*edit))
+    assert CLI.replace(*edit) != CLI
+    assert {s for s in before if before[s] != after[s]} == changes
+
+
 def test_a_closure_follows_every_import_lazy_and_relative():
     pretrain = stage_modules("pretrain")
     # the losses import the presets (a preset change reruns training); the readers are imported
