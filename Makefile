@@ -34,6 +34,7 @@ run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(STAMP)
 	@for f in $(CONFIG); do test -f "$$f" || { echo "error: config file '$$f' not found (set CONFIG=path/to/config.yaml)" >&2; exit 2; }; done
 	@mkdir -p "$(DIR)"
+	@$(BIN)/aunce check-config $(CONFIG)  # a config that does not load or validate: one line
 	@$(BIN)/aunce unlock-stale --directory "$(DIR)"  # a lock left by a crash or a kill (docs/recovery.md)
 	$(BIN)/snakemake all --cores $(CORES) --resources gpu=1 --configfile $(CONFIG) --directory "$(DIR)" $(if $(OVERWRITE),--config overwrite=true) $(SNAKEMAKE_ARGS)
 

@@ -11,6 +11,18 @@ min_version("9.0")
 # --configfile replaces the embedded default instead of extending it: a config file is complete.
 # The default is the project's, also for a run in another folder (--directory).
 if not workflow.configfiles:
+    from os.path import isfile
+
+    from snakemake.exceptions import WorkflowError
+
+    from aunce import AunceError
+    from aunce.config import load_yaml
+
+    try:  # a file that does not load: one line naming it and the line (a missing one: Snakemake's)
+        if isfile("config/config.yaml"):
+            load_yaml("config/config.yaml")
+    except AunceError as err:
+        raise WorkflowError(str(err))
 
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 

@@ -10,8 +10,10 @@ traceback).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import re
 import string
 import sys
 from pathlib import Path
@@ -34,14 +36,36 @@ def _csv(kind):
 
 
 def _settings(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(
-            f"--settings is not valid JSON ({err.msg} at column {err.colno})"
-        ) from None
+    """A job's settings: a JSON file (the workflow writes one per job, results/settings/, named by
+    the hash of its content, which is checked), or a JSON object given inline (by hand: text that
+    starts with ``{``)."""
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(
+                f"--settings is not valid JSON ({err.msg} at column {err.colno})"
+            ) from None
+    else:
+        try:
+            raw = Path(text).read_bytes()
+        except OSError as err:
+            raise argparse.ArgumentTypeError(
+                f"{text}: {err.strerror or err} (a JSON file, or a JSON object inline)"
+            ) from None
+        named = re.fullmatch(r"[\w.-]+-([0-9a-f]{16})\.json", Path(text).name)
+        if named and hashlib.sha256(raw).hexdigest()[:16] != named.group(1):
+            raise argparse.ArgumentTypeError(
+                f"{text}: damaged, its content does not match the hash in its name; run the "
+                "workflow again (make run), which writes it anew"
+            )
+        try:
+            value = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            line = f" line {err.lineno}:" if isinstance(err, json.JSONDecodeError) else ""
+            raise argparse.ArgumentTypeError(f"{text}:{line} not valid JSON") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("--settings must be a JSON object")
+        raise argparse.ArgumentTypeError(f"{text[:60]}: must be a JSON object")
     return value
 
 
@@ -369,6 +393,21 @@ def cmd_check_config(args) -> None:
     kwargs = {"schema_path": args.schema} if args.schema else {}
     validate_files(*args.config, **kwargs)
     print(f"{' + '.join(map(str, args.config))}: valid")
+
+
+def cmd_verify(args) -> None:
+    """Every file of a results folder that carries a content hash, checked in full."""
+    from aunce.verify import verify_results
+
+    report = verify_results(args.results, fix=args.fix)
+    for line in report.lines():
+        print(line)
+    if report.damaged and not args.fix:
+        raise AunceError(
+            f"{len(report.damaged)} damaged file(s) in {args.results}; `aunce verify --fix "
+            f"{args.results}` removes them (and marks damaged caches), then `make run` "
+            "makes them again"
+        )
 
 
 def cmd_unlock_stale(args) -> None:
@@ -797,6 +836,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", type=Path, help="config schema (default config/schema.yaml)")
 
     p = _command(
+        sub, "verify", cmd_verify,
+        "check a results folder's files against their SHA-256; exit 2 if one is damaged",
+        "Checks every checkpoint, encoder.pt, embeddings file and warm start that has a .sha256\n"
+        "beside it, and every cache in full (docs/recovery.md). With --fix, each damaged file is\n"
+        "removed and each damaged cache marked, so that the next `make run` makes them again.",
+        ["aunce verify", "aunce verify runs/smoke/results --fix"],
+    )  # fmt: skip
+    p.add_argument("results", type=Path, nargs="?", default=Path("results"),
+                   help="the results folder (default: results)")  # fmt: skip
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="remove each damaged file and its .sha256, and mark each damaged cache damaged, so "
+        "that the next `make run` makes them again (and reruns what was made from them)",
+    )
+
+    p = _command(
         sub, "unlock-stale", cmd_unlock_stale,
         "remove Snakemake's lock of a folder when no Snakemake or job of it runs there",
         "After a crash or a kill, Snakemake's lock stays and the next run stops with\n"
@@ -817,6 +873,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (SLURM's time limit or preemption, Snakemake stopping): the step stops where it is.
+
+    A BaseException, as KeyboardInterrupt, so that no ``except Exception`` on the way swallows
+    it; files are written atomically, so what was written before it is complete."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _saved() -> str:
+    """The files this process wrote before it was stopped, in words (aunce.io.WRITTEN)."""
+    from aunce.io import DIGEST_SUFFIX, WRITTEN
+
+    files = [f for f in dict.fromkeys(WRITTEN) if not f.endswith(DIGEST_SUFFIX)]
+    if not files:
+        return "nothing was saved"
+    shown = ", ".join(files[-5:])
+    more = f" (the last 5 of {len(files)})" if len(files) > 5 else ""
+    return f"saved before it, each file complete: {shown}{more}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -825,8 +904,24 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    import signal
+    import threading
+
+    from aunce.io import WRITTEN
+
+    WRITTEN.clear()  # what this command saves (said on SIGTERM)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
+    except Terminated:
+        print(
+            f"aunce {args.command}: error: received SIGTERM; stopped: {_saved()}; run the step "
+            "again to finish it (make run)",
+            file=sys.stderr,
+        )
+        return 2
     except AunceError as err:
         print(f"aunce {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -841,4 +936,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"aunce {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0

@@ -27,24 +27,57 @@ TEST_ONLY = {"bp4d_plus"}
 #: how far from 1 a method's ``positive_probs`` may sum (the loss's own tolerance, aunce.losses)
 PROBABILITY_TOLERANCE = 1e-6
 SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
+#: what the names of datasets, encoders, methods and tables may be (config/schema.yaml's
+#: propertyNames): they become folder names and parts of the jobs' commands
+NAME_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+#: the description of the schema's list of encoder names (the encoders aunce.encoders registers)
+ENCODER_NAMES = "the encoders of aunce.encoders"
 #: a loss given by import path, ``package.module:function`` (config/schema.yaml's pattern)
 _NAME = "[A-Za-z_][A-Za-z0-9_]*"
 _IMPORT_PATH = re.compile(rf"^{_NAME}(\.{_NAME})*:{_NAME}$")
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file; a missing file or a syntax error names the file (and line)."""
+    """Read a YAML file. Whatever keeps it from loading is one :class:`AunceError` line naming the
+    file (and line): a file that is missing, a folder, unreadable, binary or not UTF-8, a tab where
+    YAML wants spaces, or a syntax error."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise AunceError(f"config file '{path}' not found") from None
+    except IsADirectoryError:
+        raise AunceError(f"{path}: a folder, not a config file") from None
+    except OSError as err:
+        raise AunceError(f"{path}: cannot be read ({err.strerror or err})") from None
+    text = _text(path, raw)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise AunceError(f"{path}:{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        lines = text.splitlines()
+        if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line]:
+            raise AunceError(
+                f"{path}:{where}: a tab character; YAML indents with spaces only (replace the tab "
+                "with spaces)"
+            ) from None
+        raise AunceError(f"{path}:{where}: invalid YAML ({problem})") from None
+
+
+def _text(path: Path, raw: bytes) -> str:
+    """The text of a config file, or an error that says it is not text."""
+    if b"\0" in raw:
+        raise AunceError(f"{path}: a binary file (byte {raw.index(0)} is NUL), not a YAML config")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise AunceError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
+            f"{err.start}); a config is a YAML text file"
+        ) from None
 
 
 def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
@@ -58,6 +91,7 @@ def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     if not isinstance(config, dict):
         raise AunceError(f"config must be a mapping of keys to values, got {type(config).__name__}")
     validator = jsonschema.Draft202012Validator(schema)
+    _read_numbers(config, validator)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"  {_key_path(e)}: {_message(e)}" for e in errors]
@@ -69,11 +103,45 @@ def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     return config
 
 
+#: a number as YAML 1.2 writes it: ``1e-3`` (YAML 1.1, which PyYAML and Snakemake read, wants
+#: ``1.0e-3`` and takes ``1e-3`` for text)
+_NUMBER = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def _read_numbers(config: dict, validator) -> None:
+    """Read as numbers the strings that look like numbers where the schema wants a number
+    (``lr: 1e-3``), in place; every other type error is left to the validation."""
+    for _ in range(100):  # one pass per nesting level at most, in practice one
+        changed = False
+        for error in validator.iter_errors(config):
+            wanted = error.validator_value if error.validator == "type" else None
+            wanted = [wanted] if isinstance(wanted, str) else wanted or []
+            if "number" in wanted and isinstance(error.instance, str):
+                if _NUMBER.match(error.instance.strip()):
+                    _set(config, list(error.absolute_path), float(error.instance))
+                    changed = True
+        if not changed:
+            return
+
+
+def _set(config: dict, path: list, value) -> None:
+    target = config
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
 def load_config(*paths: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Load one config file, or several merged in order as Snakemake merges ``--configfile A B``."""
     config: dict = {}
     for path in paths:
-        merge_config(config, load_yaml(path) or {})
+        loaded = load_yaml(path)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise AunceError(
+                f"{path}: a config is a mapping of keys to values (`key: value` lines), this file "
+                f"holds a {type(loaded).__name__}"
+            )
+        merge_config(config, loaded or {})
     try:
         return check_config(config, schema_path)
     except AunceError as err:
@@ -159,6 +227,17 @@ def _key_path(error) -> str:
 
 
 def _message(error) -> str:
+    if error.schema.get("pattern") == NAME_PATTERN:
+        return (
+            f"'{error.instance}' is not a valid name: letters, digits, '_', '-' and '.' only, "
+            "starting with a letter, digit or '_' (names become folder names and parts of the "
+            "jobs' commands)"
+        )
+    if error.validator == "enum" and error.schema.get("description") == ENCODER_NAMES:
+        return (
+            f"'{error.instance}' is not an encoder of aunce (known: "
+            f"{', '.join(error.validator_value)}; docs/encoders.md)"
+        )
     if error.validator == "not":
         return f"not allowed here ({error.schema.get('description', 'see config/schema.yaml')})"
     if error.validator == "additionalProperties":

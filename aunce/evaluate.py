@@ -51,7 +51,7 @@ from aunce.data.cache import Cache, open_cache
 from aunce.data.loader import CacheReader, Prefetcher, epoch_batches
 from aunce.device import autocast, resolve_amp, resolve_channels_last, resolve_device, set_threads
 from aunce.encoders.blocks import PerAULinear
-from aunce.io import atomic_path, read_json, write_json
+from aunce.io import atomic_path, check_digest, read_json, write_json
 from aunce.losses import au_weights, clamped_wce_loss, values_checked, wce_loss
 from aunce.train import group_runs, load_encoder, prefetch_depth, require_landmarks, run_dir
 
@@ -128,7 +128,7 @@ def embed(
             pretrain_settings = read_json(model_dir / "settings.json")
             out = run_dir(out_root, fold, seed)
             out.mkdir(parents=True, exist_ok=True)
-            with atomic_path(out / "embeddings.npz") as tmp:
+            with atomic_path(out / "embeddings.npz", digest=True) as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(
                         fh,
@@ -371,6 +371,7 @@ def linear_eval(
     for fold, seeds in group_runs(runs).items():
         for seed in seeds:
             src = run_dir(embeddings_root, fold, seed) / "embeddings.npz"
+            check_digest(src)
             data = np.load(src)
             aus = [str(a) for a in data["aus"]]
             if augmented:

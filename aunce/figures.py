@@ -288,11 +288,12 @@ def tsne_sample(
     """Save the ``n_points`` test frames :func:`tsne` draws from a run's embeddings.npz (same rows,
     same order), with ``n_points`` and ``seed``, so that Fig. 5 can be drawn again after the
     embeddings are deleted (config ``keep.embeddings: needed``). A few MB against GBs."""
-    from aunce.io import atomic_path
+    from aunce.io import atomic_path, check_digest
 
     z, labels, names, sampled = _load_embeddings(embeddings)
     if sampled:
         raise AunceError(f"{embeddings}: already a t-SNE sample")
+    check_digest(embeddings)  # the embeddings as embed wrote them
     pick = sampled_rows(len(z), n_points, seed)
     with np.load(embeddings) as data:
         index = data["test_index"][pick] if "test_index" in data else np.arange(len(z))[pick]

@@ -32,9 +32,15 @@ numpy's and Python's) and the history. ``<checkpoints>`` lies outside the output
 declares (Snakemake deletes those before rerunning a job): :func:`checkpoint_root`. A rerun resumes
 each run from its last checkpoint ("resumed from epoch N") and restores the runs that had finished
 ("run already finished, restored") without training them; on the CPU the result is byte-identical
-to an uninterrupted run. A checkpoint of other settings, data or code is ignored. SIGTERM (SLURM
-preemption and time limits) checkpoints the run at the end of the current step and stops the job
-with :class:`Preempted` (a non-zero exit). The checkpoints are removed when the job has finished.
+to an uninterrupted run. A checkpoint of other settings, data or code is ignored: the run's
+fingerprint (:func:`run_fingerprint`) holds the content hashes of what the run reads (the cache,
+the warm-start or pretrained weights) and of the training code. A checkpoint is trusted only when
+its bytes match its SHA-256 sidecar (aunce.io.check_digest) and it loads with
+``torch.load(weights_only=True)`` (tensors and plain types, never code); otherwise the run trains
+afresh, with a log line that says why. ``encoder.pt`` carries a sidecar too, checked by every step
+that loads it (:func:`load_encoder`). SIGTERM (SLURM preemption and time limits) checkpoints the
+run at the end of the current step and stops the job with :class:`Preempted` (a non-zero exit). The
+checkpoints are removed when the job has finished.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aunce import AunceError, __version__
+from aunce import AunceError, __version__, codehash
 from aunce.data.augment import ViewSpec, augment_view, normalize, to_float
 from aunce.data.cache import Cache, open_cache
 from aunce.data.loader import Batch, CacheReader, Prefetcher, epoch_batches
@@ -69,7 +75,7 @@ from aunce.device import (
 )
 from aunce.encoders import create_encoder
 from aunce.encoders.blocks import PerAULinear
-from aunce.io import atomic_path, write_json, write_text
+from aunce.io import DamagedFile, atomic_path, check_digest, read_digest, write_json, write_text
 from aunce.losses import au_weights, values_checked
 from aunce.methods import Objective, build_objective, loss_settings
 from aunce.progress import JOB
@@ -77,11 +83,8 @@ from aunce.progress import JOB
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: random states as tensors and plain types (weights_only loading)
 PREFETCH = 2  # batches read ahead of the step on CUDA
-# the code a checkpoint depends on (relative to the package): another version starts afresh
-TRAINING_CODE = ("train.py", "losses.py", "methods.py", "device.py", "data", "encoders")
-PACKAGE = Path(__file__).resolve().parent
 
 
 def prefetch_depth(device: torch.device) -> int:
@@ -147,8 +150,8 @@ def remove_checkpoints(root: str | Path, runs: list[tuple[str, int]]) -> None:
     for fold, seed in runs:
         folder = run_dir(root, fold, seed)
         if folder.is_dir():
-            for path in folder.iterdir():
-                if path.name == CHECKPOINT or path.name.startswith(f".{CHECKPOINT}."):
+            for path in folder.iterdir():  # the checkpoint, its sidecar and their temporary files
+                if path.name.startswith((CHECKPOINT, f".{CHECKPOINT}.")):
                     path.unlink(missing_ok=True)
         while True:
             try:
@@ -453,37 +456,49 @@ def train_epoch(run: Run, loop: Loop, epoch: int) -> dict | None:
 
 # --- checkpoints --------------------------------------------------------------------------------
 def _save(obj, path: Path) -> None:
-    """``torch.save`` atomically and byte-reproducibly: through a file object the archive's inner
-    folder is always ``archive`` (given a path, torch names it after the random temporary file)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    """``torch.save`` atomically and byte-reproducibly, with the SHA-256 sidecar of the bytes: through
+    a file object the archive's inner folder is always ``archive`` (given a path, torch names it
+    after the random temporary file)."""
+    with atomic_path(path, digest=True) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
 
 
 def _code_digest(objective: Objective) -> str:
-    digest = hashlib.sha256()
-    files = []
-    for part in TRAINING_CODE:
-        path = PACKAGE / part
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    """The training code a checkpoint depends on: the import closure of this module by content
+    (aunce.codehash; comments and docstrings left out), and a user's loss module."""
+    digest = hashlib.sha256(codehash.modules_digest(codehash.closure([__name__])).encode())
     if objective.path is not None:  # a user's loss: its module's file
         import inspect
 
         with contextlib.suppress(TypeError, OSError):
-            files.append(Path(inspect.getsourcefile(objective.loss)))
-    for f in files:
-        digest.update(f.name.encode())
-        digest.update(f.read_bytes())
+            digest.update(codehash.source_digest(inspect.getsourcefile(objective.loss)).encode())
     return digest.hexdigest()
 
 
+def weights_digest(pretrained: str | None) -> str | None:
+    """The content hash of the weights file an encoder starts from (a warm-start backbone or a
+    local file): its checked sidecar where it has one, else the hash of its bytes; None without a
+    file (from scratch, or a timm tag of the local cache)."""
+    if not pretrained or not Path(pretrained).expanduser().is_file():
+        return None
+    path = Path(pretrained).expanduser()
+    if read_digest(path) is not None:
+        return check_digest(path)
+    from aunce.io import file_sha256
+
+    return file_sha256(path)
+
+
 def run_fingerprint(run: Run, cache: Cache) -> str:
-    """What a checkpoint must match to be resumed: settings, run, data, code and torch version."""
+    """What a checkpoint must match to be resumed: settings, run, data, code and torch version, and
+    the content (not the path) of every file the run reads: the cache and the starting weights."""
     payload = {
         "settings": {k: v for k, v in run.settings.items() if k != "threads"},
         "fold": run.fold,
         "seed": run.seed,
         "train_idx": hashlib.sha256(np.ascontiguousarray(run.train_idx).tobytes()).hexdigest(),
         "cache": cache.meta.get("sha256"),
+        "weights": weights_digest(run.settings["encoder"].get("pretrained")),
         "aunce": __version__,
         "torch": torch.__version__,
         "code": _code_digest(run.objective),
@@ -492,11 +507,19 @@ def run_fingerprint(run: Run, cache: Cache) -> str:
 
 
 def _rng_state(run: Run, device: torch.device) -> dict:
+    """Every random generator's state as tensors and plain types (``weights_only`` loads them)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "generator": run.generator.get_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
         "python": random.getstate(),
     }
 
@@ -506,8 +529,11 @@ def _set_rng_state(state: dict, run: Run, device: torch.device) -> None:
     run.generator.set_state(state["generator"])
     if device.type == "cuda" and state["cuda"] is not None:
         torch.cuda.set_rng_state(state["cuda"], device)
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def save_checkpoint(path: Path, run: Run, fingerprint: str, device: torch.device) -> None:
@@ -524,7 +550,7 @@ def save_checkpoint(path: Path, run: Run, fingerprint: str, device: torch.device
         if progress is None
         else {
             "epoch": progress.epoch,
-            "perm": progress.perm,
+            "perm": torch.from_numpy(np.ascontiguousarray(progress.perm)),
             "step": progress.step,
             "sums": progress.sums.cpu(),
             "seconds": progress.seconds,
@@ -540,13 +566,25 @@ def save_checkpoint(path: Path, run: Run, fingerprint: str, device: torch.device
 
 
 def load_checkpoint(path: Path, run: Run, fingerprint: str, device: torch.device) -> bool:
-    """Restore ``run`` from ``path`` if it holds a checkpoint of this very run; else False."""
+    """Restore ``run`` from ``path`` if it holds a checkpoint of this very run; else False.
+
+    The checkpoint must match its SHA-256 sidecar and load as tensors and plain types
+    (``weights_only``: a file that would run code is refused, never executed); anything else is
+    logged, naming the file and why, and the run trains afresh."""
     if not path.is_file():
         return False
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        check_digest(path, remedy=f"training {run.who()} afresh")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except DamagedFile as err:
+        log.warning("%s", err)
+        return False
     except Exception as err:  # noqa: BLE001 - an unreadable checkpoint only costs the training
-        log.warning("%s: unreadable checkpoint (%s); training %s afresh", path, err, run.who())
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        log.warning("%s: unreadable checkpoint (%s); training %s afresh", path, reason, run.who())
+        return False
+    if not isinstance(state, dict):
+        log.warning("%s: not a checkpoint of aunce; training %s afresh", path, run.who())
         return False
     if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint:
         log.info("%s: checkpoint of other settings, data or code; training afresh", path)
@@ -563,7 +601,9 @@ def load_checkpoint(path: Path, run: Run, fingerprint: str, device: torch.device
     run.progress = (
         None
         if p is None
-        else EpochProgress(p["epoch"], p["perm"], p["step"], p["sums"].to(device), p["seconds"])
+        else EpochProgress(
+            p["epoch"], p["perm"].numpy(), p["step"], p["sums"].to(device), p["seconds"]
+        )
     )
     return True
 
@@ -722,8 +762,16 @@ def _train_run(run: Run, loop: Loop, checkpoint: Path) -> None:
 
 
 def load_encoder(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a pretrained encoder from ``encoder.pt``, in eval mode (batch-norm statistics frozen)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    """Rebuild a pretrained encoder from ``encoder.pt``, in eval mode (batch-norm statistics frozen).
+
+    The file must match its SHA-256 sidecar (else :class:`aunce.io.DamagedFile`, naming it and what
+    to do) and holds tensors and plain types only (``weights_only``)."""
+    check_digest(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a file of something else than aunce wrote
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AunceError(f"{path}: not an encoder.pt of aunce ({reason})") from None
     encoder = build_encoder(dict(ckpt["encoder"], pretrained=None), ckpt["aus"])
     encoder.load_state_dict(ckpt["state_dict"])
     return encoder.to(device).eval(), ckpt

@@ -27,8 +27,10 @@ from aunce.plan import PUBLISHED, Plan, make_plan
 #: the stages that write one folder per run: results/<stage>/<ds>/<enc>/<method>/fold-F/seed-S
 RUN_STAGES = ("pretrain", "embed", "eval")
 #: folders every workflow writes besides the plan's files (per-job logs and benchmarks below them,
-#: the training checkpoints of running jobs, the verdicts and the HTML report's pages)
-ALWAYS = ("results", "results/logs", "results/benchmarks", "results/checkpoints", "results/report")
+#: the jobs' settings files, the training checkpoints of running jobs, the verdicts and the HTML
+#: report's pages)
+ALWAYS = ("results", "results/logs", "results/benchmarks", "results/settings", "results/checkpoints",
+          "results/report")  # fmt: skip
 
 
 def validate(

@@ -13,7 +13,8 @@ image itself. Landmark regression would not do: landmarks move with every AU.
 
 ``warm_start`` writes ``<out>/backbone.pt`` (the backbone's state dict, the file an encoder's
 ``pretrained`` setting names), ``history.csv`` (loss, instance accuracy, seconds per epoch) and
-``settings.json``. Same settings and threads, same bytes.
+``settings.json``. Same settings and threads, same bytes (``backbone.pt`` too, with its SHA-256
+sidecar ``backbone.pt.sha256``).
 """
 
 from __future__ import annotations
@@ -251,7 +252,10 @@ def warm_start(population_dir: str | Path, settings: dict, out_dir: str | Path) 
         },
     )
     state = {k: v.cpu() for k, v in backbone.state_dict().items()}
-    with atomic_path(out / WEIGHTS) as tmp:
-        torch.save({"state_dict": state, "encoder": name, "trunk": TRUNKS[name]}, tmp)
+    # through a file object: the archive's inner folder is always "archive" (given a path, torch
+    # names it after the random temporary file), so the same weights are the same bytes; with the
+    # SHA-256 sidecar that every encoder loading it checks (aunce.encoders.blocks.load_pretrained)
+    with atomic_path(out / WEIGHTS, digest=True) as tmp, open(tmp, "wb") as fh:
+        torch.save({"state_dict": state, "encoder": name, "trunk": TRUNKS[name]}, fh)
     log.info("wrote %s (%.0f s)", out / WEIGHTS, time.perf_counter() - started)
     return out / WEIGHTS

@@ -1,19 +1,17 @@
 # Helpers and input functions of the workflow. All logic worth testing lives in the aunce package.
-import hashlib
-import importlib.util
 import json
 import os
 import re
-import shlex
 import shutil
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import is_flagged, temp as temp_file
 from snakemake.logging import logger
 
-import aunce
 from aunce import AunceError
+from aunce.codehash import STAGES, code_version, module_file_digest
 from aunce.config import (
     check_config,
     resolved_linear_eval,
@@ -23,6 +21,8 @@ from aunce.config import (
 )
 from aunce.folder import CONSENT, check_folder, project_on_path, record_run
 from aunce.claims import data_kind, load_claims
+from aunce.data.cache import META as CACHE_META, cache_problem, damage_note, mark_damaged
+from aunce.io import DIGEST_SUFFIX, content_file
 from aunce.claims import inputs as claim_inputs
 from aunce.plan import (
     FIGURE_KINDS,
@@ -113,36 +113,27 @@ def stage_resources(stage, gpu=False):
 
 
 # --- code versions: Snakemake reruns a job when the code its step runs changes -----------------
-PACKAGE_DIR = Path(importlib.util.find_spec("aunce").origin).parent
+# Per stage, the import closure of what its `aunce` subcommand runs, by syntax tree: a comment or a
+# docstring reruns nothing, a changed value reruns every job of the stages that import it
+# (aunce.codehash; tests/test_codehash.py checks the closures against what the jobs import).
+CODE = {stage: code_version(stage) for stage in STAGES}
 
 
-def code_version(*parts):
-    digest = hashlib.sha256()
-    for part in parts:
-        path = PACKAGE_DIR / part
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for f in files:
-            digest.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
-            digest.update(f.read_bytes())
-    return f"{aunce.__version__}+{digest.hexdigest()[:12]}"
+# --- job settings: a small JSON file per job, named by its content ------------------------------
+# A job's command names its settings file (results/settings/<kind>-<hash>.json) instead of holding
+# kilobytes of JSON. The file is written (atomically, only when absent) when Snakemake asks for the
+# job's parameters, also in a dry run and in a cluster job's own Snakemake; its name is the hash of
+# its content, so changed settings are another file name, a changed parameter, and Snakemake
+# reruns the job ("Params have changed").
+SETTINGS_DIR = "results/settings"
 
 
-_COMMON = ("__init__.py", "io.py", "config.py", "cli.py")
-CODE = {
-    "data": code_version(*_COMMON, "data"),
-    "pretrain": code_version(*_COMMON, "data", "encoders", "losses.py", "methods.py", "train.py", "device.py"),
-    "embed": code_version(*_COMMON, "data", "encoders", "train.py", "evaluate.py", "device.py"),
-    # the linear evaluation reads the encoders and the augmentations too (features: augmented)
-    "linear_eval": code_version(*_COMMON, "data", "encoders", "train.py", "evaluate.py", "losses.py",
-                                "metrics.py", "device.py"),
-    "tables": code_version(*_COMMON, "tables.py", "stats.py", "plan.py", "baselines.py"),
-    "figures": code_version(*_COMMON, "figures.py", "stats.py", "plan.py"),
-    "report": code_version(*_COMMON, "report.py", "stats.py", "baselines.py"),
-    "pages": code_version(*_COMMON, "pages.py"),
-    "verdicts": code_version(*_COMMON, "claims.py", "stats.py", "plan.py", "presets.py",
-                             "baselines.py"),
-    "warmstart": code_version(*_COMMON, "data", "encoders", "warmstart.py", "device.py"),
-}
+def settings_file(kind, obj, sort_keys=True):
+    """The settings file of a job: ``obj`` as JSON, keys sorted (a reordered config reruns nothing)
+    unless their order means something (the resolved config: the plan names derived methods in
+    the order of the tables)."""
+    text = json.dumps(obj, sort_keys=sort_keys, indent=1) + "\n"
+    return str(content_file(SETTINGS_DIR, kind, text))
 
 
 # --- the plan: every run, cross-evaluation and table the config asks for ------------------------
@@ -192,15 +183,26 @@ def warm_start_file(encoder):
 
 
 def warm_input(encoder):
-    """The warm-start weights a pretraining job of ``encoder`` starts from ([] from scratch)."""
-    return warm_start_files(config, encoder)
+    """The weights a pretraining job of ``encoder`` starts from: the warm start's backbone.pt and
+    its SHA-256 sidecar, or a local weights file (replacing it reruns the job); [] from scratch or
+    from a timm tag of the local cache."""
+    files = warm_start_files(config, encoder)
+    if files:
+        return with_digests(files)
+    pretrained = config["encoders"][encoder].get("pretrained")
+    if isinstance(pretrained, str) and pretrained.lower() != "none" and (
+        os.sep in pretrained or Path(pretrained).suffix in (".pth", ".pt", ".bin", ".safetensors")
+    ):
+        return [os.path.expanduser(pretrained)]
+    return []
 
 
 def warm_population_args():
     w = config["warm_start"]
-    return (f"--seed {w['seed']} --n-subjects {w['n_subjects']} "
-            f"--frames-per-subject {w['frames_per_subject']} --image-size {w['image_size']} "
-            f"--aligned-size {config['image']['cache_size']}")
+    return [str(a) for a in ("--seed", w["seed"], "--n-subjects", w["n_subjects"],
+                             "--frames-per-subject", w["frames_per_subject"],
+                             "--image-size", w["image_size"],
+                             "--aligned-size", config["image"]["cache_size"])]
 
 
 def warm_start_settings(encoder):
@@ -264,20 +266,15 @@ def embedding_files(paths):
 
 
 def loss_code(method):
-    """A hash of the file of a method's own loss (``loss: module:function``), so that editing it
-    reruns that method's jobs; '' for the built-in losses (covered by CODE)."""
+    """A hash of the module of a method's own loss (``loss: module:function``), by syntax tree as
+    CODE, so that changing its code reruns that method's jobs; '' for the built-in losses."""
     loss = PLAN.methods[method]["loss"]
     if ":" not in loss:
         return ""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    try:
-        spec = importlib.util.find_spec(loss.split(":")[0])
-    except ImportError:
-        spec = None
-    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return "loss-missing"  # the job itself stops with a clear error
-    return f"loss-{hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:12]}"
+    digest = module_file_digest(loss.split(":")[0])
+    return "loss-missing" if digest is None else f"loss-{digest[:12]}"  # missing: the job says so
 
 
 def fused_files(stage, ds, enc, runs, name, methods):
@@ -285,11 +282,31 @@ def fused_files(stage, ds, enc, runs, name, methods):
     return [f"results/{stage}/{ds}/{enc}/{m}/fold-{f}/seed-{s}/{name}" for m in methods for f, s in runs]
 
 
-def as_json(obj, sort_keys=True):
-    """A job's settings as one JSON argument; keys sorted (a reordered config reruns nothing)
-    unless their order means something (the resolved config: the plan names derived methods in
-    the order of the tables)."""
-    return json.dumps(obj, sort_keys=sort_keys, separators=(",", ":"))
+def digests(paths):
+    """The SHA-256 sidecars (aunce.io.write_digest) of ``paths``, temp() where the file is: they
+    are made and deleted with it."""
+    return [temp_file(f"{p}{DIGEST_SUFFIX}") if is_flagged(p, "temp") else f"{p}{DIGEST_SUFFIX}"
+            for p in paths]
+
+
+def with_digests(paths):
+    """``paths`` and their sidecars, for a job that reads them."""
+    return [q for p in paths for q in (p, f"{p}{DIGEST_SUFFIX}")]
+
+
+def cache_file(path):
+    """What a job that reads the cache folder ``path`` declares: its cache.json, written last when
+    the cache is built."""
+    return f"{path}/{CACHE_META}"
+
+
+def cache_input(ds, enc):
+    return cache_file(cache_path(config, ds, enc))
+
+
+def folder_of(name):
+    """A parameter: the folder of the input ``name`` (a cache's cache.json: the cache folder)."""
+    return lambda wildcards, input: os.path.dirname(getattr(input, name))
 
 
 def encoder_settings(name):
@@ -338,16 +355,16 @@ def linear_eval_inputs(ds, enc, runs):
     pretrained encoders (the released protocol); else nothing more than the embeddings."""
     if not AUGMENTED_FEATURES:
         return {}
-    return {"cache": cache_path(config, ds, enc),
-            "models": run_files("pretrain", ds, enc, runs, "encoder.pt", methods=None)}
+    return {"cache": cache_input(ds, enc),
+            "models": with_digests(run_files("pretrain", ds, enc, runs, "encoder.pt", methods=None))}
 
 
 def linear_eval_args(ds, enc, method):
-    """`aunce linear-eval`'s --cache and --models where it reads them (linear_eval_inputs)."""
+    """`aunce linear-eval`'s --cache and --models where it reads them (linear_eval_inputs), as a
+    list of arguments (quoted one by one in the command)."""
     if not AUGMENTED_FEATURES:
-        return ""
-    models = f"results/pretrain/{ds}/{enc}/{method}"
-    return f"--cache {shlex.quote(cache_path(config, ds, enc))} --models {shlex.quote(models)}"
+        return []
+    return ["--cache", cache_path(config, ds, enc), "--models", f"results/pretrain/{ds}/{enc}/{method}"]
 
 
 def cross_settings(src, tgt, encoder, method):
@@ -360,15 +377,16 @@ def runs_arg(runs):
 
 
 # --- data ---------------------------------------------------------------------------------------
+# Arguments built from the config are lists, each element quoted in the command ({params.args:q}).
 def synth_args(dataset):
     s = config["datasets"][dataset]["synthetic"]
-    args = [f"--profile {s['profile']}", f"--seed {s['seed']}", f"--image-size {s['image_size']}",
-            f"--label-noise {s['label_noise']}", f"--miss-ratio {s['miss_ratio']}"]
+    args = ["--profile", s["profile"], "--seed", s["seed"], "--image-size", s["image_size"],
+            "--label-noise", s["label_noise"], "--miss-ratio", s["miss_ratio"]]
     if s["n_subjects"]:
-        args.append(f"--n-subjects {s['n_subjects']}")
+        args += ["--n-subjects", s["n_subjects"]]
     if s["frames_per_subject"]:
-        args.append(f"--frames-per-subject {s['frames_per_subject']}")
-    return " ".join(args)
+        args += ["--frames-per-subject", s["frames_per_subject"]]
+    return [str(a) for a in args]
 
 
 def cache_source(wildcards):
@@ -384,22 +402,59 @@ def cache_args(wildcards):
     else:
         root, reader = ds["root"], ds["source"]
     size = getattr(wildcards, "size", None) or config["image"]["cache_size"]
-    args = [f"--reader {reader}", f"--root {shlex.quote(root)}", f"--size {size}"]
+    args = ["--reader", reader, "--root", root, "--size", size]
     if ds.get("aligned") is not None:
         args.append("--aligned" if ds["aligned"] else "--no-aligned")
     if reader != "synthetic":
-        args.append(f"--landmarks {shlex.quote(ds.get('landmarks', 'landmarks'))}")
+        args += ["--landmarks", ds.get("landmarks", "landmarks")]
     if ds.get("split_file"):
-        args.append(f"--split-file {shlex.quote(ds['split_file'])}")
+        args += ["--split-file", ds["split_file"]]
     if reader == "list":
-        args.append(f"--folds {ds.get('folds', 3)}")
+        args += ["--folds", ds.get("folds", 3)]
         if ds.get("list_name"):
-            args.append(f"--list-name {shlex.quote(ds['list_name'])}")
-        pins = sorted(ds.get("list_sha256", {}).items())
-        args.extend(f"--list-sha256 {shlex.quote(f'{name}={digest}')}" for name, digest in pins)
+            args += ["--list-name", ds["list_name"]]
+        for name, digest in sorted(ds.get("list_sha256", {}).items()):
+            args += ["--list-sha256", f"{name}={digest}"]
     if ds.get("aus"):
-        args.append(f"--aus {','.join(map(str, ds['aus']))}")
-    return " ".join(args)
+        args += ["--aus", ",".join(map(str, ds["aus"]))]
+    return [str(a) for a in args]
+
+
+def cache_out(wildcards):
+    """The folder a cache job writes (its declared output is the cache.json in it)."""
+    size = getattr(wildcards, "size", None)
+    return f"results/cache/{wildcards.dataset}" + (f"-{size}px" if size else "")
+
+
+def damage_input(wildcards):
+    """The note of a cache found damaged (aunce.data.cache.mark_damaged), once there is one: an
+    input of the cache job, newer than the cache's cache.json until the cache is built again, so
+    that Snakemake builds it again and reruns everything made from it."""
+    note = damage_note(cache_out(wildcards))
+    return [str(note)] if note.exists() else []
+
+
+# A cache damaged since it was built (a file cut short or grown: cheap checks of sizes) is marked
+# damaged before Snakemake looks at it, so that this run builds it again with everything made from
+# it; a byte changed in place is found by the SHA-256 of the first job that opens it
+# (aunce.data.cache.open_cache), which marks it so for the next run (docs/recovery.md).
+def check_caches():
+    caches = {cache_path(config, ds, enc) for ds, enc in CELLS}
+    caches |= {cache_path(config, ds, enc) for (src, tgt, enc) in cross_jobs(PLAN) for ds in (src, tgt)}
+    caches |= {os.path.dirname(p) for t in PLAN.tables for p in table_inputs_of(t)
+               if os.path.basename(p) == CACHE_META}
+    for path in sorted(caches):
+        if not os.path.isfile(cache_file(path)):
+            continue
+        problem = cache_problem(path)
+        if not problem:
+            continue
+        if problem.startswith("marked damaged ("):  # by a job, or an earlier run: the note says why
+            problem = problem.removeprefix("marked damaged (").removesuffix(")")
+        else:
+            mark_damaged(path, problem)
+        logger.warning(f"aunce: {path}: damaged, {problem}; this run builds it again and reruns "
+                       "everything made from it")
 
 
 # --- tables and figures ------------------------------------------------------------------------
@@ -407,8 +462,14 @@ def table_spec(name):
     return PLAN.tables[name]
 
 
+def table_inputs_of(name):
+    """The files a table or figure job reads, a cache as its cache.json (cache_file)."""
+    return [cache_file(p) if re.fullmatch(r"results/cache/[^/]+", p) else p
+            for p in input_files(PLAN.tables[name])]
+
+
 def table_inputs(wildcards):
-    return input_files(PLAN.tables[getattr(wildcards, "table", None) or wildcards.figure])
+    return table_inputs_of(getattr(wildcards, "table", None) or wildcards.figure)
 
 
 def report_spec():
@@ -487,3 +548,7 @@ def page_source(wildcards):
     if spec["kind"] in FIGURE_KINDS:
         return {"md": spec["outputs"]["md"], "png": spec["outputs"]["png"]}
     return {"md": spec["outputs"]["md"]}
+
+
+if workflow.is_main_process:  # a cluster job's own Snakemake leaves the caches to the main one
+    check_caches()

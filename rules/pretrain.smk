@@ -1,25 +1,31 @@
 # Stage 1: pretraining. Per (dataset, encoder) one rule per unit of work (see `units` in
 # common.smk): with granularity 'cell' one job trains every fold and seed a group of methods needs;
 # with 'run' one job per fold and seed. Each run writes
-# results/pretrain/<ds>/<enc>/<method>/fold-F/seed-S/{encoder.pt,timing.json,history.csv,settings.json}.
+# results/pretrain/<ds>/<enc>/<method>/fold-F/seed-S/{encoder.pt,timing.json,history.csv,settings.json}
+# and encoder.pt.sha256, the content hash every job that loads encoder.pt checks.
 
 # encoder.pt is a temp() file unless kept (config `keep`): the methods of a unit whose runs keep
 # different files get a rule each (`_kept` suffix), since {method} shares one declaration.
 for _ds, _enc in CELLS:
     for _tag, _runs, _methods, _kept in pretrain_units(_ds, _enc):
+        _models = run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods, _kept)
 
         rule:
             name:
                 f"pretrain_{_ds}_{_enc}_{_tag}"
             input:
-                cache=cache_path(config, _ds, _enc),
+                cache=cache_input(_ds, _enc),
                 warm=warm_input(_enc),
             output:
-                models=run_files("pretrain", _ds, _enc, _runs, "encoder.pt", _methods, _kept),
+                models=_models,
+                model_digests=digests(_models),
                 timing=run_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
                 history=run_files("pretrain", _ds, _enc, _runs, "history.csv", _methods),
             params:
-                settings=lambda wc, ds=_ds, enc=_enc: as_json(pretrain_settings(ds, enc, wc.method)),
+                cache=folder_of("cache"),
+                settings=lambda wc, ds=_ds, enc=_enc: settings_file(
+                    "pretrain", pretrain_settings(ds, enc, wc.method)
+                ),
                 runs=runs_arg(_runs),
                 out=lambda wc, ds=_ds, enc=_enc: f"results/pretrain/{ds}/{enc}/{wc.method}",
                 code=lambda wc: f"{CODE['pretrain']};{loss_code(wc.method)}",
@@ -33,39 +39,45 @@ for _ds, _enc in CELLS:
             conda:
                 "../envs/aunce.yaml"
             shell:
-                "aunce pretrain --cache {input.cache} --settings {params.settings:q} "
-                "--runs {params.runs} --out {params.out} > {log} 2>&1"
+                "aunce pretrain --cache {params.cache:q} --settings {params.settings:q} "
+                "--runs {params.runs:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 # fuse_stages (the CPU default): one process per unit pretrains, embeds and evaluates every method
 # of the unit, paying the imports once (BENCHMARKS.md, "Workflow overhead").
 for _ds, _enc in CELLS if config["fuse_stages"] else []:
     for _tag, _runs, _methods in units(_ds, _enc, "evaluated"):
+        _models = encoder_files(_ds, _enc, _runs, _methods)
+        _embeddings = embedding_files(
+            fused_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods)
+        )
 
         rule:
             name:
                 f"train_eval_{_ds}_{_enc}_{_tag}"
             input:
-                cache=cache_path(config, _ds, _enc),
+                cache=cache_input(_ds, _enc),
                 warm=warm_input(_enc),
             output:
-                models=encoder_files(_ds, _enc, _runs, _methods),
+                models=_models,
+                model_digests=digests(_models),
                 timing=fused_files("pretrain", _ds, _enc, _runs, "timing.json", _methods),
                 history=fused_files("pretrain", _ds, _enc, _runs, "history.csv", _methods),
-                embeddings=embedding_files(
-                    fused_files("embed", _ds, _enc, _runs, "embeddings.npz", _methods)
-                ),
+                embeddings=_embeddings,
+                embedding_digests=digests(_embeddings),
                 metrics=fused_files("eval", _ds, _enc, _runs, "metrics.json", _methods),
                 predictions=fused_files("eval", _ds, _enc, _runs, "predictions.npz", _methods),
             params:
-                settings=as_json({m: {"pretrain": pretrain_settings(_ds, _enc, m),
-                                      "embed": embed_settings(_ds, _enc, m),
-                                      "linear_eval": linear_eval_settings(_ds, _enc, m)}
-                                  for m in _methods}),
+                cache=folder_of("cache"),
+                settings=lambda wc, ds=_ds, enc=_enc, methods=_methods: settings_file(
+                    "train_eval",
+                    {m: {"pretrain": pretrain_settings(ds, enc, m),
+                         "embed": embed_settings(ds, enc, m),
+                         "linear_eval": linear_eval_settings(ds, enc, m)} for m in methods},
+                ),
                 runs=runs_arg(_runs),
                 cell=f"{_ds}/{_enc}",
-                code=";".join([CODE["pretrain"], CODE["embed"], CODE["linear_eval"],
-                               *(loss_code(m) for m in _methods)]),
+                code=";".join([CODE["train_eval"], *(loss_code(m) for m in _methods)]),
             log:
                 f"results/logs/train_eval/{_ds}/{_enc}/{_tag}.log",
             benchmark:
@@ -76,5 +88,5 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
             conda:
                 "../envs/aunce.yaml"
             shell:
-                "aunce train-eval --cache {input.cache} --settings {params.settings:q} "
-                "--runs {params.runs} --results results --cell {params.cell} > {log} 2>&1"
+                "aunce train-eval --cache {params.cache:q} --settings {params.settings:q} "
+                "--runs {params.runs:q} --results results --cell {params.cell:q} > {log:q} 2>&1"

@@ -18,7 +18,7 @@ rule table:
         ),
         significance="results/tables/{table}.significance.csv",
     params:
-        spec=lambda wc: as_json(table_spec(wc.table)),
+        spec=lambda wc: settings_file("table", table_spec(wc.table)),
         caption=lambda wc: report_caption(wc.table),
         code=CODE["tables"],
     log:
@@ -27,8 +27,9 @@ rule table:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce tables {wildcards.table} --spec {params.spec:q} --md {output.md} --tex {output.tex} "
-        "--csv {output.csv} --significance {output.significance} > {log} 2>&1"
+        "aunce tables {wildcards.table:q} --spec {params.spec:q} --md {output.md:q} "
+        "--tex {output.tex:q} --csv {output.csv:q} --significance {output.significance:q} "
+        "> {log:q} 2>&1"
 
 
 rule figure:
@@ -44,7 +45,7 @@ rule figure:
         csv="results/figures/{figure}.csv",
         md="results/figures/{figure}.md",
     params:
-        spec=lambda wc: as_json(table_spec(wc.figure)),
+        spec=lambda wc: settings_file("figure", table_spec(wc.figure)),
         caption=lambda wc: report_caption(wc.figure),
         code=CODE["figures"],
     log:
@@ -53,8 +54,8 @@ rule figure:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce figure {wildcards.figure} --spec {params.spec:q} --png {output.png} "
-        "--csv {output.csv} --md {output.md} > {log} 2>&1"
+        "aunce figure {wildcards.figure:q} --spec {params.spec:q} --png {output.png:q} "
+        "--csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 rule report_page:
@@ -76,7 +77,7 @@ rule report_page:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce report-page --md {input.md} --out {output} > {log} 2>&1"
+        "aunce report-page --md {input.md:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule verdicts:
@@ -113,9 +114,9 @@ rule verdicts:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce verdicts --config {input.config} --claims {input.claims} "
-        "--published {input.published} --md {output.md} --csv {output.csv} "
-        "--checks {output.checks} --html {output.html} > {log} 2>&1"
+        "aunce verdicts --config {input.config:q} --claims {input.claims:q} "
+        "--published {input.published:q} --md {output.md:q} --csv {output.csv:q} "
+        "--checks {output.checks:q} --html {output.html:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -124,7 +125,7 @@ rule report:
     output:
         "results/report.md",
     params:
-        spec=as_json(report_spec()),
+        spec=lambda wc: settings_file("report", report_spec()),
         code=CODE["report"],
     log:
         "results/logs/report.log",
@@ -132,7 +133,7 @@ rule report:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce report --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "aunce report --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_full_page:
@@ -153,18 +154,20 @@ rule report_full_page:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce report-page --md {input} --out {output} > {log} 2>&1"
+        "aunce report-page --md {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule resolved_config:
     output:
         "results/config.yaml",
     params:
-        config=as_json(config, sort_keys=False),  # table order names the plan's derived methods
+        # keys in config order: the order of the tables names the plan's derived methods
+        config=lambda wc: settings_file("config", config, sort_keys=False),
+        code=CODE["config"],
     log:
         "results/logs/config.log",
     localrule: True
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce write-config --settings {params.config:q} --out {output} > {log} 2>&1"
+        "aunce write-config --settings {params.config:q} --out {output:q} > {log:q} 2>&1"

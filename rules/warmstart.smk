@@ -1,7 +1,8 @@
 # The warm start (docs/warmstart.md): a stand-in for ImageNet weights. One population of unlabelled
 # synthetic faces (subjects no dataset has), then one job per encoder with `pretrained: warm` that
 # trains its backbone by instance discrimination; every pretraining run of that encoder starts from
-# results/warmstart/<encoder>/backbone.pt (an input of its pretrain / train_eval jobs).
+# results/warmstart/<encoder>/backbone.pt (an input of its pretrain / train_eval jobs, with its
+# SHA-256 sidecar backbone.pt.sha256, checked by every job that loads it).
 
 
 rule warm_population:
@@ -18,7 +19,7 @@ rule warm_population:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce population --out {output} --workers {threads} {params.args} > {log} 2>&1"
+        "aunce population --out {output:q} --workers {threads} {params.args:q} > {log:q} 2>&1"
 
 
 rule warmstart:
@@ -28,9 +29,10 @@ rule warmstart:
         population="results/warmstart/population",
     output:
         weights="results/warmstart/{encoder}/backbone.pt",
+        digest="results/warmstart/{encoder}/backbone.pt.sha256",
         history="results/warmstart/{encoder}/history.csv",
     params:
-        settings=lambda wc: as_json(warm_start_settings(wc.encoder)),
+        settings=lambda wc: settings_file("warmstart", warm_start_settings(wc.encoder)),
         out=lambda wc: f"results/warmstart/{wc.encoder}",
         code=CODE["warmstart"],
     log:
@@ -43,5 +45,5 @@ rule warmstart:
     conda:
         "../envs/aunce.yaml"
     shell:
-        "aunce warmstart --population {input.population} --settings {params.settings:q} "
-        "--out {params.out} > {log} 2>&1"
+        "aunce warmstart --population {input.population:q} --settings {params.settings:q} "
+        "--out {params.out:q} > {log:q} 2>&1"

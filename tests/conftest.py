@@ -26,7 +26,12 @@ def smoke_run(tmp_path_factory):
     folder, once per test session; shared by the workflow tests, the HTML report's browser test and
     the SLURM test, which compares its tables with these."""
     workdir = tmp_path_factory.mktemp("smoke")
-    proc = snakemake(workdir, "all", "--cores", "1", "--resources", "gpu=1")
+    # each job's log also lists the modules it imports (python -X importtime): test_codehash.py
+    # checks them against the code version of the job's stage
+    env = dict(
+        os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPROFILEIMPORTTIME="1"
+    )
+    proc = snakemake(workdir, "all", "--cores", "1", "--resources", "gpu=1", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 

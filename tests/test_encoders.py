@@ -1,6 +1,7 @@
 """The four encoders of Table 8 at both sizes, their shared blocks against slow references, and the
 landmark plumbing of training and evaluation. Paper-size tests are marked ``paper_size``."""
 
+import json
 import math
 
 import numpy as np
@@ -388,6 +389,7 @@ def test_training_and_embedding_pass_the_crop_landmarks(bp4d_cache, tmp_path, en
 def test_training_refuses_a_cache_without_landmarks(bp4d_cache, tmp_path):
     import shutil
 
+    from aunce.io import file_sha256 as sha256_file
     from aunce.train import pretrain
 
     copy = tmp_path / "cache"
@@ -395,6 +397,9 @@ def test_training_refuses_a_cache_without_landmarks(bp4d_cache, tmp_path):
     lm = np.load(copy / "landmarks.npy")
     lm[::2] = np.nan  # e.g. a dataset read without landmarks
     np.save(copy / "landmarks.npy", lm)
+    meta = json.loads((copy / "cache.json").read_text())  # as its cache.json would record it
+    meta["sha256"]["landmarks.npy"] = sha256_file(copy / "landmarks.npy")
+    (copy / "cache.json").write_text(json.dumps(meta))
     with pytest.raises(AunceError, match="encoder roi needs landmarks, but some frames have none"):
         pretrain(copy, settings_for("roi", "wce"), [("3", 0)], tmp_path / "out")
 

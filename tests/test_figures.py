@@ -135,7 +135,10 @@ def test_beta_sweep_rejects_unknown_parameter_and_mixed_cells(sweep_spec):
 
 
 def _embeddings(path: Path, n: int = 40, d: int = 8, seed: int = 0) -> str:
-    """An embeddings.npz with the keys aunce.evaluate.embed writes: AU1 separable, AU2 noise."""
+    """An embeddings.npz with the keys aunce.evaluate.embed writes: AU1 separable, AU2 noise;
+    with its SHA-256 sidecar, as embed writes it."""
+    from aunce.io import write_digest
+
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, size=(n, 3)).astype(np.int8)
     labels[:2, 1] = -1  # unknown labels are left out
@@ -148,6 +151,7 @@ def _embeddings(path: Path, n: int = 40, d: int = 8, seed: int = 0) -> str:
         aus=np.array(["AU1", "AU2", "AU4"]),
         pretrain_settings=np.array(json.dumps({"epochs": 1})),
     )
+    write_digest(path)
     return str(path)
 
 

@@ -296,7 +296,7 @@ def test_released_overlay_plans_the_released_pipeline(roots, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     shell = next(line for line in proc.stdout.splitlines() if "aunce linear-eval" in line)
     assert "--cache results/cache/disfa --models results/pretrain/disfa/megraph/aunce" in shell
-    settings = json.loads(re.search(r"--settings '(.*?)'", shell).group(1))
+    settings = json.loads((tmp_path / re.search(r"--settings (\S+)", shell).group(1)).read_text())
     assert settings["linear_eval"]["augment"] == "crop"  # DISFA: image_train in the release
     assert settings["linear_eval"]["betas"] == [0.9, 0.999] and settings["encoder"]["neighbors"] == 4
     assert re.search(r"resources: .*gpu=1", proc.stdout)

@@ -269,8 +269,8 @@ def test_a_failed_job_resumes_its_runs_and_restores_the_finished_ones(
         train.pretrain(bp4d_cache, settings_for(), RUNS, out, prefetch=2)
     monkeypatch.undo()
     ckpts = train.checkpoint_root(out)
-    first = torch.load(ckpts / "fold-1" / "seed-0" / train.CHECKPOINT, weights_only=False)
-    second = torch.load(ckpts / "fold-2" / "seed-0" / train.CHECKPOINT, weights_only=False)
+    first = torch.load(ckpts / "fold-1" / "seed-0" / train.CHECKPOINT, weights_only=True)
+    second = torch.load(ckpts / "fold-2" / "seed-0" / train.CHECKPOINT, weights_only=True)
     assert first["finished"] and len(first["history"]) == EPOCHS
     assert not second["finished"] and len(second["history"]) == 1 and second["progress"] is None
     import shutil
@@ -295,7 +295,7 @@ def test_sigterm_checkpoints_at_the_current_step_and_the_run_resumes(
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     state = torch.load(
-        train.checkpoint_root(out) / "fold-1" / "seed-0" / train.CHECKPOINT, weights_only=False
+        train.checkpoint_root(out) / "fold-1" / "seed-0" / train.CHECKPOINT, weights_only=True
     )
     assert state["progress"]["epoch"] == 2 and state["progress"]["step"] == 1
     caplog.clear()

@@ -189,11 +189,15 @@ def test_warm_start_weights_load_into_every_encoder(population, tmp_path, name):
         assert all(torch.equal(loaded[key], saved[key]) for key in saved)
 
 
-def test_warm_start_is_deterministic(population, tmp_path):
+def test_warm_start_is_deterministic_to_the_byte(population, tmp_path):
+    from aunce.io import check_digest
+
     a = warm_start(population, settings("megraph", epochs=1), tmp_path / "a")
     b = warm_start(population, settings("megraph", epochs=1), tmp_path / "b")
     sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.read_bytes() == b.read_bytes()  # same weights, same file
+    assert check_digest(a) == check_digest(b)  # with the SHA-256 sidecar every loader checks
 
 
 def test_warm_start_refusals(population, tmp_path):

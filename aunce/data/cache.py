@@ -6,14 +6,21 @@ Layout of a cache folder::
     landmarks.npy   (N, 49, 2) float32, the 49 inner landmarks in aligned pixels (NaN if unknown)
     manifest.csv    the dataset's manifest, same row order
     report.json     what the reader counted: frames, label files, and every drop the spec allows
-    cache.json      size, counts, AU names, source and SHA-256 checksums; written last
+    cache.json      size, counts, AU names, source, and each file's size and SHA-256; written last
 
 The folder is built under ``.<name>.partial`` beside it and renamed into place when complete, so a
-folder with ``cache.json`` is always a whole cache. The build is resumable: faces are aligned in
-chunks of ``chunk_size`` frames written straight into the partial arrays, and ``progress.json``
-records the chunks done; a rerun with the same inputs (same manifest, landmarks, size and
-alignment) skips them, anything else starts afresh. Training reads batches by index without
-decoding images.
+folder with ``cache.json`` is always a whole cache as built; whether it is still whole is checked
+on every open (:func:`open_cache`): the sizes of its files always (:func:`cache_problem`, cheap:
+a truncated or extended file), their SHA-256 against ``cache.json`` once per process (a byte
+changed in place). A damaged cache is marked so (:func:`mark_damaged`: ``<folder>.damaged.txt``
+beside it says why), and the workflow, whose cache job reads that note once it exists, sees an
+input newer than the cache's ``cache.json``: it builds the cache again and reruns everything made
+from it.
+
+The build is resumable: faces are aligned in chunks of ``chunk_size`` frames written straight
+into the partial arrays, and ``progress.json`` records the chunks done; a rerun with the same
+inputs (same manifest, landmarks, size and alignment) skips them, anything else starts afresh.
+Training reads batches by index without decoding images.
 """
 
 from __future__ import annotations
@@ -33,12 +40,16 @@ import numpy as np
 from aunce import AunceError
 from aunce.data import aligned_by_default, au_names, read_dataset, read_landmarks
 from aunce.data.readers.common import sha256_file
-from aunce.io import read_json, write_json
+from aunce.io import read_json, write_json, write_text
 
 CACHE_VERSION = 2
 MIN_SIZE = 16  # pixels, the schema's smallest image.cache_size
 CHUNK_SIZE = 256  # frames per unit of work and of resumption
 PROGRESS_SECONDS = 10.0  # a progress line at most this often
+#: the files of a cache that cache.json records by size and SHA-256
+FILES = ("images.npy", "landmarks.npy", "manifest.csv", "report.json")
+META = "cache.json"
+DAMAGED_SUFFIX = ".damaged.txt"  # <cache folder>.damaged.txt: why a cache was marked damaged
 
 log = logging.getLogger("aunce")
 
@@ -184,10 +195,8 @@ def build_cache(
             "source": str(root),
             "n_frames": n,
             "aus": au_names(manifest),
-            "sha256": {
-                name: sha256_file(partial / name)
-                for name in ("images.npy", "landmarks.npy", "manifest.csv", "report.json")
-            },
+            "sha256": {name: sha256_file(partial / name) for name in FILES},
+            "bytes": {name: (partial / name).stat().st_size for name in FILES},
         },
     )
     if out_dir.exists():
@@ -364,17 +373,148 @@ class _Progress:
         )
 
 
-def open_cache(path: str | os.PathLike) -> Cache:
-    """Open a cache folder written by :func:`build_cache` (arrays memory-mapped)."""
+def cache_folder(path: str | os.PathLike) -> Path:
+    """A cache's folder, given the folder or its ``cache.json`` (the file the workflow declares)."""
+    path = Path(path)
+    return path.parent if path.name == META else path
+
+
+def damage_note(path: str | os.PathLike) -> Path:
+    """Where a damaged cache's note goes: ``<name>.damaged.txt`` beside its folder (an input of
+    the workflow's cache job once it exists: a note newer than ``cache.json`` reruns the job)."""
+    path = cache_folder(path)
+    return path.with_name(f"{path.name}{DAMAGED_SUFFIX}")
+
+
+def cache_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with a cache folder that cheap checks find, or None: no ``cache.json``, a note
+    newer than it (:func:`mark_damaged`), a file missing or of another size than ``cache.json``
+    records (for a cache without sizes, the arrays against their ``.npy`` headers). Reads only
+    ``cache.json`` and the arrays' headers."""
+    path = cache_folder(path)
+    meta_path = path / META
+    if not meta_path.is_file():
+        return f"not a complete cache (no {META})"
+    note = damage_note(path)
+    if note.is_file() and note.stat().st_mtime_ns >= meta_path.stat().st_mtime_ns:
+        return f"marked damaged ({note.read_text().strip()})"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return f"{META} is unreadable ({err})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("n_frames"), int):
+        return f"{META} is not a cache's description (no n_frames)"
+    sizes = meta.get("bytes") or {}
+    for name in FILES:
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        size = file.stat().st_size
+        if name in sizes and size != sizes[name]:
+            return f"{name} has {size} bytes, {sizes[name]} when it was built"
+    for name, rows in (("images.npy", meta["n_frames"]), ("landmarks.npy", meta["n_frames"])):
+        problem = _npy_problem(path / name, rows)
+        if problem:
+            return f"{name}: {problem}"
+    return None
+
+
+def _npy_problem(path: Path, rows: int) -> str | None:
+    """Whether a ``.npy`` file's size is what its header says, with ``rows`` rows."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }[version]
+            shape, _, dtype = read_header(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, KeyError) as err:
+        return f"not a readable array ({err})"
+    expected = offset + dtype.itemsize * int(np.prod(shape))
+    size = path.stat().st_size
+    if size != expected:
+        return f"{size} bytes, {expected} expected for an array of shape {shape}"
+    if not shape or shape[0] != rows:
+        return f"shape {shape}, {rows} rows expected"
+    return None
+
+
+def mark_damaged(path: str | os.PathLike, problem: str) -> Path:
+    """Mark a cache damaged: write why to its note (:func:`damage_note`), newer than its
+    ``cache.json``. The note is an input of the workflow's cache job, so the next run builds the
+    cache again and reruns everything made from it; until then :func:`open_cache` refuses it."""
+    note = damage_note(path)
+    write_text(note, problem + "\n")
+    return note
+
+
+#: caches whose SHA-256 this process has checked: folder -> the (size, mtime) of their files then
+_VERIFIED: dict[Path, tuple] = {}
+
+
+def _stamp(path: Path) -> tuple:
+    return tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in (path / n for n in [*FILES, META]))
+
+
+def verify_cache(
+    path: str | os.PathLike, meta: dict | None = None, *, full: bool = True, mark: bool = True
+) -> None:
+    """Check a cache: :func:`cache_problem`, then (``full``) every file's SHA-256 against
+    ``cache.json``, once per process while the files are unchanged. A damaged cache raises
+    :class:`AunceError` naming the file and what to do, and (``mark``) is marked damaged
+    (:func:`mark_damaged`) first."""
+    path = cache_folder(path)
+    problem = cache_problem(path)
+    if problem and (problem.startswith("marked damaged") or not (path / META).is_file()):
+        raise AunceError(
+            f"{path}: {problem}; run the workflow again (make run), which builds it again and "
+            "reruns everything made from it"
+        )
+    if problem is None and full:
+        meta = meta if meta is not None else read_json(path / META)
+        stamp = _stamp(path)
+        if _VERIFIED.get(path.resolve()) != stamp:
+            recorded = meta.get("sha256") or {}
+            for name in FILES:
+                if name not in recorded:
+                    problem = f"{META} records no SHA-256 of {name}"
+                elif sha256_file(path / name) != recorded[name]:
+                    problem = (
+                        f"{name} does not match its SHA-256 in {META} (changed after the cache "
+                        "was built)"
+                    )
+                if problem:
+                    break
+            else:
+                _VERIFIED[path.resolve()] = stamp
+    if problem:
+        if mark:
+            note = mark_damaged(path, problem)
+            raise AunceError(
+                f"{path}: damaged, {problem}; marked so ({note}): run the workflow again (make "
+                "run), which builds it again and reruns everything made from it"
+            )
+        raise AunceError(
+            f"{path}: damaged, {problem}; mark it (aunce verify --fix) and run the workflow "
+            "again (make run)"
+        )
+
+
+def open_cache(path: str | os.PathLike, *, verify: bool = True) -> Cache:
+    """Open a cache folder written by :func:`build_cache` (arrays memory-mapped); ``path`` may also
+    be its ``cache.json``. Checked first (:func:`verify_cache`; ``verify`` False: sizes only)."""
     import pandas as pd
 
-    path = Path(path)
-    meta_path = path / "cache.json"
+    path = cache_folder(path)
+    meta_path = path / META
     if not meta_path.exists():
         raise AunceError(
             f"{path}: not a complete cache (no cache.json); rebuild it with `aunce cache`"
         )
     meta = read_json(meta_path)
+    verify_cache(path, meta, full=verify)
     images = np.load(path / "images.npy", mmap_mode="r")
     landmarks = np.load(path / "landmarks.npy")
     # identifiers stay text: subject '007' must not become the number 7

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from aunce import AunceError
+from aunce.io import check_digest, read_digest
 
 
 class LinearBlock(nn.Module):
@@ -91,7 +92,15 @@ def load_pretrained(module: nn.Module, pretrained: str | os.PathLike, *, what: s
             f"the file there (e.g. from the timm/Hugging Face cache of a machine with network) or set "
             f"`pretrained: none` to train from scratch"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    if read_digest(path) is not None:  # a file the harness wrote (a warm start): its content hash
+        check_digest(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - not a file of tensors: refused, never executed
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AunceError(
+            f"{path}: weights for {what} could not be read safely ({reason})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     missing, unexpected = module.load_state_dict(state, strict=False)
