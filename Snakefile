@@ -18,13 +18,14 @@ if not workflow.configfiles:
     from aunce import AunceError
     from aunce.config import load_yaml
 
+    _DEFAULT_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
     try:  # a file that does not load: one line naming it and the line (a missing one: Snakemake's)
-        if isfile("config/config.yaml"):
-            load_yaml("config/config.yaml")
+        if isfile(_DEFAULT_CONFIG):
+            load_yaml(_DEFAULT_CONFIG)
     except AunceError as err:
         raise WorkflowError(str(err))
 
-    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+    configfile: _DEFAULT_CONFIG
 
 
 
