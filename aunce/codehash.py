@@ -155,7 +155,8 @@ def stage_modules(stage: str) -> set[str]:
 
 
 class _Normalise(ast.NodeTransformer):
-    """Drops what does not change what code does: docstrings and ``help=`` texts."""
+    """Drops what does not change what code does: docstrings, ``help=`` texts (and argparse's
+    descriptions and epilogs), and the texts of aunce.cli's ``_command`` helper."""
 
     def _body(self, node):
         self.generic_visit(node)
@@ -171,9 +172,16 @@ class _Normalise(ast.NodeTransformer):
 
     visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _body
 
+    #: keyword arguments that are texts for a reader (argparse's help, description, epilog)
+    TEXTS = ("help", "description", "epilog")
+    #: aunce.cli's ``_command(sub, name, func, summary, description, examples)``: its texts
+    COMMAND_TEXTS = slice(3, 6)
+
     def visit_Call(self, node):
         self.generic_visit(node)
-        node.keywords = [k for k in node.keywords if k.arg != "help"]
+        node.keywords = [k for k in node.keywords if k.arg not in self.TEXTS]
+        if isinstance(node.func, ast.Name) and node.func.id == "_command":
+            del node.args[self.COMMAND_TEXTS]
         return node
 
 

@@ -54,7 +54,7 @@ def build_parser():
     p = sub.add_parser("a", help="the a step")
     p.add_argument("--x", type=int, default=1, help="x")
     p.set_defaults(func=cmd_a)
-    p = _command(sub, "b", cmd_b, "the b step")
+    p = _command(sub, "b", cmd_b, "the b step", "what b does", ["aunce b"])
     p.add_argument("--y", default=2)
     return sub
 """
@@ -67,6 +67,8 @@ def build_parser():
         (("default=2)", "default=5)"), {"b"}),  # an option of b (made by a helper)
         (('default=1, help="x"', 'default=4, help="x"'), {"a"}),  # an option of a
         (('help="the a step"', 'help="the first step"'), set()),  # a help text
+        (('"what b does", ["aunce b"]', '"b, described", ["aunce b --y 3"]'), set()),  # b's texts
+        (('cmd_b, "the b step"', 'cmd_b, "the second step"'), set()),  # b's summary
         (("    return sub", '    p = sub.add_parser("c")\n    return sub'), set()),  # another
         (("return text.split", "return text.rsplit"), {"a", "b"}),  # a helper both may use
     ],
