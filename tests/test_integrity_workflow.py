@@ -88,7 +88,9 @@ def test_settings_files_keep_commands_short_and_a_changed_setting_reruns(smoke_r
     cfg = smoke()
     cfg["linear_eval"]["lr"] = 0.02
     config = write(tmp_path / "changed.yaml", cfg)
-    proc = snakemake(smoke_run, "all", "-n", "-p", "--cores", "1", configfile=config)
+    # another config in the same folder: consent (the results-folder guard, aunce.folder)
+    proc = snakemake(smoke_run, "all", "-n", "-p", "--cores", "1", "--config", "overwrite=true",
+                     configfile=config)  # fmt: skip
     assert proc.returncode == 0, out(proc)[-3000:]
     jobs = planned(proc)  # the jobs whose settings hold linear_eval: training and cross-evaluation
     assert sum(n for rule, n in jobs.items() if rule.startswith("train_eval_")) == 5, jobs
@@ -271,7 +273,8 @@ def test_a_garbled_checkpoint_and_a_changed_warm_start_end_as_a_clean_run(tmp_pa
     unlock = subprocess.run([str(BIN / "aunce"), "unlock-stale", "--directory", str(work)],
                             capture_output=True, text=True, env=ENV)  # fmt: skip
     assert unlock.returncode == 0, unlock.stderr
-    proc = snakemake(work, "--cores", "1", target, configfile=config)
+    # the warm start's settings changed: the results-folder guard wants consent (aunce.folder)
+    proc = snakemake(work, "--cores", "1", target, "--config", "overwrite=true", configfile=config)
     assert proc.returncode == 0, out(proc)[-3000:]
     assert re.search(r"^warmstart\s+1$", out(proc), re.M)  # the backbone, trained again
     log = "".join(p.read_text() for p in (work / "results/logs/train_eval").rglob("*.log"))

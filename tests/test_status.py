@@ -53,15 +53,15 @@ def test_status_of_a_finished_run(smoke_run):
     assert "Finished: every job is done." in out and re.search(r"^Ended \d{4}-\d\d-\d\d ", out, re.M)
     assert f"{len(planned)} jobs: {len(planned)} done." in out
     # the job names explain themselves: a training job's cell, methods, folds and seeds
-    assert re.search(r"train_eval_bp4d_megraph_ecell\d\s+bp4d/megraph aunce,wce; fold 1,2,3 x "
-                     r"seed 1,2\s+took \d:\d\d:\d\d", out), out  # fmt: skip
+    assert re.search(r"train_eval_bp4d_megraph_ecell\d\s+bp4d/megraph aunce,aunce_released \+1; "
+                     r"fold 1,2,3 x seed 1,2\s+took \d:\d\d:\d\d", out), out  # fmt: skip
     # the results folder itself works too, and --json has every job
     import json
 
     data = json.loads(aunce("status", str(smoke_run / "results"), "--json").stdout)
     assert data["finished"] and data["counts"]["done"] == len(planned)
     logs = "".join(p.read_text() for p in (smoke_run / "results/logs/train_eval").rglob("*.log"))
-    assert re.search(r"run 12/12  epoch 1/1  loss \S+ .* frames/s  ETA run 0:00:00, job 0:00:00",
+    assert re.search(r"run (\d+)/\1  epoch 1/1  loss \S+ .* frames/s  ETA run 0:00:00, job 0:00:00",
                      logs), logs[-2000:]  # fmt: skip
 
 
