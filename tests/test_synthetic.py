@@ -276,7 +276,8 @@ def test_ceiling_scores_the_true_states_against_the_labels(tmp_path, profile, sp
     assert set(ceiling["splits"]) == splits
     for name, split in ceiling["splits"].items():
         rows = split_rows(df, name)
-        assert split["n_frames"] == rows.sum()
+        assert split["n_frames"] == rows.sum() and 0 < split["f1_micro"] <= 1
+        assert 0 < split["accuracy"] <= 1
         for k, au in enumerate(au_names(df)):  # the clean labels: what evaluations score
             expected = f1_by_hand(df[f"{au}_clean"].to_numpy()[rows], states[rows, k])
             assert split["f1"][au] == pytest.approx(expected)

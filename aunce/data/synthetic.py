@@ -785,7 +785,8 @@ def ceiling(df, states: np.ndarray, labels: np.ndarray, aus: list[int]) -> dict:
     out = {}
     for name, rows in evaluation_splits(df).items():
         m = detection_metrics(labels[rows], states[rows].astype(float), names)
-        out[name] = {"f1": m["f1"], "f1_macro": m["f1_macro"], "n_frames": int(rows.sum())}
+        out[name] = {"f1": m["f1"], "f1_macro": m["f1_macro"], "f1_micro": m["f1_micro"],
+                     "accuracy": m["accuracy"], "n_frames": int(rows.sum())}  # fmt: skip
     return {"what": CEILING_LABEL, "coder_noise": CODER_NOISE, "splits": out}
 
 
