@@ -743,9 +743,17 @@ def generate(
                 "aus": list(prof.aus),
                 "n_frames": len(df),
                 "thresholds": thresholds.tolist(),
+                "difficulty": difficulty(),
             },
         )
     return out_dir
+
+
+def difficulty() -> dict:
+    """The calibrated knobs a dataset was generated with (its ``dataset.json`` records them)."""
+    return {"intensity_slope": INTENSITY_SLOPE, "coder_noise": CODER_NOISE, "au_gain": AU_GAIN,
+            "shade_gain": SHADE_GAIN, "au_visibility": {str(k): v for k, v in AU_VISIBILITY.items()},
+            "lip_press_pallor": LIP_PRESS_PALLOR, "lip_tighten_shade": LIP_TIGHTEN_SHADE}  # fmt: skip
 
 
 def coder_errors(rng: np.random.Generator, n_aus: int, n_frames: list[int]) -> np.ndarray:
