@@ -450,7 +450,8 @@ def _au_f1(plan, table, spec, provenance):
         or f"{table}: F1 (%) per AU on {where}, {_encoder_title(plan, enc)}",
         "outputs": _table_outputs(table),
         "methods": [[m, plan.label(m)] for m in methods],
-        "inputs": {"metrics": metrics, "published": plan.published},
+        "inputs": {"metrics": metrics, "published": plan.published,
+                   "ceilings": _ceilings(plan, [test or ds])},  # fmt: skip
         "published": _published(plan, spec, table, published_ds),
         "notes": [note, *_split_notes(plan, [ds, test]), _threshold_note(plan), provenance],
     }
@@ -467,6 +468,13 @@ def _split_notes(plan: Plan, names) -> list[str]:
         for n in dict.fromkeys(names)
         if (c := plan.splits.get(n))
     ]
+
+
+def _ceilings(plan: Plan, names) -> dict[str, str]:
+    """The generated folders (their ``ceiling.json``) of the synthetic datasets among ``names``: the
+    ceiling row of a table scored on them (aunce.tables.ceiling_row)."""
+    return {n: f"results/data/{n}" for n in dict.fromkeys(names)
+            if n and plan.datasets[n]["source"] == "synthetic"}  # fmt: skip
 
 
 def _cross(plan, table, spec, provenance):
@@ -516,6 +524,7 @@ def _cross(plan, table, spec, provenance):
         "inputs": {
             "metrics": [f for d in directions for fs in d["metrics"].values() for f in fs],
             "published": plan.published,
+            "ceilings": _ceilings(plan, [tgt for _, tgt in spec["pairs"]]),
         },  # fmt: skip
         "published": _published(plan, spec, table, None),
         "notes": [
@@ -564,6 +573,7 @@ def _grid(plan, table, spec, provenance):
         "inputs": {
             "metrics": [f for c in cells for f in c["metrics"]],
             "published": plan.published,
+            "ceilings": _ceilings(plan, spec["datasets"]),
         },
         "published": _published(plan, spec, table, None),
         "notes": [
@@ -650,7 +660,8 @@ def _variants(plan, table, spec, rows, provenance, kind):
         "title": spec.get("title"),
         "outputs": _table_outputs(table),
         "methods": methods,
-        "inputs": {"metrics": metrics, "published": plan.published},
+        "inputs": {"metrics": metrics, "published": plan.published,
+                   "ceilings": _ceilings(plan, [ds])},  # fmt: skip
         "published": _published(plan, spec, table, dataset_kind(plan.datasets[ds])),
         "notes": [
             _averaging(folds, seeds, epochs, plan.config),
@@ -800,7 +811,7 @@ def _tsne(plan, table, spec, provenance):
 def _noise(plan, table, spec, provenance):
     ds, enc = spec["dataset"], spec["encoder"]
     folds, seeds, epochs = _budget(plan, spec, ds)
-    metrics, caches = {}, {}
+    metrics, caches, ceilings = {}, {}, {}
     methods = distinct_methods(plan, table, spec["methods"], epochs)
     for rate in spec["rates"]:
         name = noisy_name(ds, rate)
@@ -810,6 +821,7 @@ def _noise(plan, table, spec, provenance):
             plan.datasets[name] = derived
         metrics[str(rate)] = [f for m in methods for f in plan.need(name, enc, m, folds, seeds)]
         caches[str(rate)] = f"results/cache/{name}"
+        ceilings.update(_ceilings(plan, [name]))
     return {
         "kind": "noise",
         "title": spec.get("title")
@@ -817,7 +829,7 @@ def _noise(plan, table, spec, provenance):
         f"{dataset_label(plan, ds)}, {_encoder_title(plan, enc)}",
         "outputs": _table_outputs(table),
         "methods": [[m, plan.label(m)] for m in methods],
-        "inputs": {"metrics": metrics, "caches": caches},
+        "inputs": {"metrics": metrics, "caches": caches, "ceilings": ceilings},
         "notes": [
             _averaging(folds, seeds, epochs, plan.config),
             "Training (pretraining and linear head) uses the noisy labels; every evaluation uses "

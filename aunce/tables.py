@@ -2,7 +2,8 @@
 
 Every number printed is computed here from the metrics files or dataset manifests a table's spec
 names (the Snakemake rule declares the same files as inputs), or is a published number labelled with
-its source. Rows this run trained say "(this run)"; the all-positive predictor is a reference row.
+its source. Rows this run trained say "(this run)"; the all-positive predictor and, on synthetic
+stand-ins, the ceiling (a detector of the generator's true AU states) are reference rows.
 
 Bold marks the best mean of a column among rows of one kind: this run's rows among themselves, the
 published rows among themselves (they were measured on other data, with other budgets); reference
@@ -238,6 +239,50 @@ def all_positive_row(records: list[dict], aus: list[str]) -> Row:
     )
 
 
+CEILING = "Ceiling (true AU states)"
+
+
+def _ceiling_splits(records: list[dict], ceilings: dict[str, dict]) -> dict[tuple, dict] | None:
+    """The ceiling of each test split the records were scored on (a cross-dataset record on its
+    target's split), or None when a record's dataset has no ceiling (a real dataset)."""
+    per_split = {}
+    for rec in records:
+        target = rec["run"]["dataset"].split("->")[-1]
+        split = str(rec["run"]["fold"]).split("-on-")[-1]
+        if target not in ceilings:
+            return None
+        splits = ceilings[target]["splits"]
+        if split not in splits:
+            raise ValueError(f"{target}: ceiling.json has no test split '{split}'")
+        per_split.setdefault((target, split), splits[split])
+    return per_split or None
+
+
+def _ceiling_macro(split: dict, aus: list[str]) -> float:
+    return float(np.nanmean([split["f1"][au] for au in aus]))
+
+
+def ceiling_row(records: list[dict], ceilings: dict[str, dict], aus: list[str],
+                extra: list[str] = ()) -> Row | None:  # fmt: skip
+    """The ceiling of a synthetic stand-in on the test splits the records were scored on: the F1 of
+    a detector of the generator's true AU states against the labels (aunce.data.synthetic.ceiling),
+    the best any method could score. A reference row, not a method of this run; None for real data.
+    ``extra``: "F1-micro" and "Acc." where the table prints them (over every AU of the dataset; a
+    ceiling.json of generator version 3 holds them)."""
+    per_split = _ceiling_splits(records, ceilings)
+    if per_split is None:
+        return None
+    splits = list(per_split.values())
+    cells = {au: (100 * float(np.mean([s["f1"][au] for s in splits])), math.nan) for au in aus}
+    cells["Avg."] = (100 * float(np.mean([_ceiling_macro(s, aus) for s in splits])), math.nan)
+    for col, key in (("F1-micro", "f1_micro"), ("Acc.", "accuracy")):
+        if col in extra and all(key in s for s in splits):
+            cells[col] = (100 * float(np.mean([s[key] for s in splits])), math.nan)
+    names = sorted({name for _, name in per_split})
+    source = f"reference, {len(per_split)} test split(s) ({', '.join(names)})"
+    return Row(CEILING, source, cells, "reference")
+
+
 def occurrence_table(
     table_id: str,
     title: str,
@@ -273,9 +318,11 @@ def noise_table(
     flip_rates: dict[float, float],
     notes: list[str],
     similarity=None,
+    ceilings: dict[str, dict] | None = None,
 ) -> Table:
     """F1-macro (evaluated on the true labels) of each method at each label-noise rate, the
-    all-positive predictor (a reference: it needs no labels to train) and the measured flip rate."""
+    all-positive predictor (a reference: it needs no labels to train), the ceiling's where the
+    datasets have one (``ceilings``: dataset name -> its ceiling.json) and the measured flip rate."""
     columns = [f"{100 * rate:g}% noise" for rate in records_by_rate]
     rows = {name: Row(f"{label} (this run)", "", {}) for name, label in methods}
     for rate, col in zip(records_by_rate, columns, strict=True):
@@ -298,14 +345,19 @@ def noise_table(
         "reference",
     )
     reference = Row("All-positive predictor", "reference", {}, "reference")
+    top = Row(CEILING, "reference", {}, "reference")
     for rate, col in zip(records_by_rate, columns, strict=True):
         recs = records_by_rate[rate]
         reference.cells[col] = all_positive_row(recs, _common_aus(table_id, recs)).cells["Avg."]
+        row = ceiling_row(recs, ceilings or {}, _common_aus(table_id, recs))
+        if row is not None:
+            top.cells[col] = row.cells["Avg."]
+    references = [reference, top] if top.cells else [reference]
     notes = [*notes[:-1], ALL_POSITIVE_NOTE + (
         " Label noise does not move it: it is scored on the true labels of the same test frames, "
         "and a model trained on noisy labels that falls below it has learned nothing the labels "
         "did not already say by their frequency."), *notes[-1:]]  # fmt: skip
-    table = Table(table_id, title, columns, [*rows.values(), reference, measured], notes)
+    table = Table(table_id, title, columns, [*rows.values(), *references, measured], notes)
     table.mark_degenerate()
     return table
 
@@ -352,11 +404,16 @@ def build(table_id: str, spec: dict, read_json) -> Table:
     methods = [tuple(m) for m in spec.get("methods", [])]
     published = _published_frame(spec)
     similarity = similarity_reader(spec)
+    ceilings = {name: read_json(Path(folder) / "ceiling.json")
+                for name, folder in (inputs.get("ceilings") or {}).items()}  # fmt: skip
     if kind in ("au_f1", "ablation", "probs"):
         records = [read_json(p) for p in inputs["metrics"]]
         extra = {"ablation": ["F1-micro", "Acc."], "probs": ["F1-micro", "Acc."]}.get(kind, [])
         table = au_f1_table(table_id, spec["title"], records, methods, notes, extra=extra,
                             similarity=similarity)  # fmt: skip
+        top = ceiling_row(records, ceilings, _common_aus(table_id, records), extra)
+        if top is not None:
+            table.rows.append(top)
         if kind == "probs":  # Table 11 prints the average only
             table.columns = ["Avg.", "F1-micro", "Acc."]
         table.rows += published_rows(published, table.columns)
@@ -376,11 +433,12 @@ def build(table_id: str, spec: dict, read_json) -> Table:
         }
         flips = {float(r): flip_rate(pd.read_csv(Path(p) / "manifest.csv"))
                  for r, p in inputs["caches"].items()}  # fmt: skip
-        return noise_table(table_id, spec["title"], records, methods, flips, notes, similarity)
+        return noise_table(table_id, spec["title"], records, methods, flips, notes, similarity,
+                           ceilings)  # fmt: skip
     if kind == "cross":
-        return cross_table(table_id, spec, read_json, published, similarity)
+        return cross_table(table_id, spec, read_json, published, similarity, ceilings)
     if kind == "grid":
-        return grid_table(table_id, spec, read_json, published, similarity)
+        return grid_table(table_id, spec, read_json, published, similarity, ceilings)
     if kind == "cost":
         return cost_table(table_id, spec, read_json)
     raise ValueError(f"{table_id}: unknown table kind '{kind}'")
@@ -465,13 +523,17 @@ def published_rows(frame: pd.DataFrame | None, columns: list[str]) -> list[Row]:
     return rows
 
 
-def cross_table(table_id: str, spec: dict, read_json, published, similarity=None) -> Table:
-    """Table 7: per direction and method, per-AU F1 on the shared AUs, beside published rows."""
+def cross_table(table_id: str, spec: dict, read_json, published, similarity=None,
+                ceilings=None) -> Table:
+    """Table 7: per direction and method, per-AU F1 on the shared AUs, beside published rows; per
+    direction the ceiling of the target's test splits where the target has one."""
     aus = spec["aus"]
     rows = []
     for d in spec["directions"]:
+        scored = []
         for name, label in spec["methods"]:
             records = [read_json(p) for p in d["metrics"][name]]
+            scored += records
             agg = aggregate(runs_frame(records)).iloc[0]
             cells = {au: (100 * agg[f"f1_{au}_mean"], 100 * agg[f"f1_{au}_std"]) for au in aus}
             macro = runs_frame(records)[[f"f1_{au}" for au in aus]].mean(axis=1)
@@ -480,6 +542,10 @@ def cross_table(table_id: str, spec: dict, read_json, published, similarity=None
             source = f"{int(agg['n_seeds'])} seed(s) x {int(agg['n_folds'])} evaluation(s)"
             rows.append(Row(f"{label} (this run), {d['label']}", source, cells,
                             degenerate=degenerate(records, similarity, aus)))  # fmt: skip
+        top = ceiling_row(scored, ceilings or {}, aus)
+        if top is not None:
+            top.label = f"{top.label}, {d['label']}"
+            rows.append(top)
         if published is not None:
             for row in published_rows(published[published["dataset"] == d["name"]], aus + ["Avg."]):
                 row.label = f"{row.label}, {d['name']}"
@@ -489,14 +555,18 @@ def cross_table(table_id: str, spec: dict, read_json, published, similarity=None
     return table
 
 
-def grid_table(table_id: str, spec: dict, read_json, published, similarity=None) -> Table:
-    """Table 8: F1-macro per (encoder, loss) and dataset, with the gain over the baseline loss."""
+def grid_table(table_id: str, spec: dict, read_json, published, similarity=None,
+               ceilings=None) -> Table:
+    """Table 8: F1-macro per (encoder, loss) and dataset, with the gain over the baseline loss; the
+    ceiling of each dataset's test splits where the dataset has one."""
     datasets = spec["datasets"]
     columns = [c for ds in datasets for c in (ds, f"{ds} gain")]
     rows: dict[tuple[str, str], Row] = {}
     means: dict[tuple[str, str, str], float] = {}
+    scored: dict[str, list[dict]] = {}
     for cell in spec["cells"]:
         records = [read_json(p) for p in cell["metrics"]]
+        scored.setdefault(cell["dataset"], []).extend(records)
         agg = aggregate(runs_frame(records)).iloc[0]
         key = (cell["encoder"], cell["method"])
         label = f"{cell['encoder_label']} + {cell['loss_label']} (this run)"
@@ -513,6 +583,13 @@ def grid_table(table_id: str, spec: dict, read_json, published, similarity=None)
             if base is not None and ds in row.cells:
                 row.cells[f"{ds} gain"] = (row.cells[ds][0] - base, math.nan)
     out = list(rows.values())
+    top = Row(CEILING, "reference", {}, "reference")
+    for ds, records in scored.items():
+        row = ceiling_row(records, ceilings or {}, _common_aus(table_id, records))
+        if row is not None:
+            top.cells[ds] = row.cells["Avg."]
+    if top.cells:
+        out.append(top)
     if published is not None and not published.empty:
         kinds = {c["dataset"]: c["published_dataset"] for c in spec["cells"]}
         for (method, source), group in published.groupby(["method", "source"], sort=False):

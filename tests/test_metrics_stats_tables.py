@@ -296,3 +296,52 @@ def test_cross_significance_pairs_a_rows_runs_across_directions_of_other_budgets
     assert len(macro) == 2  # one WCE-AUNCE comparison per direction
     assert set(macro["method_a"]) == {"wce"} and set(macro["method_b"]) == {"aunce"}
     assert (macro["n_runs"] == 3).all()
+
+
+def test_ceiling_row_averages_the_splits_the_records_were_scored_on():
+    from aunce.tables import CEILING, ceiling_row, cross_table, grid_table
+
+    def split(au1, au2):
+        return {"f1": {"AU1": au1, "AU2": au2}, "f1_macro": (au1 + au2) / 2, "f1_micro": 0.9,
+                "accuracy": 0.95}  # fmt: skip
+
+    ceilings = {
+        "bp4d": {"splits": {"1": split(0.9, 0.8), "2": split(0.7, 1.0), "3": split(1.0, 0.6)}},
+        "gft": {"splits": {"split": split(0.5, 0.4)}},
+    }
+    recs = records()
+    row = ceiling_row(recs, ceilings, ["AU1", "AU2"], ["F1-micro"])
+    assert row.label == CEILING and row.kind == "reference"
+    assert row.cells["AU1"][0] == pytest.approx(100 * (0.9 + 0.7 + 1.0) / 3)
+    assert row.cells["Avg."][0] == pytest.approx(100 * (0.85 + 0.85 + 0.8) / 3)
+    assert row.cells["F1-micro"][0] == pytest.approx(90.0) and "Acc." not in row.cells
+    assert math.isnan(row.cells["Avg."][1])  # a property of the data: no std over seeds
+    # only the splits the records used; a macro over the table's AUs (a cross table's shared ones)
+    one = ceiling_row([r for r in recs if r["run"]["fold"] == "2"], ceilings, ["AU1"])
+    assert one.cells["Avg."][0] == pytest.approx(70.0) and "AU2" not in one.cells
+    assert ceiling_row(recs, {"gft": ceilings["gft"]}, ["AU1", "AU2"]) is None  # real data: none
+    # a cross-dataset record is scored on its target's split
+    cross = [dict(r, run=dict(r["run"], dataset="bp4d->gft", fold=f"{r['run']['fold']}-on-split"))
+             for r in recs]  # fmt: skip
+    assert ceiling_row(cross, ceilings, ["AU1"]).cells["AU1"][0] == pytest.approx(50.0)
+    files = {f"{m}{i}": r for m in ("wce", "aunce") for i, r in enumerate(cross)
+             if r["run"]["method"] == m}  # fmt: skip
+    spec = {"aus": ["AU1", "AU2"], "methods": [["wce", "WCE"], ["aunce", "AUNCE"]], "notes": [],
+            "title": "t", "directions": [{"label": "bp4d -> gft", "metrics": {
+                m: [k for k in files if k.startswith(m)] for m in ("wce", "aunce")}}]}  # fmt: skip
+    table = cross_table("table7", spec, files.__getitem__, None, ceilings=ceilings)
+    assert [r.label for r in table.rows][-1] == f"{CEILING}, bp4d -> gft"
+    assert table.rows[-1].cells["Avg."][0] == pytest.approx(45.0)
+    # Table 8: one cell per dataset column
+    grid = {"datasets": ["bp4d"], "baseline": "wce", "title": "t", "notes": [], "cells": [
+        {"dataset": "bp4d", "encoder": "megraph", "encoder_label": "MEGraph", "method": m,
+         "loss_label": m, "published_dataset": "bp4d",
+         "metrics": [k for k in files if k.startswith(m)]} for m in ("wce", "aunce")]}  # fmt: skip
+    native = {k: dict(r, run=dict(r["run"], dataset="bp4d", fold=r["run"]["fold"].split("-")[0]))
+              for k, r in files.items()}  # fmt: skip
+    table = grid_table("table8", grid, native.__getitem__, None, ceilings=ceilings)
+    assert table.rows[-1].label == CEILING
+    assert table.rows[-1].cells["bp4d"][0] == pytest.approx(100 * (0.85 + 0.85 + 0.8) / 3)
+    # the noise table: a ceiling per rate, after the all-positive predictor
+    noisy = noise_table("noise", "t", {0.0: recs}, [("wce", "WCE")], {0.0: 0.0}, [], ceilings=ceilings)
+    assert [r.label for r in noisy.rows][1:3] == ["All-positive predictor", CEILING]

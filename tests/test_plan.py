@@ -14,13 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
 
 
-def plan_of(tables: dict, **extra):
+def plan_of(tables: dict, extra_datasets: dict | None = None, **extra):
     cfg = {
         "seeds": [1, 2],
         "datasets": {
             "bp4d": {"source": "synthetic", "synthetic": {"profile": "bp4d"}},
             "gft": {"source": "synthetic", "synthetic": {"profile": "gft"}},
             "bp4d_plus": {"source": "synthetic", "synthetic": {"profile": "bp4d_plus"}},
+            **(extra_datasets or {}),
         },
         "encoders": {"megraph": {"size": "tiny"}, "roi": {"size": "tiny"}},
         "methods": {
@@ -301,3 +302,29 @@ def test_both_readings_of_aunce_in_one_table_are_two_methods():
     assert rows == [["aunce", "AUNCE"], ["aunce_released", "AUNCE (released code)"], ["wce", "WCE"]]
     assert plan.runs[("bp4d", "megraph", "aunce_released")] == plan.runs[("bp4d", "megraph", "aunce")]
     assert [m for m, _ in plan.tables["other"]["methods"]] == ["aunce", "released_loss_only"]
+
+
+def test_tables_on_synthetic_data_read_their_ceilings():
+    """The ceiling row (aunce.tables.ceiling_row) reads ceiling.json of each synthetic dataset a
+    table is scored on: the target of a cross-dataset table, the derived datasets of a noise table;
+    a real dataset has none."""
+    plan = plan_of(
+        {
+            "table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["wce"]},
+            "table4": {"dataset": "bp4d", "test_dataset": "bp4d_plus", "encoder": "megraph",
+                       "methods": ["wce"]},  # fmt: skip
+            "table7": {"kind": "cross", "pairs": [["bp4d", "gft"]], "encoder": "megraph",
+                       "methods": ["wce"]},  # fmt: skip
+            "noise": {"kind": "noise", "dataset": "bp4d", "encoder": "megraph",
+                      "methods": ["wce"], "rates": [0, 0.2]},  # fmt: skip
+            "real": {"dataset": "disfa", "encoder": "megraph", "methods": ["wce"]},
+        },
+        extra_datasets={"disfa": {"source": "disfa", "root": "/data/DISFA"}},
+    )
+    ceilings = {t: plan.tables[t]["inputs"]["ceilings"] for t in plan.tables}
+    assert ceilings["table2"] == {"bp4d": "results/data/bp4d"}
+    assert ceilings["table4"] == {"bp4d_plus": "results/data/bp4d_plus"}
+    assert ceilings["table7"] == {"gft": "results/data/gft"}
+    assert ceilings["noise"] == {"bp4d": "results/data/bp4d", "bp4d_noise20": "results/data/bp4d_noise20"}
+    assert ceilings["real"] == {}
+    assert "results/data/bp4d" in input_files(plan.tables["table2"])  # the rule waits for it

@@ -1,10 +1,11 @@
 import hashlib
+import json
 
 import numpy as np
 import pytest
 
 from aunce import AunceError
-from aunce.data import au_names, read_dataset
+from aunce.data import au_names, read_dataset, synthetic
 from aunce.data.catalog import DATASET_AUS, OCCURRENCE_RATES, PARTITIONS
 from aunce.data.synthetic import (
     AU_DISPLACEMENT,
@@ -138,8 +139,17 @@ def test_landmarks_move_with_each_au(au):
     active = deform(neutral, {au: 5.0})
     moved = np.linalg.norm(active - neutral, axis=1)
     assert moved.max() > 0.01
-    half = deform(neutral, {au: 2.5})
-    assert np.allclose(half - neutral, (active - neutral) / 2)
+    # linear in the intensity until lids or lips meet
+    low, lower = deform(neutral, {au: 0.5}), deform(neutral, {au: 0.25})
+    assert np.allclose(low - neutral, 2 * (lower - neutral))
+
+
+@pytest.mark.parametrize("aus", [{6: 5.0, 7: 5.0}, {23: 5.0, 24: 5.0, 17: 5.0}, {15: 5.0, 24: 5.0}])
+def test_lids_and_lips_close_but_never_cross(aus):
+    shape = deform(TEMPLATE, aus)
+    for upper, lower in (([37, 38, 43, 44], [41, 40, 47, 46]), ([50, 51, 52], [61, 62, 63]),
+                         ([61, 62, 63], [67, 66, 65]), ([67, 66, 65], [58, 57, 56])):  # fmt: skip
+        assert (shape[lower, 1] > shape[upper, 1]).all()  # y points down
 
 
 def test_aus_move_the_right_features():
@@ -237,3 +247,52 @@ def test_bad_labels_name_file_line_and_value(synthetic_bp4d, tmp_path, edit, mes
     (root / "labels.csv").unlink()
     with pytest.raises(AunceError, match=rf"^{path}: file not found"):
         read_synthetic(root)
+
+
+def f1_by_hand(labels: np.ndarray, predicted: np.ndarray) -> float:
+    known = labels >= 0
+    y, p = labels[known] == 1, predicted[known] == 1
+    tp, fp, fn = (y & p).sum(), (~y & p).sum(), (y & ~p).sum()
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def split_rows(df, name: str) -> np.ndarray:
+    if name == "all":
+        return np.ones(len(df), bool)
+    if name == "split":
+        return (df["split"] != "train").to_numpy()
+    return (df["test_fold"] == int(name)).to_numpy()
+
+
+@pytest.mark.parametrize("profile,splits", [("bp4d", {"all", "1", "2", "3"}),
+                                            ("affwild2", {"all", "split"})])  # fmt: skip
+def test_ceiling_scores_the_true_states_against_the_labels(tmp_path, profile, splits):
+    root = generate(profile, tmp_path / profile, seed=1, n_subjects=9, frames_per_subject=24,
+                    label_noise=0.1, workers=1)  # fmt: skip
+    df = read_synthetic(root)
+    intensities = np.load(root / "intensities.npy")
+    states = (intensities >= 2).astype(int)
+    ceiling = json.loads((root / "ceiling.json").read_text())
+    assert set(ceiling["splits"]) == splits
+    for name, split in ceiling["splits"].items():
+        rows = split_rows(df, name)
+        assert split["n_frames"] == rows.sum() and 0 < split["f1_micro"] <= 1
+        assert 0 < split["accuracy"] <= 1
+        for k, au in enumerate(au_names(df)):  # the clean labels: what evaluations score
+            expected = f1_by_hand(df[f"{au}_clean"].to_numpy()[rows], states[rows, k])
+            assert split["f1"][au] == pytest.approx(expected)
+    # the coder's labels depart from the states only around the threshold (intensity 2)
+    labels = df[[f"{au}_clean" for au in au_names(df)]].to_numpy()
+    differ = (labels >= 0) & ((labels == 1) != (states == 1))
+    assert differ.any() and np.abs(intensities[differ] - 2).max() < 2.0
+    assert np.abs(intensities[differ] - 2).mean() < 0.5
+
+
+def test_without_coder_noise_the_labels_are_the_states(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "CODER_NOISE", 0.0)
+    root = generate("disfa", tmp_path / "d", seed=1, n_subjects=3, frames_per_subject=20, workers=1)
+    df = read_synthetic(root)
+    states = (np.load(root / "intensities.npy") >= 2).astype(np.int8)
+    assert (df[au_names(df)].to_numpy() == states).all()
+    ceiling = json.loads((root / "ceiling.json").read_text())["splits"]["all"]
+    assert ceiling["f1_macro"] == 1.0  # (a split without a positive of some AU scores 0 on it)

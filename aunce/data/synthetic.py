@@ -34,7 +34,9 @@ from aunce import AunceError
 from aunce.data.catalog import DATASET_AUS, OCCURRENCE_RATES, PARTITIONS, au_columns
 from aunce.io import atomic_dir, read_json, write_json
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: calibrated difficulty, coder noise, ceiling.json
+#: The ceiling row of synthetic tables (``ceiling.json`` of each generated dataset).
+CEILING_LABEL = "Ceiling (true AU states)"
 MAX_LABEL_NOISE = 0.5  # label_noise must lie in [0, MAX_LABEL_NOISE)
 LABEL_VALUES = (-1, 0, 1)  # unknown, inactive, active
 
@@ -88,6 +90,22 @@ CO_OCCURRENCE = {
 TEMPORAL_CORRELATION = 0.9  # AR(1) coefficient between consecutive frames of a sequence
 SUBJECT_SHARE = 0.3  # share of latent variance that is a per-subject offset (base-rate variation)
 SUPERSAMPLE = 2  # faces are drawn at 2x and area-downscaled: smooth edges, sub-pixel detail
+# How hard the stand-ins are (docs/synthetic.md, "Difficulty"): calibrated so that WCE at the
+# default's budget learns about half to three quarters of what MEGraph + WCE learns on the real
+# datasets beyond the all-positive predictor, measured on validation subjects of the training folds
+# (benchmarks/standins.py; BENCHMARKS.md, "Stand-ins that carry evidence").
+INTENSITY_SLOPE = 6.0  # intensity units per unit of latent: few frames sit near the threshold
+CODER_NOISE = 0.3  # std of the coder's error (intensity units): a label is the coder's judgement
+AU_GAIN = 2.0  # every AU's landmark displacement, x2 of its FACS size: visible on 36 px faces
+SHADE_GAIN = 1.5  # every AU's appearance cue (wrinkles, bulges, lip colour)
+#: Per AU, a factor on both (1 where absent): the common AUs' cues stronger, the brows' weaker, so
+#: that the stand-ins' per-AU difficulty follows the real datasets' (docs/synthetic.md).
+AU_VISIBILITY: dict[int, float] = {
+    1: 0.8, 2: 0.8, 4: 0.8, 6: 2.0, 7: 2.2, 9: 2.0, 10: 1.5, 14: 2.2, 15: 1.3, 17: 1.6,
+    23: 3.0, 24: 3.0,
+}  # fmt: skip
+LIP_PRESS_PALLOR = 0.6  # AU 24: share of the lips' colour lost to the skin's, per 5 shade units
+LIP_TIGHTEN_SHADE = 1.5  # AU 23: depth of the dark line along the lips' margin, per shade unit
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,12 +256,23 @@ def make_identity(rng: np.random.Generator, size: int) -> Identity:
     )
 
 
+_UPPER_LIDS, _LOWER_LIDS = np.array([37, 38, 43, 44]), np.array([41, 40, 47, 46])  # pairs by x
+
+
 def deform(shape: np.ndarray, intensities: dict[int, float]) -> np.ndarray:
-    """Apply AU displacements (intensity 0-5) to a neutral 68-point shape."""
+    """Apply AU displacements (intensity 0-5) to a neutral 68-point shape. Lids and lips that the
+    summed displacements would push through each other close instead (a squeezed eye, pressed
+    lips)."""
     out = shape.copy()
     for au, value in intensities.items():
         if value > 0:
-            out += AU_DISPLACEMENT[au] * (value / 5.0)
+            out += AU_DISPLACEMENT[au] * (AU_GAIN * AU_VISIBILITY.get(au, 1.0) * value / 5.0)
+    # top to bottom at the same x: the lids; the lips' outer upper, inner upper, inner lower and
+    # outer lower margins (a lip pressed thin stays a thin lip)
+    for upper, lower in ((_UPPER_LIDS, _LOWER_LIDS), (_UPPER_OUTER_LIP[1:4], _UPPER_INNER_LIP),
+                         (_UPPER_INNER_LIP, _LOWER_INNER_LIP[::-1]),
+                         (_LOWER_INNER_LIP[::-1], _LOWER_OUTER_LIP[3:0:-1])):  # fmt: skip
+        out[lower, 1] = np.maximum(out[lower, 1], out[upper, 1] + 0.005)
     return out
 
 
@@ -334,7 +363,7 @@ def render(
     unit = float(np.linalg.norm(P[16] - P[0])) / 1.8  # one face unit, in output pixels
     up = (P[8] - P[27]) / np.linalg.norm(P[8] - P[27])  # face "down" direction
     right = np.array([-up[1], up[0]])
-    g = {au: intensities.get(au, 0.0) for au in AU_NAMES}
+    g = {au: SHADE_GAIN * AU_VISIBILITY.get(au, 1.0) * intensities.get(au, 0.0) for au in AU_NAMES}
 
     # hair, face, skin texture
     top = (P[19] + P[24]) / 2 - (P[8] - P[27]) * 0.55
@@ -419,8 +448,12 @@ def render(
         cv.poly(P[eye], identity.skin * 0.45, closed=True, width=0.02 * unit)
     for brow in (_R_BROW, _L_BROW):
         cv.poly(P[brow], identity.brow, width=identity.brow_thickness * unit)
-    cv.poly(P[48:60], identity.lip * (1.0 - 0.08 * g[24] / 5), fill=True)
-    opening = float(np.mean(np.linalg.norm(P[_LOWER_INNER_LIP] - P[_UPPER_INNER_LIP], axis=1)))
+    pressed = min(0.85, LIP_PRESS_PALLOR * g[24] / 5)  # pressed lips lose their colour
+    cv.poly(P[48:60], identity.lip * (1.0 - pressed) + identity.skin * pressed, fill=True)
+    for a, b in zip(range(48, 60), [*range(49, 60), 48], strict=True):  # tightened lips' margin
+        cv.wrinkle(P[a], P[b], g[23] * LIP_TIGHTEN_SHADE, 0.03 * unit)
+    # the inner lips' gap, point above point (65-67 run right to left)
+    opening = float(np.mean(np.linalg.norm(P[_LOWER_INNER_LIP[::-1]] - P[_UPPER_INNER_LIP], axis=1)))
     if opening > 0.02 * unit:
         cv.poly(P[60:68], np.array([40.0, 30.0, 60.0]), fill=True)
         if opening > 0.06 * unit:  # teeth
@@ -480,7 +513,7 @@ def latent_processes(rng: np.random.Generator, aus: list[int], n_frames: list[in
 
 def intensities_from_latent(latent: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """AU intensity 0-5; at least 2 exactly when the latent reaches its threshold (label active)."""
-    return np.clip(2.0 + 2.0 * (latent - thresholds), 0.0, 5.0)
+    return np.clip(2.0 + INTENSITY_SLOPE * (latent - thresholds), 0.0, 5.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,18 +666,23 @@ def generate(
         3 + len(subjects)
     )
     seqs = _sequences(prof, frames)
-    # phase 1: latent processes of every subject, then one threshold per AU for Table 1's rates
-    latents = [
-        latent_processes(np.random.default_rng(s.spawn(2)[0]), list(prof.aus), [n for _, n in seqs])
-        for s in subject_seqs
-    ]
+    # phase 1: latent processes of every subject and the coder's view of them, then one threshold
+    # per AU for Table 1's rates
+    lengths = [n for _, n in seqs]
+    latents, judged = [], []
+    for s in subject_seqs:
+        rng = np.random.default_rng(s.spawn(2)[0])
+        latents.append(latent_processes(rng, list(prof.aus), lengths))
+        error = CODER_NOISE / INTENSITY_SLOPE * coder_errors(rng, len(prof.aus), lengths)
+        judged.append(latents[-1] + error)
     split = split_columns(prof, subjects, np.random.default_rng(split_seq))
     subject_of_row = np.repeat(subjects, [len(x) for x in latents])
-    latent = np.concatenate(latents)
+    latent, judged = np.concatenate(latents), np.concatenate(judged)
     train = training_rows(prof, split, subject_of_row)
-    thresholds = np.array([np.quantile(latent[train, k], 1.0 - prof.rates[au])
+    thresholds = np.array([np.quantile(judged[train, k], 1.0 - prof.rates[au])
                            for k, au in enumerate(prof.aus)])  # fmt: skip
     intens = intensities_from_latent(latent, thresholds)
+    coded = (judged >= thresholds).astype(np.int8)
     offsets = np.cumsum([0] + [len(x) for x in latents])
     # phase 2: rendering, in parallel; each subject draws from its own second seed child
     out_dir = Path(out_dir)
@@ -673,7 +711,7 @@ def generate(
         landmarks = np.concatenate([res[1] for res in results])
         for column, mapping in split.items():
             df[column] = df["subject"].map(mapping)
-        labels = (intens >= 2.0).astype(np.int8)
+        labels = coded.copy()
         if prof.invalid_fraction > 0:
             invalid = np.random.default_rng(invalid_seq).random(len(df)) < prof.invalid_fraction
             labels[invalid] = -1
@@ -689,6 +727,8 @@ def generate(
         df.to_csv(tmp / "labels.csv", index=False)
         np.save(tmp / "landmarks.npy", landmarks[order])
         np.save(tmp / "intensities.npy", intens[order].astype(np.float32))
+        states = (intens[order] >= 2.0).astype(np.int8)
+        write_json(tmp / "ceiling.json", ceiling(df, states, labels[order], list(prof.aus)))
         write_json(
             tmp / "dataset.json",
             {
@@ -703,9 +743,59 @@ def generate(
                 "aus": list(prof.aus),
                 "n_frames": len(df),
                 "thresholds": thresholds.tolist(),
+                "difficulty": difficulty(),
             },
         )
     return out_dir
+
+
+def difficulty() -> dict:
+    """The calibrated knobs a dataset was generated with (its ``dataset.json`` records them)."""
+    return {"intensity_slope": INTENSITY_SLOPE, "coder_noise": CODER_NOISE, "au_gain": AU_GAIN,
+            "shade_gain": SHADE_GAIN, "au_visibility": {str(k): v for k, v in AU_VISIBILITY.items()},
+            "lip_press_pallor": LIP_PRESS_PALLOR, "lip_tighten_shade": LIP_TIGHTEN_SHADE}  # fmt: skip
+
+
+def coder_errors(rng: np.random.Generator, n_aus: int, n_frames: list[int]) -> np.ndarray:
+    """Unit-variance errors (sum(n_frames), K) of the coder's judgement, smooth in time as the
+    latent processes (AR(1), coefficient TEMPORAL_CORRELATION), independent across AUs: a coder
+    who starts and ends an event a little early or late, or misses a faint one."""
+    rho, out = TEMPORAL_CORRELATION, []
+    for n in n_frames:
+        eps = rng.standard_normal((n, n_aus))
+        proc = np.empty_like(eps)
+        proc[0] = eps[0]
+        for t in range(1, n):
+            proc[t] = rho * proc[t - 1] + np.sqrt(1 - rho**2) * eps[t]
+        out.append(proc)
+    return np.concatenate(out)
+
+
+def evaluation_splits(df) -> dict[str, np.ndarray]:
+    """Rows of each test split a table may score: ``'1'``-``'3'`` (cross-validation folds),
+    ``'split'`` (the held-out subjects of a fixed split) and ``'all'`` (every row)."""
+    splits = {"all": np.ones(len(df), dtype=bool)}
+    if "test_fold" in df.columns:
+        for fold in sorted(df["test_fold"].unique()):
+            splits[str(int(fold))] = (df["test_fold"] == fold).to_numpy()
+    elif "split" in df.columns and (df["split"] == "train").any():
+        splits["split"] = (df["split"] != "train").to_numpy()
+    return splits
+
+
+def ceiling(df, states: np.ndarray, labels: np.ndarray, aus: list[int]) -> dict:
+    """The ceiling of each test split: F1 of a detector of the true AU states (intensity >= 2, what
+    the face shows) against the labels an evaluation scores (the coder's, before any injected
+    noise); unknown labels left out, as in every evaluation (:func:`aunce.metrics.detection_metrics`)."""
+    from aunce.metrics import detection_metrics
+
+    names = au_columns(aus)
+    out = {}
+    for name, rows in evaluation_splits(df).items():
+        m = detection_metrics(labels[rows], states[rows].astype(float), names)
+        out[name] = {"f1": m["f1"], "f1_macro": m["f1_macro"], "f1_micro": m["f1_micro"],
+                     "accuracy": m["accuracy"], "n_frames": int(rows.sum())}  # fmt: skip
+    return {"what": CEILING_LABEL, "coder_noise": CODER_NOISE, "splits": out}
 
 
 def flip_labels(
@@ -808,7 +898,7 @@ def read_synthetic_landmarks(root: str | os.PathLike, n_rows: int) -> np.ndarray
 #: ``(3 + index, 3)`` (:func:`subject_seed`) and their labels, splits and noise from ``(0,)`` to
 #: ``(3 + index, 0)``: no dataset key has three words, so no population face is a dataset's.
 POPULATION_KEY = 0x5741524D  # "WARM"
-POPULATION_VERSION = 1
+POPULATION_VERSION = 2  # 2: the renderer of generator version 3
 #: In the wild, like the images an ImageNet-pretrained backbone has seen: stronger pose and
 #: lighting than any dataset profile, a background drawn per frame (no colour tells a subject),
 #: every rendered AU at a generic rate. Nothing of it is stored but the aligned images.
