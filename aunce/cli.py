@@ -106,9 +106,20 @@ def _runs(args) -> list[tuple[str, int]]:
     return [(f, s) for f in args.folds for s in args.seeds]
 
 
+def _allocation_argument(p) -> None:
+    p.add_argument(
+        "--allocation",
+        metavar="K/N",
+        help="this run of the job is allocation K of the N its estimate needs (the workflow's "
+        "chain over a cluster's time limits; logged and put in the SLURM job's comment)",
+    )
+
+
 def cmd_pretrain(args) -> None:
+    from aunce.cluster import announce
     from aunce.train import pretrain
 
+    announce(args.allocation)
     pretrain(args.cache, args.settings, _runs(args), args.out, checkpoints=args.checkpoints)
 
 
@@ -133,9 +144,11 @@ def cmd_train_eval(args) -> None:
     ``--settings`` maps each method name to its per-stage settings; outputs go below
     ``<results>/<stage>/<cell>/<method>``, checkpoints below ``<results>/checkpoints/pretrain/...``
     until every method of the unit is done (a rerun restores the runs that had finished)."""
+    from aunce.cluster import announce
     from aunce.evaluate import embed, linear_eval
     from aunce.train import checkpoint_root, pretrain, remove_checkpoints
 
+    announce(args.allocation)
     runs, root = _runs(args), args.results
     for method, s in args.settings.items():
         cell = f"{args.cell}/{method}"
@@ -421,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=_csv(int), help="e.g. 3407,3408")
         p.add_argument("--out", required=True, type=Path, help="output root (fold-*/seed-*/ below)")
         if name == "pretrain":
+            _allocation_argument(p)
             p.add_argument(
                 "--checkpoints",
                 type=Path,
@@ -435,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", required=True, type=_csv(str), help="fold:seed pairs")
     p.add_argument("--results", required=True, type=Path, help="the results folder")
     p.add_argument("--cell", required=True, help="<dataset>/<encoder> below each stage")
+    _allocation_argument(p)
     p.set_defaults(func=cmd_train_eval, folds=None, seeds=None)
 
     p = sub.add_parser(

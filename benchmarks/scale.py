@@ -1,6 +1,7 @@
 """Scale: the cache, embedding and linear evaluation at Aff-Wild2's frame count, on this CPU.
 
     python benchmarks/scale.py run --data DATA --work WORK [--cache-size 32 --input-size 28]
+    python benchmarks/scale.py fused --before OLD_CHECKOUT --work WORK [--repeats 3]
     python benchmarks/scale.py random-cache --out CACHE --frames N [--size 16]
 
 ``run`` takes a synthetic dataset (``aunce synth --profile affwild2 ...``) through the workflow's
@@ -12,6 +13,12 @@ embeddings, then the test split scored). The encoder is a tiny MEGraph pretraine
 on a small cache of random faces of the same AUs and size: embedding and evaluation cost the same
 whatever its weights. A Markdown table of the stages goes to stdout, the records to
 ``WORK/scale.json``.
+
+``fused`` times the CPU default's fused ``aunce train-eval`` job (pretraining, embedding and
+linear evaluation of one BP4D cell of config/config.yaml: the default's data, image, encoder and
+linear evaluation, WCE and AUNCE on fold 1, seed 3407, 2 epochs) with this checkout's code and with
+another's (``--before``: a folder holding an older ``aunce`` package), alternating, each in its
+own process: CPU seconds and the ratio, and whether their metrics and predictions are identical.
 
 ``random-cache`` writes a cache of random faces and labels in the cache's format (the ``scale``
 test's data: a cache of N frames in a second, where generating and aligning faces would take
@@ -203,6 +210,55 @@ def markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
+def fused(args) -> None:
+    from aunce.config import load_config, resolved_linear_eval
+    from aunce.data.cache import build_cache
+    from aunce.data.synthetic import generate
+
+    work = args.work
+    cfg = load_config(REPO / "config" / "config.yaml")
+    ds = cfg["datasets"]["bp4d"]["synthetic"]
+    cache = work / "cache"
+    if not (cache / "cache.json").exists():
+        data = generate("bp4d", work / "data", seed=ds["seed"], image_size=ds["image_size"],
+                        n_subjects=ds["n_subjects"], frames_per_subject=ds["frames_per_subject"],
+                        workers=1)  # fmt: skip
+        build_cache("synthetic", data, cache, cfg["image"]["cache_size"], workers=1)
+    common = {"dataset": "bp4d", "device": "cpu", "amp": "none", "threads": 1,
+              "channels_last": False, "compile": False}  # fmt: skip
+    encoder = dict(cfg["encoders"]["megraph"], name="megraph", pretrained=None)
+    settings = {m: {"pretrain": dict(common, encoder=encoder, method=cfg["methods"][m],
+                                     method_name=m, pretrain=dict(cfg["pretrain"], epochs=2),
+                                     image=cfg["image"]),
+                    "embed": dict(common, image=cfg["image"]),
+                    "linear_eval": dict(common, encoder=encoder, method_name=m,
+                                        linear_eval=resolved_linear_eval(cfg, "bp4d"))}
+                for m in ("wce", "aunce")}  # fmt: skip
+    rows = []
+    for i in range(args.repeats):
+        for code in ("before", "after"):
+            out = work / f"{code}{i}"
+            shutil.rmtree(out, ignore_errors=True)
+            path = str(args.before.resolve()) if code == "before" else str(REPO)
+            env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
+            rec = measured([sys.executable, "-m", "aunce", "train-eval", "--cache", cache,
+                            "--settings", json.dumps(settings), "--runs", "1:3407", "--results",
+                            out, "--cell", "bp4d/megraph"], work / f"{code}{i}.log", env)  # fmt: skip
+            rows.append((code, i, rec))
+            print(f"{code} {i}: {rec['cpu_s']:.1f} s CPU, {rec['wall_s']:.1f} s wall, "
+                  f"{rec['max_rss_mb']:.0f} MB", flush=True)
+    cpu = {c: [r["cpu_s"] for code, _, r in rows if code == c] for c in ("before", "after")}
+    files = [Path("bp4d/megraph") / m / "fold-1/seed-3407" / f
+             for m in ("wce", "aunce") for f in ("metrics.json", "predictions.npz")]  # fmt: skip
+    same = all((work / f"before{i}" / "eval" / rel).read_bytes()
+               == (work / f"after{i}" / "eval" / rel).read_bytes()
+               for i in range(args.repeats) for rel in files)  # fmt: skip
+    median = {c: sorted(v)[len(v) // 2] for c, v in cpu.items()}
+    print(f"after / before, CPU seconds: {sum(cpu['after']) / sum(cpu['before']):.3f} "
+          f"(medians {median['after']:.1f} / {median['before']:.1f}); metrics and predictions "
+          f"identical: {same}")
+
+
 def _git() -> str:
     try:
         return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -223,6 +279,11 @@ def main(argv=None) -> None:
     p.add_argument("--linear-epochs", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=run)
+    p = sub.add_parser("fused", help="the default's train-eval job, this code against older code")
+    p.add_argument("--before", required=True, type=Path, help="a folder with the older aunce/")
+    p.add_argument("--work", required=True, type=Path)
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=fused)
     p = sub.add_parser("random-cache", help="a cache of random faces (the scale test's data)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--frames", required=True, type=int)

@@ -11,7 +11,7 @@ rule synthesize:
         "results/logs/data/{dataset}.synthesize.log",
     threads: stage_threads("data")
     resources:
-        **stage_resources("data"),
+        **stage_resources("data", rule="synthesize", by="dataset"),
     conda:
         "../envs/aunce.yaml"
     shell:
@@ -30,7 +30,7 @@ rule cache:
         "results/logs/data/{dataset}.cache.log",
     threads: stage_threads("data")
     resources:
-        **stage_resources("data"),
+        **stage_resources("data", rule="cache", by="dataset"),
     conda:
         "../envs/aunce.yaml"
     shell:
@@ -42,6 +42,8 @@ rule cache:
 use rule cache as cache_sized with:
     output:
         directory("results/cache/{dataset}-{size}px"),
+    resources:
+        **stage_resources("data", rule="cache_sized", by="dataset"),
     log:
         "results/logs/data/{dataset}-{size}px.cache.log",
     wildcard_constraints:
