@@ -173,6 +173,7 @@ class Context:
 
         self.plan, self.config, self.frames, self.rate = plan, plan.config, frames, rate
         self.keep_embeddings = keeps_embeddings(plan)
+        self.augmented = plan.config["linear_eval"].get("features", "embeddings") == "augmented"
         device = plan.config.get("device", "auto")
         self.device = "cpu" if device == "cpu" else "cuda"
 
@@ -243,14 +244,21 @@ def _embed_run(ctx: Context, ds, enc, method, fold) -> dict:
     return {"seconds": seconds, "mem": state + batch + MAPPED_BUDGET, "embeddings": nbytes}
 
 
-def _linear_run(ctx: Context, ds, enc, fold) -> dict:
+def _linear_run(ctx: Context, ds, enc, fold, method=None, augmented=None) -> dict:
+    """A linear evaluation of one run; with ``features: augmented`` (the released protocol) every
+    epoch encodes the training frames again (one forward pass each) and the test frames once."""
     cfg = ctx.config
     lin = cfg["linear_eval"]
     train, test = ctx.train_test(ds, fold)
     k, d = num_aus(ctx.plan, ds), feature_dim(cfg, enc)
     steps = math.ceil(train / lin["batch_size"])
-    seconds = lin["epochs"] * (steps * HEAD_STEP_SECONDS[ctx.device]
-                               + train * k * d * 2 / READ_BYTES_PER_SECOND)  # fmt: skip
+    if ctx.augmented if augmented is None else augmented:
+        per = None if method is None else ctx.forward_seconds(ds, enc, method)
+        seconds = None if per is None else (lin["epochs"] * (steps * HEAD_STEP_SECONDS[ctx.device]
+                                                             + train * per) + test * per)  # fmt: skip
+    else:
+        seconds = lin["epochs"] * (steps * HEAD_STEP_SECONDS[ctx.device]
+                                   + train * k * d * 2 / READ_BYTES_PER_SECOND)  # fmt: skip
     batch = lin["batch_size"] * k * d * (2 + 4 + 4) * 2  # float16 rows, float32, gradients; ahead
     return {"seconds": seconds, "mem": batch + MAPPED_BUDGET, "predictions": test * (k * 5 + 8)}
 
@@ -266,8 +274,9 @@ def estimate(ctx: Context, job) -> Estimate | None:
     stage = STAGE_OF.get(rule)
     if stage is None:
         return None
-    gpu = rule in GPU_RULES and ctx.config.get("device") != "cpu"
-    start = STARTUP_SECONDS[ctx.device] if rule in GPU_RULES else STARTUP_SECONDS["cpu"]
+    on_gpu = rule in GPU_RULES or (rule == "linear_eval" and ctx.augmented)
+    gpu = on_gpu and ctx.config.get("device") != "cpu"
+    start = STARTUP_SECONDS[ctx.device] if on_gpu else STARTUP_SECONDS["cpu"]
     e = Estimate(rule, job.name, stage, gpu, 0.0, None, None, 0.0, 0.0, method=meta.get("method"))
     if rule in ("pretrain", "train_eval", "embed", "linear_eval"):
         ds, enc = meta["dataset"], meta["encoder"]
@@ -287,7 +296,7 @@ def estimate(ctx: Context, job) -> Estimate | None:
                     part["disk"] += em["embeddings"]
                     part["scratch"] += 0 if ctx.keep_embeddings else em["embeddings"]
                 if rule in ("linear_eval", "train_eval"):
-                    li = _linear_run(ctx, ds, enc, fold)
+                    li = _linear_run(ctx, ds, enc, fold, m)
                     part["seconds"] = _sum([part["seconds"], li["seconds"]])
                     part["mem"] = max(part["mem"], li["mem"])
                     part["disk"] += li["predictions"]
@@ -298,7 +307,7 @@ def estimate(ctx: Context, job) -> Estimate | None:
         # a job keeps every run's checkpoint until it ends (train_eval: until it has evaluated)
         e.temp_bytes = sum(p["temp"] for p in parts)
         e.scratch_bytes = sum(p["scratch"] for p in parts)
-        if rule == "linear_eval":
+        if rule == "linear_eval" and not gpu:
             e.gpu_seconds = 0.0
     elif rule == "cross_eval":
         src, tgt, enc = meta["source"], meta["target"], meta["encoder"]
@@ -309,7 +318,7 @@ def estimate(ctx: Context, job) -> Estimate | None:
                 train, _ = ctx.train_test(src, sf)
                 test = ctx.total(tgt) if tf == "all" else ctx.train_test(tgt, tf)[1]
                 per = ctx.forward_seconds(src, enc, m)
-                li = _linear_run(ctx, src, enc, sf)
+                li = _linear_run(ctx, src, enc, sf, augmented=False)  # extracted embeddings
                 k, d = num_aus(ctx.plan, src), feature_dim(ctx.config, enc)
                 seconds = None if per is None else (train + test) * per + li["seconds"]
                 parts.append({"seconds": seconds, "mem": max(em["mem"], li["mem"]),

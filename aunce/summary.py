@@ -173,16 +173,18 @@ def cache_belongs(plan: Plan, name: str, results: Path) -> tuple[bool, str]:
 
 
 def _frames_from_manifest(path: Path, folds: list[str]) -> dict:
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    total = len(rows)
+    import pandas as pd
+
+    df = pd.read_csv(path, usecols=lambda c: c in ("test_fold", "split"), dtype=str,
+                     keep_default_na=False)  # only the split columns: a manifest has 1.8 M rows
+    total = len(df)
     out = {"all": (total, 0)}
-    if rows and "test_fold" in rows[0]:
-        counts = Counter(str(int(float(r["test_fold"]))) for r in rows if r["test_fold"] != "")
+    if "test_fold" in df.columns:
+        counts = Counter(str(int(float(v))) for v in df["test_fold"] if v != "")
         for f in folds:
             out[f] = (total - counts.get(f, 0), counts.get(f, 0))
-    elif rows and "split" in rows[0]:
-        counts = Counter(r["split"] for r in rows)
+    elif "split" in df.columns:
+        counts = Counter(df["split"])
         out["split"] = (counts.get("train", 0), total - counts.get("train", 0))
     return {"folds": out, "total": total, "source": f"cache manifest ({path})"}
 

@@ -185,10 +185,9 @@ for _warning in PLAN.warnings:
     logger.warning(f"aunce: {_warning}")
 # what each job needs and asks for (aunce.resources): estimates from this results folder's caches and
 # timings, a rates file (config `resources.rates`) or the paper's Table 9, capped by the config's
-# `resources`; only the main process asks (a cluster job's own Snakemake needs none of it)
+# `resources`; also in a cluster job's own Snakemake, whose command says which allocation of how
+# many it is (chain_resources)
 def job_requests():
-    if not workflow.is_main_process:
-        return {}
     from aunce.resources import plan_requests
 
     try:
@@ -199,7 +198,7 @@ def job_requests():
 
 REQUESTS = job_requests()
 OVER = [f"{e.name}{f' ({key[1]})' if key[1] else ''}: {'; '.join(r.over)}"
-        for key, (e, r) in REQUESTS.items() if r.over]
+        for key, (e, r) in REQUESTS.items() if r.over and workflow.is_main_process]
 if OVER:  # named before anything runs; on a cluster the run stops (Snakefile, onstart)
     logger.warning(f"aunce: {len(OVER)} job(s) need more than the config's `resources` allow "
                    "(a cluster run stops before it starts; `aunce plan` lists them):\n  "
