@@ -51,3 +51,14 @@ rule all:
     default_target: True
     input:
         ALL_TARGETS,  # the resolved config, every table and figure, contact sheets, the report
+
+
+# A job the config's `resources` cannot hold is named before anything runs (rules/common.smk, OVER);
+# on a cluster the run stops here: such a job would be killed after hours of work.
+onstart:
+    if OVER and not workflow.local_exec:
+        raise WorkflowError(
+            f"{len(OVER)} job(s) need more than the config's `resources` allow; raise "
+            "`resources.<stage>.mem_mb` / `runtime` to what your cluster permits "
+            "(docs/cluster.md):\n  " + "\n  ".join(OVER[:20]) + ("\n  ..." if len(OVER) > 20 else "")
+        )

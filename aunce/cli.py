@@ -138,10 +138,21 @@ def _epochs(settings) -> int:
         return 0
 
 
+def _allocation_argument(p) -> None:
+    p.add_argument(
+        "--allocation",
+        metavar="K/N",
+        help="this run of the job is allocation K of the N its estimate needs (the workflow's "
+        "chain over a cluster's time limits; logged and put in the SLURM job's comment)",
+    )
+
+
 def cmd_pretrain(args) -> None:
+    from aunce.cluster import announce
     from aunce.progress import JOB
     from aunce.train import pretrain
 
+    announce(args.allocation)
     runs = _runs(args)
     JOB.expect([_epochs(args.settings)] * len(runs))
     pretrain(args.cache, args.settings, runs, args.out, checkpoints=args.checkpoints)
@@ -168,10 +179,12 @@ def cmd_train_eval(args) -> None:
     ``--settings`` maps each method name to its per-stage settings; outputs go below
     ``<results>/<stage>/<cell>/<method>``, checkpoints below ``<results>/checkpoints/pretrain/...``
     until every method of the unit is done (a rerun restores the runs that had finished)."""
+    from aunce.cluster import announce
     from aunce.evaluate import embed, linear_eval
     from aunce.progress import JOB
     from aunce.train import checkpoint_root, pretrain, remove_checkpoints
 
+    announce(args.allocation)
     runs, root = _runs(args), args.results
     for s in args.settings.values():
         JOB.expect([_epochs(s.get("pretrain") if isinstance(s, dict) else None)] * len(runs))
@@ -600,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=_csv(int), help="with --folds: seeds, e.g. 3407,3408")
         p.add_argument("--out", required=True, type=Path, help="output root (fold-*/seed-*/ below)")
         if name == "pretrain":
+            _allocation_argument(p)
             p.add_argument(
                 "--checkpoints",
                 type=Path,
@@ -623,6 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", required=True, type=_csv(str), help=RUNS_HELP)
     p.add_argument("--results", required=True, type=Path, help="the results folder")
     p.add_argument("--cell", required=True, help="<dataset>/<encoder> below each stage")
+    _allocation_argument(p)
 
     p = _command(
         sub, "population", cmd_population,

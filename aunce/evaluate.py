@@ -23,6 +23,14 @@ background thread (on the CPU read in turn: aunce.train.prefetch_depth), under b
 autocast when ``amp`` says so and in the ``channels_last`` format when asked; they are stored as
 float16 either way. The linear head trains on the device with no host synchronisation inside its
 steps (labels validated once).
+
+Memory is bounded by the batch, not by the dataset (Aff-Wild2's 1.83 M frames): the embeddings go
+to disk as they are computed (:func:`aunce.embeddings.write_embeddings`), and the linear head
+reads each minibatch's rows from the memory-mapped file (:func:`aunce.embeddings.open_embeddings`,
+:class:`aunce.data.loader.RowReader`, read ahead on a thread on CUDA), then scores the test split
+in blocks of :data:`PREDICT_BATCH`. The numbers are those of the whole arrays in memory: the same
+permutation, the same rows per step, the same float32 values. Cross-dataset evaluation writes the
+source embeddings to a file of its own beside its outputs for as long as its head trains.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +57,9 @@ from aunce.data.augment import (
     to_float,
 )
 from aunce.data.cache import Cache, open_cache
-from aunce.data.loader import CacheReader, Prefetcher, epoch_batches
+from aunce.data.loader import CacheReader, Prefetcher, RowReader, epoch_batches
 from aunce.device import autocast, resolve_amp, resolve_channels_last, resolve_device, set_threads
+from aunce.embeddings import mapped_member, open_embeddings, write_embeddings
 from aunce.encoders.blocks import PerAULinear
 from aunce.io import atomic_path, check_digest, read_json, write_json
 from aunce.losses import au_weights, clamped_wce_loss, values_checked, wce_loss
@@ -57,10 +67,11 @@ from aunce.train import group_runs, load_encoder, prefetch_depth, require_landma
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256
+PREDICT_BATCH = EMBED_BATCH  # test rows scored at once
 
 
 @torch.no_grad()
-def extract(
+def embedding_chunks(
     encoder: torch.nn.Module,
     images: np.ndarray,
     idx: np.ndarray,
@@ -71,9 +82,9 @@ def extract(
     amp: torch.dtype | None = None,
     channels_last: bool = False,
     dtype: type = np.float16,
-) -> np.ndarray:
-    """Per-AU embeddings (N, K, D) of the centre crops of ``images[idx]``, as ``dtype`` (float16:
-    what is stored).
+) -> Iterator[np.ndarray]:
+    """Per-AU embeddings (B, K, D) of the centre crops of ``images[idx]``, :data:`EMBED_BATCH`
+    frames at a time in the order of ``idx``, as ``dtype`` (float16: what is stored).
 
     Encoders that need landmarks get ``landmarks[idx]`` (the cache's (N, 49, 2)) moved into the crop.
     ``amp``: the autocast dtype (None: float32); ``channels_last``: the images' memory format.
@@ -85,7 +96,6 @@ def extract(
     )
     chunks = [idx[start : start + EMBED_BATCH] for start in range(0, len(idx), EMBED_BATCH)]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    out = []
     # each chunk is read sorted (sequential memmap reads) and its embeddings put back in order
     with Prefetcher(reader, [np.sort(c) for c in chunks], prefetch_depth(device)) as stream:
         for chunk, batch in zip(chunks, stream, strict=True):
@@ -98,9 +108,16 @@ def extract(
                     z = encoder(x, crop_landmarks(batch.landmarks, crop))
                 else:
                     z = encoder(x)
-            out.append(z.float().cpu().numpy()[order].astype(dtype))
+            yield z.float().cpu().numpy()[order].astype(dtype)
+
+
+def extract(encoder: torch.nn.Module, images: np.ndarray, idx: np.ndarray, settings: dict,
+            device: torch.device, landmarks: np.ndarray | None = None, **kwargs) -> np.ndarray:  # fmt: skip
+    """The embeddings of :func:`embedding_chunks` as one array (N, K, D), for callers that hold a
+    few thousand frames (the stages themselves stream them to disk)."""
+    out = list(embedding_chunks(encoder, images, idx, settings, device, landmarks, **kwargs))
     if not out:
-        return np.zeros((0, 0, 0), dtype)
+        return np.zeros((0, 0, 0), kwargs.get("dtype", np.float16))
     return np.concatenate(out)
 
 
@@ -128,36 +145,10 @@ def embed(
             pretrain_settings = read_json(model_dir / "settings.json")
             out = run_dir(out_root, fold, seed)
             out.mkdir(parents=True, exist_ok=True)
-            with atomic_path(out / "embeddings.npz", digest=True) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(
-                        fh,
-                        train_z=extract(
-                            encoder,
-                            cache.images,
-                            train_idx,
-                            settings,
-                            device,
-                            cache.landmarks,
-                            **precision,
-                        ),
-                        train_labels=cache.labels[train_idx],
-                        train_index=train_idx,
-                        test_z=extract(
-                            encoder,
-                            cache.images,
-                            test_idx,
-                            settings,
-                            device,
-                            cache.landmarks,
-                            **precision,
-                        ),
-                        test_labels=cache.true_labels[test_idx],
-                        test_index=test_idx,
-                        test_subjects=cache.manifest["subject"].to_numpy(str)[test_idx],
-                        aus=np.array(cache.aus),
-                        pretrain_settings=np.array(json.dumps(pretrain_settings)),
-                    )
+            write_run_embeddings(
+                out / "embeddings.npz", encoder, cache, train_idx, test_idx, settings, device,
+                precision, pretrain_settings,
+            )  # fmt: skip
             log.info(
                 "embedded fold %s seed %s: %d train, %d test frames",
                 fold,
@@ -165,6 +156,39 @@ def embed(
                 len(train_idx),
                 len(test_idx),
             )
+
+
+def write_run_embeddings(
+    path: Path, encoder: torch.nn.Module, cache: Cache, train_idx: np.ndarray,
+    test_idx: np.ndarray, settings: dict, device: torch.device, precision: dict,
+    pretrain_settings: dict,
+) -> None:  # fmt: skip
+    """One run's ``embeddings.npz``: both splits streamed to disk as the encoder embeds them."""
+
+    def stream(idx):
+        chunks = embedding_chunks(encoder, cache.images, idx, settings, device, cache.landmarks,
+                                  **precision)  # fmt: skip
+        return len(idx), chunks
+
+    write_embeddings(
+        path,
+        {"train_z": stream(train_idx), "test_z": stream(test_idx)},
+        {
+            "train_labels": cache.labels[train_idx],
+            "train_index": train_idx,
+            "test_labels": cache.true_labels[test_idx],
+            "test_index": test_idx,
+            "test_subjects": subject_names(cache, test_idx),
+            "aus": np.array(cache.aus),
+            "pretrain_settings": np.array(json.dumps(pretrain_settings)),
+        },
+        digest=True,
+    )
+
+
+def subject_names(cache: Cache, idx: np.ndarray) -> np.ndarray:
+    """The subject of each of the cache rows ``idx``, as text (the test's per-subject counts)."""
+    return np.asarray(cache.manifest["subject"].astype(str), dtype=str)[idx]
 
 
 def _precision(settings: dict, device: torch.device) -> dict:
@@ -241,32 +265,59 @@ def _head_and_optimizer(
 
 
 def fit_linear_head(
-    train_z: torch.Tensor,
-    train_labels: torch.Tensor,
+    train_z: np.ndarray | torch.Tensor,
+    train_labels: np.ndarray | torch.Tensor,
     settings: dict,
     seed: int,
     device: torch.device,
 ) -> LinearHead:
-    """A per-AU linear classifier on frozen embeddings, trained with WCE (last epoch kept; every
-    batch of an epoch, the last partial one included)."""
+    """A per-AU linear classifier on frozen embeddings (N, K, D), trained with WCE (last epoch kept;
+    every batch of an epoch, the last partial one included).
+
+    ``train_z`` may be memory-mapped: each step reads its minibatch's rows (as float32), so memory
+    grows with the batch, not with N. Labels (N, K) are checked once (the AU weights)."""
     cfg = settings["linear_eval"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    if isinstance(train_z, torch.Tensor):
+        train_z = train_z.detach().cpu().numpy()
+    labels = np.asarray(train_labels.cpu() if isinstance(train_labels, torch.Tensor) else train_labels)
     n, k, d = train_z.shape
-    weights = au_weights(train_labels, split="training split").to(device)
+    weights = au_weights(torch.from_numpy(labels), split="training split").to(device)
     weights = weights if cfg.get("au_weights", True) else None  # lambda off (Table 10's model A)
     head, optim = _head_and_optimizer(k, d, cfg, device)
-    train_z, train_labels = train_z.to(device), train_labels.to(device)
+    rows = RowReader(train_z, pin=device.type == "cuda")
+
+    def read(batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return rows(batch), torch.from_numpy(labels[batch].astype(np.int64))
+
     with values_checked():  # the labels were checked once, by au_weights
         for _ in range(cfg["epochs"]):
-            perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
-            for start in range(0, n, cfg["batch_size"]):
-                batch = perm[start : start + cfg["batch_size"]]
-                loss = head.loss(head(train_z[batch]), train_labels[batch], weights)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
+            perm = torch.randperm(n, generator=gen).numpy()
+            batches = [perm[start : start + cfg["batch_size"]]
+                       for start in range(0, n, cfg["batch_size"])]  # fmt: skip
+            with Prefetcher(read, batches, prefetch_depth(device)) as stream:
+                for z, y in stream:
+                    z = z.to(device, non_blocking=True)
+                    y = y.to(device, non_blocking=True)
+                    loss = head.loss(head(z), y, weights)
+                    optim.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optim.step()
     return head.eval()
+
+
+@torch.no_grad()
+def predict(head: LinearHead, chunks: Iterable[np.ndarray | torch.Tensor],
+            device: torch.device) -> np.ndarray:  # fmt: skip
+    """Presence probabilities (N, K) float32 of the embeddings ``chunks`` yields, block by block."""
+    out = []
+    for z in chunks:
+        z = torch.as_tensor(z, dtype=torch.float32).to(device)
+        out.append(torch.sigmoid(head(z)).cpu().numpy())
+    if not out:
+        return np.zeros((0, head.classifier.weight.shape[0]), np.float32)
+    return np.concatenate(out)
 
 
 def fit_linear_head_augmented(
@@ -337,10 +388,9 @@ def _augmented_probabilities(
     if encoder.needs_landmarks:
         require_landmarks(cache, np.concatenate([train_idx, test_idx]), ckpt["encoder"]["name"])
     head = fit_linear_head_augmented(encoder, cache, train_idx, settings, seed, device)
-    test_z = extract(encoder, cache.images, test_idx, settings, device, cache.landmarks,
-                     **precision, dtype=np.float32)  # fmt: skip
-    with torch.no_grad():
-        return torch.sigmoid(head(torch.from_numpy(test_z).to(device))).cpu().numpy()
+    chunks = embedding_chunks(encoder, cache.images, test_idx, settings, device, cache.landmarks,
+                              **precision, dtype=np.float32)  # fmt: skip
+    return predict(head, chunks, device)
 
 
 def linear_eval(
@@ -372,27 +422,19 @@ def linear_eval(
         for seed in seeds:
             src = run_dir(embeddings_root, fold, seed) / "embeddings.npz"
             check_digest(src)
-            data = np.load(src)
-            aus = [str(a) for a in data["aus"]]
+            data = open_embeddings(src)
+            aus = data.aus
             if augmented:
                 probs = _augmented_probabilities(
-                    cache, models_root, fold, seed, data["train_index"], data["test_index"],
+                    cache, models_root, fold, seed, data.train_index, data.test_index,
                     settings, device,
                 )  # fmt: skip
             else:
-                head = fit_linear_head(
-                    torch.from_numpy(data["train_z"].astype(np.float32)),
-                    torch.from_numpy(data["train_labels"].astype(np.int64)),
-                    settings,
-                    seed,
-                    device,
-                )
-                with torch.no_grad():
-                    test_z = torch.from_numpy(data["test_z"].astype(np.float32)).to(device)
-                    probs = torch.sigmoid(head(test_z)).cpu().numpy()
-            subjects = data["test_subjects"] if "test_subjects" in data.files else None
+                head = fit_linear_head(data.train_z, data.train_labels, settings, seed, device)
+                probs = predict(head, RowReader(data.test_z).chunks(PREDICT_BATCH), device)
             metrics = detection_metrics(
-                data["test_labels"], probs, aus, settings["linear_eval"]["threshold"], subjects
+                data.test_labels, probs, aus, settings["linear_eval"]["threshold"],
+                data.test_subjects,
             )
             out = run_dir(out_root, fold, seed)
             out.mkdir(parents=True, exist_ok=True)
@@ -401,11 +443,12 @@ def linear_eval(
                     np.savez(
                         fh,
                         probabilities=probs.astype(np.float32),
-                        labels=data["test_labels"],
-                        index=data["test_index"],
+                        labels=data.test_labels,
+                        index=data.test_index,
                         aus=np.array(aus),
                     )
-            pretrain_settings = json.loads(str(data["pretrain_settings"]))
+            pretrain_settings = data.pretrain_settings
+            del data  # the memory maps close with it
             write_json(
                 out / "metrics.json",
                 {
@@ -465,26 +508,25 @@ def cross_eval(
         if encoder.needs_landmarks:
             require_landmarks(src, train_idx, ckpt["encoder"]["name"])
             require_landmarks(tgt, test_idx, ckpt["encoder"]["name"])
-        train_z = extract(encoder, src.images, train_idx, settings, device, src.landmarks,
-                          **precision)[:, si]  # fmt: skip
-        test_z = extract(encoder, tgt.images, test_idx, settings, device, tgt.landmarks,
-                         **precision)[:, si]  # fmt: skip
-        head = fit_linear_head(
-            torch.from_numpy(train_z.astype(np.float32)),
-            torch.from_numpy(src.labels[train_idx][:, si].astype(np.int64)),
-            settings,
-            seed,
-            device,
-        )
-        with torch.no_grad():
-            z = torch.from_numpy(test_z.astype(np.float32)).to(device)
-            probs = torch.sigmoid(head(z)).cpu().numpy()
-        labels = tgt.true_labels[test_idx][:, ti]
-        subjects = tgt.manifest["subject"].to_numpy(str)[test_idx]  # per-subject counts
-        metrics = detection_metrics(labels, probs, shared, settings["linear_eval"]["threshold"],
-                                    subjects)  # fmt: skip
         out = Path(out_root) / f"fold-{sf}-on-{tf}" / f"seed-{seed}"
         out.mkdir(parents=True, exist_ok=True)
+        # the source's training embeddings on disk while the head trains on them (bounded memory)
+        source_z = out / ".source-embeddings.npz"
+        try:
+            chunks = embedding_chunks(encoder, src.images, train_idx, settings, device,
+                                      src.landmarks, **precision)  # fmt: skip
+            write_embeddings(source_z, {"z": (len(train_idx), (c[:, si] for c in chunks))}, {})
+            head = fit_linear_head(mapped_member(source_z, "z"), src.labels[train_idx][:, si],
+                                   settings, seed, device)  # fmt: skip
+        finally:
+            source_z.unlink(missing_ok=True)
+        target = embedding_chunks(encoder, tgt.images, test_idx, settings, device, tgt.landmarks,
+                                  **precision)  # fmt: skip
+        probs = predict(head, (c[:, si] for c in target), device)
+        labels = tgt.true_labels[test_idx][:, ti]
+        subjects = subject_names(tgt, test_idx)  # per-subject counts
+        metrics = detection_metrics(labels, probs, shared, settings["linear_eval"]["threshold"],
+                                    subjects)  # fmt: skip
         write_json(
             out / "metrics.json",
             {

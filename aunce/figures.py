@@ -310,9 +310,12 @@ def _load_embeddings(
 ) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
     """Test embeddings (N, K, D), test labels (N, K), AU names of an embeddings.npz or of its
     t-SNE sample, and whether it is a sample (then drawn with ``n_points`` and ``seed``, if given)."""
+    from aunce.embeddings import mapped_member
+
     try:
         with np.load(path) as data:
-            z, labels, names = data["test_z"], data["test_labels"], [str(a) for a in data["aus"]]
+            labels, names = data["test_labels"], [str(a) for a in data["aus"]]
+            z = mapped_member(path, "test_z")  # read by rows: a run's embeddings are GBs
             sample = (
                 (int(data["sample_n_points"]), int(data["sample_seed"]))
                 if "sample_seed" in data

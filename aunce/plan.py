@@ -1016,12 +1016,14 @@ def all_targets(plan: Plan) -> list[str]:
 @dataclass
 class Job:
     """One Snakemake job: its rule family (pretrain, train_eval, ... as docs/tables.md counts them),
-    its rule's name, and the files it reads and writes (the rules' declarations)."""
+    its rule's name, and the files it reads and writes (the rules' declarations). ``meta``: what
+    :mod:`aunce.resources` prices it by (dataset, encoder, methods and runs; a cache's size)."""
 
     rule: str
     name: str
     inputs: list[str]
     outputs: list[str]
+    meta: dict = field(default_factory=dict)
 
 
 def warm_start_files(config: dict, encoder: str) -> list[str]:
@@ -1030,6 +1032,11 @@ def warm_start_files(config: dict, encoder: str) -> list[str]:
     if config["encoders"][encoder].get("pretrained") == "warm":
         return [f"results/warmstart/{encoder}/backbone.pt"]
     return []
+
+
+def _cell(ds, enc, methods, runs, method=None) -> dict:
+    return {"dataset": ds, "encoder": enc, "methods": list(methods), "runs": list(runs),
+            "method": method}  # fmt: skip
 
 
 def _run_paths(stage, ds, enc, methods, runs, name):
@@ -1050,7 +1057,8 @@ def jobs(plan: Plan) -> list[Job]:
                     out.append(Job("pretrain", f"pretrain_{ds}_{enc}_{tag}{suffix}", start,
                                    _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
                                    + _run_paths("pretrain", ds, enc, [m], runs, "timing.json")
-                                   + _run_paths("pretrain", ds, enc, [m], runs, "history.csv")))  # fmt: skip
+                                   + _run_paths("pretrain", ds, enc, [m], runs, "history.csv"),
+                                   _cell(ds, enc, [m], runs, method=m)))  # fmt: skip
         for tag, runs, methods in units(plan, ds, enc, "evaluated"):
             if fused:
                 outputs = [p for stage, names in (("pretrain", ("encoder.pt", "timing.json",
@@ -1059,22 +1067,27 @@ def jobs(plan: Plan) -> list[Job]:
                                                   ("eval", ("metrics.json", "predictions.npz")))
                            for name in names
                            for p in _run_paths(stage, ds, enc, methods, runs, name)]  # fmt: skip
-                out.append(Job("train_eval", f"train_eval_{ds}_{enc}_{tag}", start, outputs))
+                out.append(Job("train_eval", f"train_eval_{ds}_{enc}_{tag}", start, outputs,
+                               _cell(ds, enc, methods, runs)))  # fmt: skip
                 continue
             for m in methods:
                 models = _run_paths("pretrain", ds, enc, [m], runs, "encoder.pt")
                 embeddings = _run_paths("embed", ds, enc, [m], runs, "embeddings.npz")
-                out.append(Job("embed", f"embed_{ds}_{enc}_{tag}", [cache, *models], embeddings))
+                meta = _cell(ds, enc, [m], runs, method=m)
+                out.append(Job("embed", f"embed_{ds}_{enc}_{tag}", [cache, *models], embeddings,
+                               meta))  # fmt: skip
+                evaluated = (_run_paths("eval", ds, enc, [m], runs, "metrics.json")
+                             + _run_paths("eval", ds, enc, [m], runs, "predictions.npz"))  # fmt: skip
                 out.append(Job("linear_eval", f"linear_eval_{ds}_{enc}_{tag}", embeddings,
-                               _run_paths("eval", ds, enc, [m], runs, "metrics.json")
-                               + _run_paths("eval", ds, enc, [m], runs, "predictions.npz")))  # fmt: skip
+                               evaluated, meta))  # fmt: skip
     for (src, tgt, enc), methods in cross_jobs(plan).items():
         models = sorted({stage_file("pretrain", src, enc, m, sf, s, "encoder.pt")
                          for m, triples in methods.items() for sf, _, s in triples})  # fmt: skip
         outputs = [cross_file(src, tgt, enc, m, sf, tf, s)
                    for m, triples in methods.items() for sf, tf, s in triples]  # fmt: skip
         inputs = [cache_path(config, src, enc), cache_path(config, tgt, enc), *models]
-        out.append(Job("cross_eval", f"cross_eval_{src}_to_{tgt}_{enc}", inputs, outputs))
+        out.append(Job("cross_eval", f"cross_eval_{src}_to_{tgt}_{enc}", inputs, outputs,
+                       {"source": src, "target": tgt, "encoder": enc, "methods": methods}))  # fmt: skip
     samples = sorted({p["embeddings"] for spec in plan.tables.values()
                       if spec["kind"] == "tsne" for p in spec["panels"]})  # fmt: skip
     for sample in samples:
@@ -1111,14 +1124,19 @@ def jobs(plan: Plan) -> list[Job]:
         ds, rule = (name, "cache") if name in plan.datasets else (name.rsplit("-", 1)[0],
                                                                     "cache_sized")  # fmt: skip
         synthetic = plan.datasets[ds]["source"] == "synthetic"
-        out.append(Job("cache", rule, [f"results/data/{ds}"] if synthetic else [], [cache]))
+        size = int(name.rsplit("-", 1)[1][:-2]) if rule == "cache_sized" else config["image"][
+            "cache_size"]  # fmt: skip
+        out.append(Job("cache", rule, [f"results/data/{ds}"] if synthetic else [], [cache],
+                       {"dataset": ds, "size": size}))  # fmt: skip
     for ds, spec in plan.datasets.items():
         if spec["source"] == "synthetic":
-            out.append(Job("synthesize", "synthesize", [], [f"results/data/{ds}"]))
+            out.append(Job("synthesize", "synthesize", [], [f"results/data/{ds}"],
+                           {"dataset": ds}))  # fmt: skip
     warm = sorted({enc for _, enc in cells(plan) if warm_start_files(config, enc)})
     for enc in warm:  # rules/warmstart.smk: one population, one job per warm-started encoder
         out.append(Job("warmstart", "warmstart", ["results/warmstart/population"],
-                       [f"results/warmstart/{enc}/backbone.pt", f"results/warmstart/{enc}/history.csv"]))
+                       [f"results/warmstart/{enc}/backbone.pt", f"results/warmstart/{enc}/history.csv"],
+                       {"encoder": enc}))  # fmt: skip
     if warm:
         out.append(Job("warm_population", "warm_population", [], ["results/warmstart/population"]))
     return out

@@ -2,27 +2,37 @@
 
 Plain Python over :mod:`aunce.plan` (no torch, no Snakemake), for a cluster user about to spend
 GPU-days: per table the jobs it needs as a single target, its pretraining runs and cross-dataset
-evaluations, which of them other tables share, an estimate of GPU-hours, and the disk its kept
-outputs take; then the totals, what is kept, and the caches.
+evaluations, which of them other tables share, GPU-hours, and the disk its kept outputs take; per
+table and stage each job's memory, wall time and disk (:mod:`aunce.resources`) and what exceeds
+the config's ``resources``; the price at the paper's rates and at measured ones side by side; the
+caches and the disk of the jobs in flight.
 
-Where the numbers come from (docs/tables.md, "Planning"):
+The printout is a list of sections (:data:`SECTIONS`), each a function of the summary dict: a
+module adds its own section by appending to it.
 
-- **Frames.** A cache built by this results folder (``results/cache/<dataset>/manifest.csv``)
-  gives each fold's training and test frames exactly; otherwise a real dataset has the sizes the
-  paper states (Sec. 4.1, :data:`PAPER_FRAMES`, cross-validated folds taken as 2/3 training), and a
-  synthetic one its configured subjects x frames. A pretraining epoch sees the training frames in
-  whole batches (the last partial batch is dropped).
+Where the numbers come from (docs/tables.md, "Planning"; docs/cluster.md, "Estimates"):
+
+- **Frames.** A cache built by this results folder from this config's dataset
+  (``results/cache/<dataset>``: its ``cache.json`` names the same reader and root, or a synthetic
+  dataset generated with the same settings, at the config's cache size) gives each fold's
+  training and test frames exactly; a cache of other data in the folder (the default's stand-in
+  beside a real dataset of the same name, say) is not used. Otherwise a real dataset has the sizes
+  the paper states (Sec. 4.1, :data:`PAPER_FRAMES`, cross-validated folds taken as 2/3 training),
+  and a synthetic one its configured subjects x frames. A pretraining epoch sees the training
+  frames in whole batches (the last partial batch is dropped).
 - **Seconds per frame.** Measured: the ``timing.json`` of this results folder's pretraining runs
   (Table 9's own output) with the same encoder, size, crop, batch size, loss, mixed precision and
   device type (cpu or cuda, as the config's ``device``), this run's first; else a rates file
-  (``aunce plan --rates``, written by ``benchmarks/gpu.py --rates-out``: :func:`load_rates`) with
-  the same encoder, size, crop, batch size, loss and mixed precision; else the paper's Table 9
-  (baselines/published_cost.csv: MEGraph with Swin-B on one RTX 3090, batch 32; its "Frame Rate"
-  column is seconds per frame), BP4D's figure for datasets the paper did not time, and the same
-  figure for every paper-size encoder (the paper times MEGraph only); a tiny encoder has no
-  default and its runs are counted apart until measured. GPU-hours count
-  pretraining epochs; embedding (one forward pass over each frame) and linear evaluation add about
-  1 % at 60 epochs and are left out.
+  (``aunce plan --rates`` or config ``resources.rates``, written by ``benchmarks/gpu.py
+  --rates-out``: :func:`load_rates`) with the same encoder, size, crop, batch size, loss and mixed
+  precision; else the paper's Table 9 (baselines/published_cost.csv: MEGraph with Swin-B on one
+  RTX 3090, batch 32; its "Frame Rate" column is seconds per frame) **per encoder pass**: this
+  harness encodes two views of every AUNCE frame, so AUNCE is priced at twice the paper's WCE
+  figure (one pass), not at the 0.0138 s the paper prints for it, which is a claim under test
+  (Table 9), not a budget. BP4D's figures stand for datasets the paper did not time, MEGraph's for
+  every paper-size encoder (the paper times MEGraph only); a tiny encoder has no default and its
+  runs are counted apart until measured. The price section gives the GPU-hours at the paper's
+  rates as printed, at two passes, and at the measured rates side by side.
 - **Bytes.** encoder.pt: the encoder's state (:data:`ENCODER_STATE_BYTES`, measured with
   ``create_encoder``, linear in the number of AUs K); embeddings: float16 (N, K, D); predictions,
   t-SNE samples and caches from their array shapes; logs, settings, history and metrics files
@@ -40,7 +50,6 @@ from pathlib import Path
 from aunce import AunceError
 from aunce.baselines import load_published_cost
 from aunce.config import SCHEMA_PATH, dataset_folds, dataset_kind, load_config
-from aunce.data.catalog import DATASET_AUS
 from aunce.plan import (
     Plan,
     encoder_image,
@@ -51,6 +60,18 @@ from aunce.plan import (
     make_plan,
     needed_jobs,
 )
+from aunce.resources import (  # noqa: F401 - sizes, re-exported for their older users
+    DEFAULT_FEATURE_DIM,
+    ENCODER_STATE_BYTES,
+    PRESET_FEATURE_DIM,
+    SMALL_FILES_PER_RUN,
+    Context,
+    encoder_bytes,
+    estimates,
+    feature_dim,
+    num_aus,
+    request,
+)
 
 #: Frames of the real datasets as the paper states them (Sec. 4.1): total, or (training, test).
 PAPER_FRAMES = {
@@ -60,38 +81,26 @@ PAPER_FRAMES = {
     "gft": (108_000, 24_600),  # 78 / 18 participants
     "affwild2": (1_390_000, 440_000),  # training / validation videos
 }
-#: Bytes of an encoder's state dict at its size preset's feature_dim: a + b * K (K AUs). Measured
-#: with ``create_encoder`` (tests/test_summary.py checks the tiny sizes, the paper-size workflow
-#: test the paper sizes' encoder.pt files).
-ENCODER_STATE_BYTES = {
-    ("resnet50", "paper"): (94_245_040, 4_204_544),
-    ("roi", "paper"): (361_104_360, 4_204_544),
-    ("jaanet", "paper"): (46_010_616, 5_776_900),
-    ("megraph", "paper"): (359_584_504, 4_214_800),
-    ("resnet50", "tiny"): (529_488, 66_816),
-    ("roi", "tiny"): (937_368, 34_048),
-    ("jaanet", "tiny"): (182_360, 78_660),
-    ("megraph", "tiny"): (342_024, 17_680),
-}
-#: Per-AU embedding size D of each size preset (docs/encoders.md), when feature_dim is not set.
-PRESET_FEATURE_DIM = {"paper": {"megraph": 1024}, "tiny": {}}
-DEFAULT_FEATURE_DIM = {"paper": 512, "tiny": 64}
-#: settings.json, history.csv, timing.json, metrics.json, a log and a benchmark file of one run
-#: (the smoke workflow test checks its runs stay within this).
-SMALL_FILES_PER_RUN = 64 * 1024
 GB = 1e9
 PUBLISHED_COST = "baselines/published_cost.csv"
+#: Jobs a cluster runs at once (profiles/slurm ``jobs``), for the disk of the jobs in flight.
+JOBS_AT_ONCE = 50
 
 
 # --- inputs -------------------------------------------------------------------------------------
 def dataset_frames(plan: Plan, name: str, results: Path) -> dict:
     """Training and test frames of each fold of a dataset: ``{"folds": {fold: (train, test)},
-    "total", "source"}``; fold 'all' trains on every frame."""
+    "total", "source"}``; fold 'all' trains on every frame. A cache of the results folder counts
+    only when it was built from this config's dataset (:func:`cache_belongs`)."""
     ds = plan.datasets[name]
-    manifest = results / "cache" / name / "manifest.csv"
     folds = dataset_folds(ds)
-    if manifest.is_file():
-        return _frames_from_manifest(manifest, folds)
+    cache = results / "cache" / name
+    other = ""
+    if (cache / "manifest.csv").is_file():
+        mine, why = cache_belongs(plan, name, results)
+        if mine:
+            return _frames_from_manifest(cache / "manifest.csv", folds)
+        other = f"; {cache} not counted: {why}"
     kind = dataset_kind(ds)
     if ds["source"] == "synthetic":
         from aunce.data.synthetic import PROFILES
@@ -104,7 +113,8 @@ def dataset_frames(plan: Plan, name: str, results: Path) -> dict:
     elif kind in PAPER_FRAMES:
         total, source = PAPER_FRAMES[kind], "the paper's dataset size (Sec. 4.1)"
     else:
-        return {"folds": {}, "total": None, "source": "unknown (build its cache to count)"}
+        return {"folds": {}, "total": None, "source": "unknown (build its cache to count)" + other}
+    source += other
     if isinstance(total, tuple):  # (training, test) of a fixed split
         train, test = total
         return {"folds": {"split": (train, test), "all": (train + test, 0)},
@@ -120,17 +130,61 @@ def dataset_frames(plan: Plan, name: str, results: Path) -> dict:
     return {"folds": {**split, "all": (total, 0)}, "total": total, "source": source}
 
 
+#: The generator settings a synthetic cache's dataset.json must share with the config.
+SYNTHETIC_KEYS = ("profile", "seed", "image_size", "n_subjects", "frames_per_subject",
+                  "label_noise", "miss_ratio")  # fmt: skip
+
+
+def cache_belongs(plan: Plan, name: str, results: Path) -> tuple[bool, str]:
+    """Whether ``results/cache/<name>`` was built from the dataset the config names ``name``: the
+    same reader and root (a real dataset) or a synthetic dataset generated with the same settings
+    (its ``results/data/<name>/dataset.json``), at the config's ``image.cache_size``. (False, why)
+    otherwise."""
+    ds = plan.datasets[name]
+    try:
+        meta = json.loads((results / "cache" / name / "cache.json").read_text())
+    except (OSError, ValueError):
+        return False, "no cache.json (an incomplete or foreign cache)"
+    if meta.get("size") != plan.config["image"]["cache_size"]:
+        return False, f"built at {meta.get('size')} px, the config's cache is " \
+                      f"{plan.config['image']['cache_size']} px"  # fmt: skip
+    reader = "synthetic" if ds["source"] == "synthetic" else ds["source"]
+    if meta.get("reader") != reader:
+        return False, f"built by the {meta.get('reader')} reader, the config's {name} is {reader}"
+    if reader != "synthetic":
+        root = ds.get("root")
+        if not root or Path(meta.get("source", "")).resolve() != Path(root).resolve():
+            return False, f"built from {meta.get('source')}, the config's root is {root}"
+        return True, ""
+    try:
+        made = json.loads((results / "data" / name / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return False, "its synthetic data (results/data) are gone: their settings are unknown"
+    from aunce.data.synthetic import PROFILES
+
+    want = dict(ds["synthetic"])
+    profile = PROFILES[want["profile"]]
+    want["n_subjects"] = want.get("n_subjects") or profile.n_subjects
+    want["frames_per_subject"] = want.get("frames_per_subject") or profile.frames_per_subject
+    differ = [k for k in SYNTHETIC_KEYS if made.get(k) != want.get(k)]
+    if differ:
+        return False, "generated with other " + ", ".join(differ)
+    return True, ""
+
+
 def _frames_from_manifest(path: Path, folds: list[str]) -> dict:
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    total = len(rows)
+    import pandas as pd
+
+    df = pd.read_csv(path, usecols=lambda c: c in ("test_fold", "split"), dtype=str,
+                     keep_default_na=False)  # only the split columns: a manifest has 1.8 M rows
+    total = len(df)
     out = {"all": (total, 0)}
-    if rows and "test_fold" in rows[0]:
-        counts = Counter(str(int(float(r["test_fold"]))) for r in rows if r["test_fold"] != "")
+    if "test_fold" in df.columns:
+        counts = Counter(str(int(float(v))) for v in df["test_fold"] if v != "")
         for f in folds:
             out[f] = (total - counts.get(f, 0), counts.get(f, 0))
-    elif rows and "split" in rows[0]:
-        counts = Counter(r["split"] for r in rows)
+    elif "split" in df.columns:
+        counts = Counter(df["split"])
         out["split"] = (counts.get("train", 0), total - counts.get("train", 0))
     return {"folds": out, "total": total, "source": f"cache manifest ({path})"}
 
@@ -210,7 +264,9 @@ def load_rates(path: str | Path) -> list[dict]:
 
 class Rates:
     """Seconds per pretraining frame of a run: measured where this results folder has comparable
-    runs, else the paper's Table 9."""
+    runs, else a rates file, else the paper's Table 9 per encoder pass (see the module docstring).
+    ``used`` records, per (dataset, encoder, method), the plan's rate and its source, and the
+    paper's figure as printed and per pass beside it."""
 
     def __init__(self, plan: Plan, results: Path, published_cost: Path,
                  benchmarked: list[dict] = ()):  # fmt: skip
@@ -228,12 +284,16 @@ class Rates:
                          self.plan.methods[method]["loss"], cfg.get("amp", "none"))  # fmt: skip
 
     def __call__(self, ds: str, enc: str, method: str) -> float | None:
+        return self.rate(ds, enc, method)["seconds_per_frame"]
+
+    def rate(self, ds: str, enc: str, method: str) -> dict:
         cache_key = (ds, enc, method)
         if cache_key not in self.used:
             self.used[cache_key] = self._rate(ds, enc, method)
-        return self.used[cache_key]["seconds_per_frame"]
+        return self.used[cache_key]
 
     def _rate(self, ds: str, enc: str, method: str) -> dict:
+        paper = self._paper(ds, enc, method)
         key = self.key(ds, enc, method)
         device = self.plan.config.get("device", "auto")  # cpu or cuda: runs timed there only
         same = [m for m in self.measured
@@ -242,64 +302,62 @@ class Rates:
         found = own or same
         if found:
             devices = sorted({str(m["device"]) for m in found})
-            return {"seconds_per_frame": sum(m["seconds_per_frame"] for m in found) / len(found),
+            spf = sum(m["seconds_per_frame"] for m in found) / len(found)
+            return {"seconds_per_frame": spf, "measured": spf, **paper,
                     "source": f"measured: {len(found)} timing.json "
                               f"({'this run' if own else 'same encoder and loss'}; "
                               f"{', '.join(devices)})"}  # fmt: skip
         bench = [b for b in self.benchmarked if b["key"] == key]
         if bench:  # the last row of the file wins, as a later measurement
-            return {"seconds_per_frame": bench[-1]["seconds_per_frame"],
+            spf = bench[-1]["seconds_per_frame"]
+            return {"seconds_per_frame": spf, "measured": spf, **paper,
                     "source": f"benchmarked: {bench[-1]['source']}"}  # fmt: skip
-        if key[1] != "paper":
-            return {"seconds_per_frame": None,
+        if paper["two_views"] is None:
+            return {"seconds_per_frame": None, "measured": None, **paper,
                     "source": f"not measured: the paper times paper-size encoders only ({key[1]} "
                               "here); run a pretraining job to measure"}  # fmt: skip
+        return {"seconds_per_frame": paper["two_views"], "measured": None, **paper,
+                "source": paper["paper_source"]}
+
+    def _paper(self, ds: str, enc: str, method: str) -> dict:
+        """The paper's Table 9 for a run: ``paper`` as printed for its loss, ``two_views`` per
+        encoder pass (the loss's views x the paper's WCE figure, one pass a frame; WFL its own)."""
+        none = {"paper": None, "two_views": None, "paper_source": ""}
+        if self.plan.config["encoders"][enc].get("size", "paper") != "paper":
+            return none
         kind = dataset_kind(self.plan.datasets[ds])
         loss = self.plan.methods[method]["loss"]
+        views = loss_cost(self.plan.methods[method])["views"]
         if loss not in ("aunce", "wce", "wfl"):  # a loss by import path: by its kind
-            loss = "aunce" if loss_cost(self.plan.methods[method])["views"] == 2 else "wce"
+            loss = "aunce" if views == 2 else "wce"
         timed = kind if (kind, loss) in self.paper else "bp4d"
+        per_pass = self.paper[(timed, "wfl" if loss == "wfl" else "wce")]
         notes = [] if enc == "megraph" else ["timed for MEGraph only"]
         notes += [] if timed == kind else [f"{kind} not timed: BP4D's figure"]
-        return {"seconds_per_frame": self.paper[(timed, loss)],
-                "source": "paper Table 9 (RTX 3090, MEGraph Swin-B, batch 32"
-                          + "".join(f"; {n}" for n in notes) + ")"}  # fmt: skip
-
-
-# --- sizes --------------------------------------------------------------------------------------
-def feature_dim(config: dict, enc: str) -> int:
-    spec = config["encoders"][enc]
-    size = spec.get("size", "paper")
-    return spec.get("feature_dim") or PRESET_FEATURE_DIM[size].get(enc, DEFAULT_FEATURE_DIM[size])
-
-
-def encoder_bytes(config: dict, enc: str, num_aus: int) -> int | None:
-    """Bytes of encoder.pt (state at the preset's feature_dim); None for an unknown encoder."""
-    found = ENCODER_STATE_BYTES.get((enc, config["encoders"][enc].get("size", "paper")))
-    return None if found is None else found[0] + found[1] * num_aus
-
-
-def num_aus(plan: Plan, ds: str) -> int:
-    spec = plan.datasets[ds]
-    if spec.get("aus"):
-        return len(spec["aus"])
-    return len(DATASET_AUS.get(dataset_kind(spec), DATASET_AUS["bp4d"]))
+        if views == 2:
+            notes.append(f"AUNCE at two encoder passes: 2 x WCE's {per_pass:g}, not the "
+                         f"{self.paper[(timed, 'aunce')]:g} printed")  # fmt: skip
+        return {"paper": self.paper[(timed, loss)], "two_views": views * per_pass,
+                "paper_source": "paper Table 9 (RTX 3090, MEGraph Swin-B, batch 32"
+                                + "".join(f"; {n}" for n in notes) + ")"}  # fmt: skip
 
 
 # --- the summary --------------------------------------------------------------------------------
 def summarize(
     configfiles, results: str | Path = "results", schema_path: str | Path | None = None,
     published_cost: str | Path | None = None, rates_file: str | Path | None = None,
+    jobs_at_once: int = JOBS_AT_ONCE,
 ) -> dict:  # fmt: skip
-    """The numbers ``aunce plan`` prints, as a dict (``--json``); see the module docstring."""
+    """The numbers ``aunce plan`` prints, as a dict (``--json``); see the module docstring.
+    ``jobs_at_once``: how many jobs a cluster runs at once (the disk of the jobs in flight)."""
     paths = [Path(p) for p in ([configfiles] if isinstance(configfiles, (str, Path))
                                else configfiles)]  # fmt: skip
     config = load_config(*paths, schema_path=schema_path or SCHEMA_PATH)
     plan = make_plan(config)
     results = Path(results)
-    cost_file = Path(published_cost or Path(__file__).resolve().parent.parent / PUBLISHED_COST)
-    rates = Rates(plan, results, cost_file, load_rates(rates_file) if rates_file else ())
-    frames = {ds: dataset_frames(plan, ds, results) for ds in _datasets_used(plan)}
+    rates_file = rates_file or config["resources"].get("rates")
+    rates = rates_for(plan, results, rates_file, published_cost)
+    frames = frames_for(plan, results)
     all_jobs = jobs(plan)
     kept = kept_encoders(plan)
     keep_embeddings = keeps_embeddings(plan)
@@ -312,15 +370,21 @@ def summarize(
             k, d = num_aus(plan, ds), feature_dim(config, enc)
             epochs = plan.epochs.get(m, config["pretrain"]["epochs"])
             seen = None if train is None else (train // bsz) * bsz
-            rate = rates(ds, enc, m)
-            hours = None if seen is None or rate is None else epochs * seen * rate / 3600
+            rate = rates.rate(ds, enc, m)
+
+            def hours(spf, seen=seen, epochs=epochs):
+                return None if seen is None or spf is None else epochs * seen * spf / 3600
+
             enc_bytes = encoder_bytes(config, enc, k)
             evaluated = f != "all" and test is not None
             emb = (train + test) * (k * d * 2 + k + 8) if evaluated else 0
             pred = test * (k * 5 + 8) if evaluated else 0
             is_kept = (ds, enc, m, f, s) in kept
             run_cost[(ds, enc, m, f, s)] = {
-                "gpu_hours": hours,
+                "gpu_hours": hours(rate["seconds_per_frame"]),
+                "paper_hours": hours(rate["paper"]),
+                "two_view_hours": hours(rate["two_views"]),
+                "measured_hours": hours(rate["measured"]),
                 "encoder_bytes": enc_bytes,
                 "embedding_bytes": emb,
                 "kept_bytes": SMALL_FILES_PER_RUN + pred + (enc_bytes or 0) * is_kept
@@ -333,6 +397,11 @@ def summarize(
             parts = Path(panel["embeddings"]).parts  # results/embed/ds/enc/...
             k, d = num_aus(plan, parts[2]), feature_dim(config, parts[3])
             samples[panel["embeddings"]] = spec["n_points"] * (k * d * 2 + k + 8)
+
+    # every job a scheduler runs: its estimate and what it asks for
+    everything = needed_jobs(all_jobs, ["all"])
+    ctx = Context(plan, frames, rates)
+    priced = {id(job): (e, request(config, e)) for job, e in estimates(ctx, everything)}
 
     tables = []
     users = Counter(r for runs in plan.table_runs.values() for r in runs)
@@ -351,11 +420,12 @@ def summarize(
             "own_gpu_hours": _sum(run_cost[r]["gpu_hours"] for r in runs - shared),
             "runs_without_rate": sum(c["gpu_hours"] is None for c in mine),
             "own_runs_without_rate": sum(run_cost[r]["gpu_hours"] is None for r in runs - shared),
+            "price": _price(mine),
+            "stages": _stages([priced[id(j)] for j in needed if id(j) in priced]),
             "kept_gb": (sum(c["kept_bytes"] for c in mine)
                         + sum(samples.get(p, 0) for p in spec["inputs"].get("embeddings", []))) / GB,
         })  # fmt: skip
 
-    everything = needed_jobs(all_jobs, ["all"])
     costs = list(run_cost.values())
     enc_all = sum(c["encoder_bytes"] or 0 for c in costs)
     enc_kept = sum(c["encoder_bytes"] or 0 for c in costs if c["encoder_kept"])
@@ -364,13 +434,15 @@ def summarize(
     caches = {}
     for job in everything:
         if job.rule == "cache":
-            path = job.outputs[0]
-            name = path.removeprefix("results/cache/")
-            ds = name if name in plan.datasets else name.rsplit("-", 1)[0]
-            size = int(name.rsplit("-", 1)[1][:-2]) if name != ds else config["image"]["cache_size"]
-            n = frames.get(ds, {}).get("total") or dataset_frames(plan, ds, results)["total"]
-            caches[path] = None if n is None else n * (size * size * 3 + 49 * 2 * 4 + 64) / GB
+            n = frames[job.meta["dataset"]]["total"]
+            size = job.meta["size"]
+            caches[job.outputs[0]] = None if n is None else n * (size * size * 3 + 49 * 2 * 4 + 64) / GB
     largest = max(costs, key=lambda c: c["embedding_bytes"], default=None)
+    # the disk jobs hold while they run (checkpoints, embeddings until evaluated), the largest
+    # `jobs_at_once` of them at once
+    transient = sorted((e.temp_bytes + e.scratch_bytes for e, _ in priced.values()), reverse=True)
+    over = [{"job": e.name + (f" ({e.method})" if e.method else ""), "stage": e.stage,
+             "reasons": r.over} for e, r in priced.values() if r.over]  # fmt: skip
     return {
         "configs": [str(p) for p in paths],
         "results": str(results),
@@ -380,10 +452,14 @@ def summarize(
         "cross_evaluations": sum(len(c) for c in plan.cross.values()),
         "gpu_hours": _sum(c["gpu_hours"] for c in costs),
         "runs_without_rate": sum(c["gpu_hours"] is None for c in costs),
+        "price": _price(costs),
         "tables": tables,
+        "stages": _stages(list(priced.values())),
+        "over": over,
+        "device": ctx.device,
         "frames": {ds: {"total": f["total"], "source": f["source"],
                         "folds": {k: list(v) for k, v in f["folds"].items()}}
-                   for ds, f in frames.items()},  # fmt: skip
+                   for ds, f in frames.items() if ds in _datasets_used(plan)},  # fmt: skip
         "rates": [{"dataset": ds, "encoder": enc, "method": m,
                    "loss": plan.methods[m]["loss"], **r}
                   for (ds, enc, m), r in sorted(rates.used.items())],  # fmt: skip
@@ -403,11 +479,60 @@ def summarize(
             "everything_gb": (kept_total + (enc_all - enc_kept)
                               + emb_all * (not keep_embeddings)) / GB,  # fmt: skip
             "largest_temporary_gb": (largest["embedding_bytes"] / GB) if largest else 0.0,
+            "jobs_at_once": jobs_at_once,
+            "in_flight_gb": sum(transient[:jobs_at_once]) / GB,
+            "largest_job_gb": (transient[0] / GB) if transient else 0.0,
             "caches_gb": _sum(caches.values()),
             "caches": caches,
         },
         "warnings": list(plan.warnings),
     }
+
+
+def rates_for(plan: Plan, results: Path, rates_file=None, published_cost=None) -> Rates:
+    """The :class:`Rates` of a plan: this results folder's timings, a rates file, the paper."""
+    cost_file = Path(published_cost or Path(__file__).resolve().parent.parent / PUBLISHED_COST)
+    return Rates(plan, results, cost_file, load_rates(rates_file) if rates_file else ())
+
+
+def frames_for(plan: Plan, results: Path) -> dict:
+    """:func:`dataset_frames` of every dataset of the plan."""
+    return {ds: dataset_frames(plan, ds, results) for ds in plan.datasets}
+
+
+def _price(costs: list[dict]) -> dict:
+    """GPU-hours of pretraining at each pricing, and how many runs each leaves unpriced."""
+    out = {}
+    for key in ("gpu_hours", "paper_hours", "two_view_hours", "measured_hours"):
+        out[key] = _sum(c[key] for c in costs)
+        out[key.replace("hours", "unpriced")] = sum(c[key] is None for c in costs)
+    out["runs"] = len(costs)
+    return out
+
+
+def _stages(priced: list) -> dict:
+    """Per rule family: jobs, the largest memory of one, hours in all and of the longest, GPU-hours,
+    allocations of the longest, disk written and the requests."""
+    out: dict = {}
+    for e, r in priced:
+        st = out.setdefault(e.rule, {"stage": e.stage, "jobs": 0, "mem_gb": 0.0, "hours": 0.0,
+                                     "longest_hours": 0.0, "unpriced": 0, "gpu_hours": 0.0,
+                                     "allocations": 1, "disk_gb": 0.0, "temp_gb": 0.0,
+                                     "request_mem_mb": 0, "request_runtime": 0})  # fmt: skip
+        st["jobs"] += 1
+        st["mem_gb"] = max(st["mem_gb"], e.mem_bytes / GB)
+        st["disk_gb"] += e.disk_bytes / GB
+        st["temp_gb"] = max(st["temp_gb"], (e.temp_bytes + e.scratch_bytes) / GB)
+        st["request_mem_mb"] = max(st["request_mem_mb"], r.mem_mb)
+        st["request_runtime"] = max(st["request_runtime"], r.runtime)
+        st["allocations"] = max(st["allocations"], r.allocations)
+        if e.seconds is None:
+            st["unpriced"] += 1
+            continue
+        st["hours"] += e.seconds / 3600
+        st["gpu_hours"] += (e.gpu_seconds or 0) / 3600
+        st["longest_hours"] = max(st["longest_hours"], e.seconds / 3600)
+    return out
 
 
 def _datasets_used(plan: Plan) -> list[str]:
@@ -419,7 +544,7 @@ def _sum(values) -> float:
     return float(sum(v for v in values if v is not None))
 
 
-# --- rendering ----------------------------------------------------------------------------------
+# --- rendering: a list of sections --------------------------------------------------------------
 def _num(value, digits=0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "?"
@@ -433,12 +558,15 @@ def _hours(value: float, unrated: int) -> str:
     return _num(value, 0 if value >= 10 else 2) + ("+" if unrated else "")
 
 
-def render_summary(s: dict) -> str:
-    """The summary as Markdown (what ``aunce plan`` prints)."""
+def _table(rows, headers) -> str:
     from tabulate import tabulate
 
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+
+
+def section_overview(s: dict) -> list[str]:
     d = s["disk"]
-    lines = [
+    return [
         f"# Plan of {' + '.join(s['configs'])}",
         "",
         f"{s['jobs']:,} jobs (`snakemake all`), {s['runs']:,} pretraining runs, "
@@ -446,14 +574,14 @@ def render_summary(s: dict) -> str:
         f"**{_hours(s['gpu_hours'], s['runs_without_rate'])} GPU-hours** of pretraining"
         + (f" ({s['runs_without_rate']:,} runs without a rate, not counted: '?' or '+' below)"
            if s["runs_without_rate"] else "")
-        + f"; kept outputs **{_num(d['kept_gb'], 1)} GB** (caches aside: "
-        f"{_num(d['caches_gb'], 1)} GB).",
+        + f"; kept outputs **{_num(d['kept_gb'], 1)} GB**, caches **{_num(d['caches_gb'], 1)} GB**, "
+        f"up to {_num(d['in_flight_gb'], 1)} GB more while {d['jobs_at_once']} jobs run at once.",
         "",
         "Jobs per rule: " + ", ".join(f"{r} {n:,}" for r, n in sorted(s["jobs_per_rule"].items())),
-        "",
-        "## Per table (each as a single target)",
-        "",
     ]
+
+
+def section_tables(s: dict) -> list[str]:
     rows = [
         [t["id"], t["kind"], t["jobs"], t["runs"], t["shared_runs"],
          ", ".join(t["shared_with"]) or "-", t["cross_evaluations"],
@@ -462,15 +590,106 @@ def render_summary(s: dict) -> str:
          _num(t["kept_gb"], 2)]
         for t in s["tables"]
     ]  # fmt: skip
-    lines.append(tabulate(rows, ["table", "kind", "jobs", "runs", "shared runs", "shares with",
-                                 "cross evals", "GPU-h", "GPU-h own runs", "kept GB"],
-                          tablefmt="github", disable_numparse=True))  # fmt: skip
-    lines += [
+    return [
+        "## Per table (each as a single target)",
+        "",
+        _table(rows, ["table", "kind", "jobs", "runs", "shared runs", "shares with",
+                      "cross evals", "GPU-h", "GPU-h own runs", "kept GB"]),  # fmt: skip
         "",
         "runs: pretraining runs (dataset, encoder, method, fold, seed) the table needs; shared "
-        "runs: those another table needs too (one job serves both); GPU-h: all its runs; "
-        "GPU-h own runs: the runs no other table needs.",
+        "runs: those another table needs too (one job serves both); GPU-h: pretraining, all its "
+        "runs; GPU-h own runs: the runs no other table needs.",
+    ]
+
+
+PRICE_COLUMNS = [("paper_hours", "paper's Table 9 as printed"),
+                 ("two_view_hours", "Table 9 per encoder pass (AUNCE two)"),
+                 ("measured_hours", "measured"), ("gpu_hours", "this plan")]  # fmt: skip
+
+
+def section_price(s: dict) -> list[str]:
+    def cells(p):
+        out = []
+        for key, _ in PRICE_COLUMNS:
+            unpriced = p[key.replace("hours", "unpriced")]
+            if key == "measured_hours" and unpriced == p["runs"]:
+                out.append("-")
+            else:
+                out.append(_hours(p[key], unpriced))
+        return out
+
+    p = s["price"]
+    rows = [["all", *cells(p)]] + [[t["id"], *cells(t["price"])] for t in s["tables"]]
+    measured = p["runs"] - p["measured_unpriced"]
+    return [
+        "## Price: GPU-hours of pretraining",
         "",
+        _table(rows, ["target", *(label for _, label in PRICE_COLUMNS)]),
+        "",
+        "The paper's Table 9 prints 0.0138 s per AUNCE frame, half its 0.0271 for WCE, but this "
+        "harness encodes two views of every AUNCE frame: at the paper's rates per encoder pass "
+        "an AUNCE frame costs twice WCE's. Table 9 is a claim under test, not a budget. "
+        f"Measured: {measured:,} of {p['runs']:,} runs have a measured rate (this results "
+        "folder's timing.json, or `--rates` / config `resources.rates`: benchmarks/gpu.py "
+        "--rates-out); this plan uses the measured rate where there is one, else the rate per "
+        "encoder pass. '+': runs without a rate left out; '?': none has one.",
+    ]
+
+
+STAGE_ORDER = ["synthesize", "cache", "warm_population", "warmstart", "pretrain", "train_eval",
+               "embed", "linear_eval", "cross_eval"]  # fmt: skip
+
+
+def _stage_rows(name: str, stages: dict) -> list[list]:
+    rows = []
+    for rule in sorted(stages, key=lambda r: STAGE_ORDER.index(r) if r in STAGE_ORDER else 99):
+        st = stages[rule]
+        hours = "?" if st["unpriced"] == st["jobs"] else (
+            _num(st["hours"], 1) + ("+" if st["unpriced"] else ""))  # fmt: skip
+        longest = "?" if st["unpriced"] == st["jobs"] else _num(st["longest_hours"], 2)
+        rows.append([name, rule, f"{st['jobs']:,}", _num(st["mem_gb"], 1), longest, hours,
+                     _num(st["gpu_hours"], 0 if st["gpu_hours"] >= 10 else 1),
+                     st["allocations"], _num(st["disk_gb"], 1), _num(st["temp_gb"], 1),
+                     f"{st['request_mem_mb']:,} MB, {st['request_runtime']:,} min"])  # fmt: skip
+    return rows
+
+
+def section_stages(s: dict) -> list[str]:
+    rows = _stage_rows("all", s["stages"])
+    for t in s["tables"]:
+        rows += _stage_rows(t["id"], t["stages"])
+    return [
+        "## Memory, time and disk per table and stage",
+        "",
+        _table(rows, ["target", "stage", "jobs", "peak memory GB (largest job)", "longest job h",
+                      "hours (all jobs)", "GPU-h", "allocations", "writes GB", "holds GB",
+                      "asks for (largest)"]),  # fmt: skip
+        "",
+        f"Per job (device {s['device']}): peak resident host memory, wall time and the disk it "
+        "writes and holds while it runs (checkpoints, embeddings until evaluated), from the frames, "
+        "the encoder, the stage and the rates above (docs/cluster.md, \"Estimates\"). "
+        "allocations: how many time limits (config `resources.<stage>.runtime`) the longest job "
+        "spans; a pretraining job longer than one checkpoints and goes on in the next. asks for: "
+        "the largest request of a job of the stage (SLURM --mem and -t), at most the config's "
+        "`resources`; '?': no rate to estimate the time (it asks for the config's runtime).",
+    ]
+
+
+def section_over(s: dict) -> list[str]:
+    if not s["over"]:
+        return []
+    lines = ["## Jobs the config's resources cannot hold", "",
+             f"{len(s['over']):,} jobs; raise `resources.<stage>` or split them:", ""]  # fmt: skip
+    for o in s["over"][:20]:
+        lines.append(f"- {o['job']}: {'; '.join(o['reasons'])}")
+    if len(s["over"]) > 20:
+        lines.append(f"- ... and {len(s['over']) - 20:,} more (`aunce plan --json`)")
+    return lines
+
+
+def section_disk(s: dict) -> list[str]:
+    d = s["disk"]
+    return [
         "## Disk",
         "",
         f"- kept: encoders `{s['keep']['encoders']}`, embeddings `{s['keep']['embeddings']}` "
@@ -483,13 +702,17 @@ def render_summary(s: dict) -> str:
         f"- predictions, metrics, settings, logs: {_num(d['predictions_and_small_files_gb'], 1)} GB",
         f"- **kept in all: {_num(d['kept_gb'], 1)} GB**; keeping everything: "
         f"{_num(d['everything_gb'], 1)} GB",
-        f"- largest temporary file (one run's embeddings, until its linear evaluation has read "
-        f"it): {_num(d['largest_temporary_gb'], 1)} GB; each GPU job running at once may hold one",
-        "- caches: " + "; ".join(f"{p} {_num(g, 1)} GB" for p, g in d["caches"].items()),
-        "",
-        "## Frames and rates",
-        "",
+        f"- **caches: {_num(d['caches_gb'], 1)} GB**: "
+        + "; ".join(f"{p} {_num(g, 1)} GB" for p, g in d["caches"].items()),
+        f"- **in flight: up to {_num(d['in_flight_gb'], 1)} GB** while {d['jobs_at_once']} jobs "
+        f"run at once (`--jobs`; the largest job holds {_num(d['largest_job_gb'], 1)} GB: its "
+        "checkpoints, or embeddings until their linear evaluation has read them; the largest "
+        f"embeddings file: {_num(d['largest_temporary_gb'], 1)} GB)",
     ]
+
+
+def section_frames_rates(s: dict) -> list[str]:
+    lines = ["## Frames and rates", ""]
     for ds, f in s["frames"].items():
         folds = ", ".join(f"{'split' if k == 'split' else f'fold {k}'} {a:,} / {b:,}"
                           for k, (a, b) in f["folds"].items()
@@ -499,13 +722,28 @@ def render_summary(s: dict) -> str:
     groups: dict[tuple, set] = {}
     for r in s["rates"]:
         spf = r["seconds_per_frame"]
-        key = (r["encoder"], r["loss"], None if spf is None else round(spf, 6), r["source"])
+        key = (r["encoder"], r["loss"], None if spf is None else round(spf, 6),
+               None if r["paper"] is None else r["paper"], r["source"])  # fmt: skip
         groups.setdefault(key, set()).add(r["dataset"])
-    rows = [[enc, loss, "?" if spf is None else f"{spf:.4g}", ", ".join(sorted(ds)), source]
-            for (enc, loss, spf, source), ds in sorted(groups.items(),
-                                                       key=lambda g: (*g[0][:2], g[0][2] or 0))]
-    lines.append(tabulate(rows, ["encoder", "loss", "s/frame", "datasets", "from"],
-                          tablefmt="github", disable_numparse=True))  # fmt: skip
-    if s["warnings"]:
-        lines += ["", "## Warnings", "", *(f"- {w}" for w in s["warnings"])]
-    return "\n".join(lines) + "\n"
+    rows = [[enc, loss, "?" if spf is None else f"{spf:.4g}",
+             "-" if paper is None else f"{paper:.4g}", ", ".join(sorted(ds)), source]
+            for (enc, loss, spf, paper, source), ds in sorted(
+                groups.items(), key=lambda g: (*g[0][:2], g[0][2] or 0))]  # fmt: skip
+    lines.append(_table(rows, ["encoder", "loss", "s/frame", "paper prints", "datasets", "from"]))
+    return lines
+
+
+def section_warnings(s: dict) -> list[str]:
+    return ["## Warnings", "", *(f"- {w}" for w in s["warnings"])] if s["warnings"] else []
+
+
+#: The sections ``aunce plan`` prints, in order: each a function of the summary dict returning its
+#: lines (none to leave it out). A module adds its own by inserting a function here.
+SECTIONS = [section_overview, section_tables, section_price, section_stages, section_over,
+            section_disk, section_frames_rates, section_warnings]  # fmt: skip
+
+
+def render_summary(s: dict, sections=None) -> str:
+    """The summary as Markdown (what ``aunce plan`` prints): its :data:`SECTIONS`."""
+    blocks = [lines for section in (sections or SECTIONS) if (lines := section(s))]
+    return "\n\n".join("\n".join(lines) for lines in blocks) + "\n"

@@ -198,8 +198,11 @@ def build_encoder(spec: dict, aus: list[str]) -> torch.nn.Module:
 
 
 def require_landmarks(cache: Cache, idx: np.ndarray, encoder_name: str) -> None:
-    """Encoders that need landmarks refuse a cache without them (NaN where the dataset had none)."""
-    if not np.isfinite(cache.landmarks[idx]).all():
+    """Encoders that need landmarks refuse a cache without them (NaN where the dataset had none).
+    Read in blocks: the landmarks are memory-mapped."""
+    rows = np.sort(idx)
+    if not all(np.isfinite(cache.landmarks[rows[i : i + 65536]]).all()
+               for i in range(0, len(rows), 65536)):  # fmt: skip
         raise AunceError(
             f"{cache.root}: encoder {encoder_name} needs landmarks, but some frames have none "
             "(NaN in landmarks.npy); use a dataset with landmarks or an encoder without"

@@ -85,24 +85,45 @@ def _shown(path):
 CONFIG_FILES = list(dict.fromkeys(_shown(f) for f in workflow.configfiles))
 
 
-# --- what each job asks a scheduler for (config `resources`; docs/cluster.md) --------------
+# --- what each job asks a scheduler for (config `resources`; docs/cluster.md) --------------------
 # A job's threads are its CPUs (sbatch --cpus-per-task; on one machine capped by --cores); a data
 # job gets `--workers {threads}` in its command, not a machine-dependent param, so that results
 # made on a node with another core count are not rerun. Training and embedding jobs hold the
 # resource `gpu`: 1 unless the device is the CPU (the SLURM plugin turns it into --gpus=1; locally
-# `--resources gpu=1` runs them one at a time).
+# `--resources gpu=1` runs them one at a time). Memory and wall time are each job's estimate
+# (aunce.resources, REQUESTS below), the config's values as caps.
 GPUS = 0 if config["device"] == "cpu" else 1
+#: Retries beyond the allocations a chained pretraining job needs: preemptions and node failures
+#: (the SLURM profile's `retries: 2`, which a rule's own retries replace).
+CHAIN_MARGIN = 2
 
 
 def stage_threads(stage):
     return config["resources"][stage]["threads"]
 
 
-def stage_resources(stage, gpu=False):
-    """Resources of a job of ``stage`` (a key of config `resources`): memory, wall time, optional
-    partition and, for ``gpu`` jobs, the GPU (with its model when the config names one)."""
+def stage_resources(stage, gpu=False, rule=None, by=None):
+    """Resources of a job of ``stage`` (a key of config `resources`): memory and wall time (the
+    estimate of the job of rule ``rule`` told apart by its wildcard ``by``, the config's values
+    as caps; the config's values without an estimate), optional partition and, for ``gpu`` jobs,
+    the GPU (with its model when the config names one)."""
     spec = config["resources"][stage]
-    res = {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"]}
+    name = rule
+
+    def ask(what):
+        if name is None:
+            return spec[what]
+        if by is None:
+            found = REQUESTS.get((name, None))
+            return getattr(found[1], what) if found else spec[what]
+
+        def per_job(wildcards):
+            found = REQUESTS.get((name, getattr(wildcards, by)))
+            return getattr(found[1], what) if found else spec[what]
+
+        return per_job
+
+    res = {"mem_mb": ask("mem_mb"), "runtime": ask("runtime")}
     if spec["partition"]:
         res["slurm_partition"] = spec["partition"]
     if gpu:
@@ -110,6 +131,30 @@ def stage_resources(stage, gpu=False):
         if GPUS and config["resources"]["gpu_model"]:
             res["gpu_model"] = config["resources"]["gpu_model"]
     return res
+
+
+def chain_resources(rule, by=None):
+    """A pretraining job's place in its chain of allocations (docs/cluster.md): `allocation` is
+    Snakemake's attempt, `allocations` the estimate's count (both in the job's command, so that
+    its log and `squeue`'s comment say which allocation of how many it is), and SLURM's signal to
+    checkpoint `resources.checkpoint_lead` seconds before the time limit."""
+    def allocations(wildcards):
+        found = REQUESTS.get((rule, getattr(wildcards, by) if by else None))
+        return found[1].allocations if found else 1
+
+    return {"allocation": lambda wildcards, attempt: attempt, "allocations": allocations,
+            "slurm_extra": f"--signal=TERM@{config['resources']['checkpoint_lead']}"}
+
+
+def chain_retries(rule, methods=(None,)):
+    """Retries of a pretraining rule: the allocations its longest job needs, less one, plus
+    CHAIN_MARGIN; None (the profile's retries) for jobs that fit one allocation; 0 inside a
+    cluster job (its own Snakemake must not run the job again in the same allocation)."""
+    if not workflow.is_main_process:
+        return 0
+    n = max((REQUESTS[(rule, m)][1].allocations for m in methods if (rule, m) in REQUESTS),
+            default=1)
+    return n - 1 + CHAIN_MARGIN if n > 1 else None
 
 
 # --- code versions: Snakemake reruns a job when the code its step runs changes -----------------
@@ -156,6 +201,29 @@ if workflow.is_main_process:
                      overwrite=OVERWRITE)
     except AunceError as err:
         raise WorkflowError(str(err))
+
+
+# what each job needs and asks for (aunce.resources): estimates from this results folder's caches and
+# timings, a rates file (config `resources.rates`) or the paper's Table 9, capped by the config's
+# `resources`; also in a cluster job's own Snakemake, whose command says which allocation of how
+# many it is (chain_resources)
+def job_requests():
+    from aunce.resources import plan_requests
+
+    try:
+        return plan_requests(PLAN, "results", config["resources"]["rates"])
+    except AunceError as err:
+        raise config_error(err)
+
+
+REQUESTS = job_requests()
+OVER = [f"{e.name}{f' ({key[1]})' if key[1] else ''}: {'; '.join(r.over)}"
+        for key, (e, r) in REQUESTS.items() if r.over and workflow.is_main_process]
+if OVER:  # named before anything runs; on a cluster the run stops (Snakefile, onstart)
+    logger.warning(f"aunce: {len(OVER)} job(s) need more than the config's `resources` allow "
+                   "(a cluster run stops before it starts; `aunce plan` lists them):\n  "
+                   + "\n  ".join(OVER[:10]) + ("\n  ..." if len(OVER) > 10 else ""))
+
 # contact sheets of the synthetic datasets the config names (not the noise tables' copies)
 CONTACT_SHEETS = contact_sheets(PLAN)
 ALL_TARGETS = all_targets(PLAN)

@@ -13,7 +13,7 @@ rule synthesize:
         "results/logs/data/{dataset}.synthesize.log",
     threads: stage_threads("data")
     resources:
-        **stage_resources("data"),
+        **stage_resources("data", rule="synthesize", by="dataset"),
     conda:
         "../envs/aunce.yaml"
     shell:
@@ -37,7 +37,7 @@ rule cache:
         "results/logs/data/{dataset}.cache.log",
     threads: stage_threads("data")
     resources:
-        **stage_resources("data"),
+        **stage_resources("data", rule="cache", by="dataset"),
     conda:
         "../envs/aunce.yaml"
     shell:
@@ -49,6 +49,8 @@ rule cache:
 use rule cache as cache_sized with:
     output:
         "results/cache/{dataset}-{size}px/cache.json",
+    resources:
+        **stage_resources("data", rule="cache_sized", by="dataset"),
     log:
         "results/logs/data/{dataset}-{size}px.cache.log",
     wildcard_constraints:

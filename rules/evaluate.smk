@@ -30,7 +30,7 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 f"results/benchmarks/embed/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
             threads: stage_threads("embed")
             resources:
-                **stage_resources("embed", gpu=True),
+                **stage_resources("embed", gpu=True, rule=f"embed_{_ds}_{_enc}_{_tag}", by="method"),
             conda:
                 "../envs/aunce.yaml"
             shell:
@@ -62,7 +62,8 @@ for _ds, _enc in [] if config["fuse_stages"] else CELLS:
                 f"results/benchmarks/eval/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
             threads: stage_threads("linear_eval")
             resources:
-                **stage_resources("linear_eval", gpu=AUGMENTED_FEATURES),
+                **stage_resources("linear_eval", gpu=AUGMENTED_FEATURES,
+                                  rule=f"linear_eval_{_ds}_{_enc}_{_tag}", by="method"),
             conda:
                 "../envs/aunce.yaml"
             shell:
@@ -104,7 +105,7 @@ for (_src, _tgt, _enc), _jobs in cross_jobs(PLAN).items():
             f"results/benchmarks/cross/{_src}-to-{_tgt}/{_enc}.tsv"
         threads: stage_threads("cross_eval")
         resources:
-            **stage_resources("cross_eval", gpu=True),
+            **stage_resources("cross_eval", gpu=True, rule=f"cross_eval_{_src}_to_{_tgt}_{_enc}"),
         conda:
             "../envs/aunce.yaml"
         shell:

@@ -35,12 +35,16 @@ for _ds, _enc in CELLS:
                 f"results/benchmarks/pretrain/{_ds}/{_enc}/{{method}}/{_tag}.tsv"
             threads: stage_threads("pretrain")
             resources:
-                **stage_resources("pretrain", gpu=True),
+                **stage_resources("pretrain", gpu=True, rule=f"pretrain_{_ds}_{_enc}_{_tag}",
+                                  by="method"),
+                **chain_resources(f"pretrain_{_ds}_{_enc}_{_tag}", by="method"),
+            retries: chain_retries(f"pretrain_{_ds}_{_enc}_{_tag}", _methods)
             conda:
                 "../envs/aunce.yaml"
             shell:
                 "aunce pretrain --cache {params.cache:q} --settings {params.settings:q} "
-                "--runs {params.runs:q} --out {params.out:q} > {log:q} 2>&1"
+                "--runs {params.runs:q} --out {params.out:q} "
+                "--allocation {resources.allocation:q}/{resources.allocations:q} > {log:q} 2>&1"
 
 
 # fuse_stages (the CPU default): one process per unit pretrains, embeds and evaluates every method
@@ -84,9 +88,12 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
                 f"results/benchmarks/train_eval/{_ds}/{_enc}/{_tag}.tsv"
             threads: stage_threads("pretrain")
             resources:
-                **stage_resources("pretrain", gpu=True),
+                **stage_resources("pretrain", gpu=True, rule=f"train_eval_{_ds}_{_enc}_{_tag}"),
+                **chain_resources(f"train_eval_{_ds}_{_enc}_{_tag}"),
+            retries: chain_retries(f"train_eval_{_ds}_{_enc}_{_tag}")
             conda:
                 "../envs/aunce.yaml"
             shell:
                 "aunce train-eval --cache {params.cache:q} --settings {params.settings:q} "
-                "--runs {params.runs:q} --results results --cell {params.cell:q} > {log:q} 2>&1"
+                "--runs {params.runs:q} --results results --cell {params.cell:q} "
+                "--allocation {resources.allocation:q}/{resources.allocations:q} > {log:q} 2>&1"

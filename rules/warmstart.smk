@@ -15,7 +15,7 @@ rule warm_population:
         "results/logs/warmstart/population.log",
     threads: stage_threads("data")
     resources:
-        **stage_resources("data"),
+        **stage_resources("data", rule="warm_population"),
     conda:
         "../envs/aunce.yaml"
     shell:
@@ -41,7 +41,7 @@ rule warmstart:
         "results/benchmarks/warmstart/{encoder}.tsv"
     threads: stage_threads("pretrain")
     resources:
-        **stage_resources("pretrain", gpu=True),
+        **stage_resources("pretrain", gpu=True, rule="warmstart", by="encoder"),
     conda:
         "../envs/aunce.yaml"
     shell:

@@ -2,7 +2,7 @@
 # A single-node SLURM cluster on this machine, for trying and testing profiles/slurm.
 #
 #   scripts/slurm-test-cluster.sh install              # Debian/Ubuntu: apt-get slurm-wlm munge (root)
-#   scripts/slurm-test-cluster.sh start DIR [--gpu]    # writes DIR/etc/slurm.conf, starts the daemons
+#   scripts/slurm-test-cluster.sh start DIR [--gpu] [--cpus N]  # writes DIR/etc/slurm.conf, starts the daemons
 #   export SLURM_CONF=DIR/etc/slurm.conf PATH=DIR/bin:$PATH   # then sbatch, squeue, Snakemake use it
 #   scripts/slurm-test-cluster.sh stop DIR             # cancels its jobs, stops its daemons by PID
 #
@@ -13,6 +13,8 @@
 # accounting (status through squeue: profiles/slurm sets `slurm-status-command: squeue`), finished
 # jobs kept 300 s for squeue (MinJobAge), CPUs and memory consumable (select/cons_tres). --gpu
 # declares one fake GPU (gres gpu:1 backed by /dev/null) so that jobs asking for a GPU are accepted.
+# --cpus N declares N CPUs whatever the machine has (SlurmdParameters=config_overrides), so that
+# more one-CPU jobs run side by side than there are cores (tests that mostly wait).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"  # the daemons, also where a user's PATH lacks them
 
@@ -68,7 +70,18 @@ stop() {
 }
 
 start() {
-    local dir=$1 gpu=${2:-}
+    local dir=$1 gpu="" cpus="" arg
+    shift
+    while [ $# -gt 0 ]; do
+        arg=$1
+        shift
+        case "$arg" in
+            --gpu) gpu=--gpu ;;
+            --cpus) cpus=${1:-}; shift || true
+                    [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "--cpus needs a positive number" ;;
+            *) die "unknown option '$arg' (start DIR [--gpu] [--cpus N])" ;;
+        esac
+    done
     need_root
     have_packages || die "slurm-wlm and munge are not installed (run: $0 install)"
     mkdir -p "$dir"
@@ -91,6 +104,11 @@ start() {
     # the node as slurmd sees it (CPUs, sockets, cores, threads, memory)
     local hw node=aunce-node ctld_port slurmd_port cluster
     hw=$(slurmd -C | head -n1 | sed -e 's/^NodeName=[^ ]* //')
+    local overrides=""
+    if [ -n "$cpus" ]; then  # N CPUs on one socket, the machine's memory
+        hw="CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 $(echo "$hw" | grep -o 'RealMemory=[0-9]*')"
+        overrides="SlurmdParameters=config_overrides"
+    fi
     ctld_port=$(free_port)
     slurmd_port=$(free_port)
     [ "$ctld_port" != "$slurmd_port" ] || slurmd_port=$(free_port)
@@ -137,6 +155,7 @@ KillWait=10
 InactiveLimit=0
 SlurmdTimeout=300
 ${gres_line:+GresTypes=gpu}
+$overrides
 NodeName=$node NodeAddr=127.0.0.1 NodeHostname=localhost $hw $gres_line State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -190,7 +209,7 @@ wait_for() {
 
 case "${1:-}" in
     install) install ;;
-    start) [ $# -ge 2 ] || die "usage: $0 start DIR [--gpu]"; start "$2" "${3:-}" ;;
+    start) [ $# -ge 2 ] || die "usage: $0 start DIR [--gpu] [--cpus N]"; shift; start "$@" ;;
     stop) [ $# -ge 2 ] || die "usage: $0 stop DIR"; stop "$(cd "$2" 2>/dev/null && pwd || echo "$2")" ;;
     *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

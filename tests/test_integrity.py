@@ -449,15 +449,15 @@ def test_sigterm_while_embedding_says_what_was_saved_and_exits_2(
 
     models = tmp_path / "pretrain"
     train.pretrain(bp4d_cache, settings_for(epochs=1), [("1", 0), ("2", 0)], models)
-    real, calls = evaluate.extract, {"n": 0}
+    real, calls = evaluate.embedding_chunks, {"n": 0}
 
-    def extract(*args, **kwargs):
+    def chunks(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:  # the first array of the second run
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "extract", extract)
+    monkeypatch.setattr(evaluate, "embedding_chunks", chunks)
     cfg = load_config(SMOKE)
     embed = {"dataset": "bp4d", "image": cfg["image"], "device": "cpu", "amp": "none"}
     out = tmp_path / "embed"

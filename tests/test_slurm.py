@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,27 +55,35 @@ def job_stats(log: str) -> dict[str, int]:
 
 
 # --- without a cluster: what the rules ask for -----------------------------------------------------
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_jobs_ask_for_the_configs_resources(tmp_path, device):
-    """A dry run through the SLURM profile: memory and wall time per stage from the config, the
-    data jobs' processes from their threads, and a GPU for training only when the device is not the
-    CPU (a node without GPUs refuses a GPU request)."""
+@pytest.mark.parametrize(("device", "ask"), [("cpu", "estimate"), ("cuda", "estimate"),
+                                           ("cpu", "config")])  # fmt: skip
+def test_jobs_ask_for_their_estimates_within_the_configs_resources(tmp_path, device, ask):
+    """A dry run through the SLURM profile: each job asks for its own estimate of memory and wall
+    time (aunce.resources), the config's values as caps (`request: config`: the config's values),
+    the data jobs' processes from their threads, and a GPU for training only when the device is
+    not the CPU (a node without GPUs refuses a GPU request)."""
     from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    from aunce.config import load_config
+    from aunce.plan import make_plan
+    from aunce.resources import plan_requests
 
     cfg = yaml.safe_load(SMOKE.read_text())
     cfg["device"] = device
     cfg["resources"]["gpu_model"] = "h100"
+    cfg["resources"]["request"] = ask
     cfg["resources"]["data"] = {"threads": 3, "mem_mb": 1234, "runtime": 17}
     cfg["resources"]["pretrain"] = {"threads": 5, "mem_mb": 4321, "runtime": 71,
                                     "partition": "gpu"}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
+    requests = plan_requests(make_plan(load_config(config)), tmp_path / "results")
     proc = snakemake(tmp_path, "-n", "--profile", str(PROFILE), "--cores", "64", "all",
                      configfile=config)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\[|\Z)", out, re.M | re.S)
-    seen = set()
+    seen, below = set(), 0
     for rule, body in jobs:
         kind = next((k for k in STAGE if rule == k or rule.startswith(k + "_")), None)
         res = dict(re.findall(r"(\w+)=([^,\n]+)", re.search(r"resources: (.*)", body)[1]))
@@ -83,7 +92,14 @@ def test_jobs_ask_for_the_configs_resources(tmp_path, device):
             continue
         seen.add(kind)
         spec = cfg["resources"][STAGE[kind]]
-        assert int(res["mem_mb"]) == spec["mem_mb"] and int(res["runtime"]) == spec["runtime"], rule
+        wildcards = re.search(r"wildcards: (.*)", body)
+        wc = dict(re.findall(r"(\w+)=([^,\n]+)", wildcards[1])) if wildcards else {}
+        _, want = requests[(rule, wc.get("method") or wc.get("dataset") or wc.get("encoder"))]
+        if ask == "config":
+            assert (want.mem_mb, want.runtime) == (spec["mem_mb"], spec["runtime"]), rule
+        assert int(res["mem_mb"]) == want.mem_mb <= spec["mem_mb"], (rule, res)
+        assert int(res["runtime"]) == want.runtime <= spec["runtime"], (rule, res)
+        below += want.mem_mb < spec["mem_mb"]
         gpu = kind in ("warmstart", "pretrain", "train_eval", "embed", "cross_eval") and device != "cpu"
         assert int(res.get("gpu", 0)) == int(gpu), (rule, res)
         # what the plugin adds to sbatch for these resources (a node without GPUs refuses --gpus)
@@ -91,10 +107,16 @@ def test_jobs_ask_for_the_configs_resources(tmp_path, device):
                                                    for k, v in res.items()}))
         assert set_gres_string(job) == (" --gpus=h100:1" if gpu else ""), (rule, res)
         assert res.get("slurm_partition") == spec.get("partition"), (rule, res)
+        if kind in ("pretrain", "train_eval"):  # the chain over time limits (docs/cluster.md)
+            assert res["slurm_extra"] == "--signal=TERM@600" and res["allocation"] == "1", res
         if kind in ("synthesize", "cache"):
             assert "--workers 3 " in body, body  # {threads}, not the machine's core count
     assert seen == {"synthesize", "cache", "warm_population", "warmstart", "pretrain", "train_eval",
                     "cross_eval"}
+    if ask == "config":
+        assert not below
+    elif device == "cpu":  # the smoke jobs' estimates on the CPU are below these caps
+        assert below
 
 
 def test_a_node_with_another_core_count_reruns_nothing(smoke_run):
@@ -132,8 +154,10 @@ def cluster():
     # under /tmp: the munge user must be able to enter the folder (pytest's folders are 0700)
     folder = Path(tempfile.mkdtemp(prefix="aunce-slurm-", dir="/tmp"))
     try:
-        proc = subprocess.run([str(SCRIPT), "start", str(folder)], capture_output=True,
-                              text=True, timeout=180)
+        # 4 CPUs on this 2-core machine: the time-limited job runs beside the smoke run's two
+        # jobs (its allocations mostly wait for SLURM's signal)
+        proc = subprocess.run([str(SCRIPT), "start", str(folder), "--cpus", "4"],
+                              capture_output=True, text=True, timeout=180)  # fmt: skip
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}"
                          for p in sorted((folder / "log").glob("*")) if p.is_file())
         assert proc.returncode == 0, proc.stdout + proc.stderr + logs
@@ -155,18 +179,20 @@ def slurm(cluster, *args) -> str:
                           check=True).stdout
 
 
-def slurm_jobs(cluster) -> list[dict]:
-    """Every job slurmctld still knows (finished ones for MinJobAge = 300 s), as key=value dicts."""
+def slurm_jobs(cluster, workdir=None) -> list[dict]:
+    """Every job slurmctld still knows (finished ones for MinJobAge = 300 s), as key=value dicts;
+    with ``workdir``, those of the Snakemake run in that folder."""
     out = slurm(cluster, "scontrol", "show", "job", "-o")
-    return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines()
+    jobs = [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines()
             if line.startswith("JobId=")]
+    return [j for j in jobs if workdir is None or j.get("WorkDir") == str(workdir)]
 
 
 def cancel_a_running_training_job(cluster, workdir, run, timeout=300) -> str:
     """Wait until a train_eval job runs its command (its log exists), scancel it; its rule name."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and run.poll() is None:
-        for job in slurm_jobs(cluster):
+        for job in slurm_jobs(cluster, workdir):
             rule = job.get("Comment", "").removeprefix("rule_")
             if job.get("JobState") != "RUNNING" or not rule.startswith("train_eval_"):
                 continue
@@ -179,7 +205,8 @@ def cancel_a_running_training_job(cluster, workdir, run, timeout=300) -> str:
     raise AssertionError(f"no training job ran within {timeout} s (snakemake exit {run.poll()})")
 
 
-def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, tmp_path):
+def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, chain, tmp_path):
+    """(`chain`, the time-limited job, runs beside it on the same cluster: its own test below.)"""
     workdir = tmp_path / "work"
     workdir.mkdir()
     # the README's command (with a status check 1 s after a job ends instead of the profile's 5 s:
@@ -220,19 +247,30 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, tmp_p
     rewritten = [p for p, mtime in kept.items() if p.stat().st_mtime_ns != mtime]
     assert not rewritten, rewritten  # ... what finished before is kept as it was
 
-    # every job asked for its stage's resources and for no GPU (device: cpu)
+    # every job asked for its estimate within its stage's resources (as the plan priced it when
+    # the run started: without caches, or with them for the recovery) and for no GPU (device cpu)
+    from aunce.config import load_config
+    from aunce.plan import make_plan
+    from aunce.resources import plan_requests
+
     cfg = yaml.safe_load(SMOKE.read_text())
-    jobs = [j for j in slurm_jobs(cluster) if j.get("Comment", "").startswith("rule_")]
+    plan = make_plan(load_config(SMOKE))
+    asked = [plan_requests(plan, folder) for folder in (tmp_path / "none", workdir / "results")]
+    jobs = [j for j in slurm_jobs(cluster, workdir) if j.get("Comment", "").startswith("rule_")]
     assert jobs
     for job in jobs:
-        rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        comment = re.sub(r"_allocation_\d+_of_\d+$", "", job["Comment"])  # aunce.cluster's
+        rule, _, wildcards = comment.removeprefix("rule_").partition("_wildcards_")
         kind = next(k for k in STAGE if rule == k or rule.startswith(k + "_"))
         spec = cfg["resources"][STAGE[kind]]
+        # the wildcards' values joined by '_', the one telling the rule's jobs apart first
+        wants = {(r.mem_mb, r.runtime) for a in asked for (name, by), (_, r) in a.items()
+                 if name == rule and (by is None or wildcards == by
+                                      or wildcards.startswith(f"{by}_"))}  # fmt: skip
         assert job["NumCPUs"] == str(spec["threads"]), job
-        assert job["MinMemoryNode"] == f"{spec['mem_mb']}M", job
         hours, minutes, seconds = map(int, job["TimeLimit"].split(":"))
-        assert hours * 60 + minutes == spec["runtime"] and seconds == 0, job
-        assert "gpu" not in job["TRES"], job
+        assert (int(job["MinMemoryNode"].removesuffix("M")), hours * 60 + minutes) in wants, job
+        assert seconds == 0 and "gpu" not in job["TRES"], job
 
     # the same numbers as the local run: every metrics file, table and figure data
     results, local = workdir / "results", smoke_run / "results"
@@ -250,3 +288,128 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, tmp_p
 
     again = snakemake(workdir, "all", "-n", "--profile", str(PROFILE), env=cluster.env)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+# --- a job longer than its time limit -------------------------------------------------------------
+#: One training job of about 130 s of training on an idle 2-core machine (370 epochs of 640
+#: frames, 0.35 s each) under a 2-minute time limit: SLURM signals it 50 s before the limit
+#: (`checkpoint_lead`; slurmctld looks every 30 s, so the signal comes between 40 and 70 s into the
+#: job), and after the job's start-up (two Snakemake starts and the imports, about 8 s) each
+#: allocation trains at most about 62 s: the job needs three or more.
+CHAIN = {
+    "seeds": [1], "device": "cpu", "threads": 1, "granularity": "cell", "fuse_stages": True,
+    "resources": {"data": {"threads": 1, "mem_mb": 2000, "runtime": 10},
+                  "pretrain": {"threads": 1, "mem_mb": 3000, "runtime": 2},
+                  "checkpoint_lead": 50},
+    "datasets": {"bp4d": {"source": "synthetic", "synthetic": {
+        "profile": "bp4d", "n_subjects": 41, "frames_per_subject": 24, "image_size": 64}}},
+    "image": {"cache_size": 36, "input_size": 32},
+    "encoders": {"megraph": {"size": "tiny", "feature_dim": 16, "pretrained": None}},
+    "pretrain": {"epochs": 370, "batch_size": 16, "lr": 1.0e-3},
+    "linear_eval": {"epochs": 5, "batch_size": 64, "lr": 1.0e-2},
+    "methods": {"wce": {"loss": "wce", "label": "WCE"}},
+    "tables": {"table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["wce"],
+                          "folds": [1]}},
+}  # fmt: skip
+CHAIN_TARGET = "results/eval/bp4d/megraph/wce/fold-1/seed-1/metrics.json"
+#: What prices the chained job (config `resources.rates`): a slow bound, a sixteenth of the tiny
+#: MEGraph's WCE rate at this geometry on an idle 2-core machine (about 1,600 frames/s), so that the
+#: estimate, and the retries it allows, cover a shared machine where a job's start-up can take most
+#: of an allocation.
+CHAIN_RATES = ("encoder,size,input_size,batch_size,loss,amp,device,images_per_second,measured_by\n"
+               "megraph,tiny,32,16,wce,none,cpu,100,tests/test_slurm.py (a slow bound)\n")
+
+
+@pytest.fixture(scope="module")
+def chain(cluster, tmp_path_factory):
+    """The time-limited training job through profiles/slurm and, side by side, the same target run
+    locally (the reference); a thread records the comments squeue shows for the SLURM run's jobs.
+    SimpleNamespace(root, slurm, local, comments); waited for by its test."""
+    root = tmp_path_factory.mktemp("chain")
+    rates = root / "rates.csv"
+    rates.write_text(CHAIN_RATES)
+    config = root / "chain.yaml"
+    config.write_text(yaml.safe_dump(dict(CHAIN, resources=dict(CHAIN["resources"],
+                                                                rates=str(rates)))))  # fmt: skip
+    for name in ("slurm", "local"):
+        (root / name).mkdir()
+    base = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), f"--configfile={config}"]
+    runs = {
+        "slurm": base + ["-d", str(root / "slurm"), "--profile", str(PROFILE), CHAIN_TARGET],
+        "local": base + ["-d", str(root / "local"), "--cores", "1", CHAIN_TARGET],
+    }  # fmt: skip
+    procs, comments, done = {}, set(), threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                out = slurm(cluster, "squeue", "-h", "-o", "%i|%k|%Z")
+            except subprocess.CalledProcessError:
+                out = ""
+            for line in out.splitlines():
+                job, comment, workdir = line.split("|")
+                if workdir == str(root / "slurm"):
+                    comments.add((int(job), comment))
+            done.wait(1.0)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        for name, cmd in runs.items():
+            with open(root / f"{name}.log", "w") as log:
+                procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                               env=cluster.env, start_new_session=True)  # fmt: skip
+        watcher.start()
+        yield SimpleNamespace(root=root, config=config, rates=rates, procs=procs,
+                              comments=comments, done=done)  # fmt: skip
+    finally:
+        done.set()
+        for proc in procs.values():
+            if proc.poll() is None:  # snakemake cancels its own SLURM jobs on SIGTERM
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_job_longer_than_its_time_limit_is_chained_over_allocations(cluster, chain):
+    """The training job checkpoints when SLURM signals it before its time limit, the workflow
+    submits it again (retries from its estimate) until it is done, squeue's comment says which
+    allocation of how many each is, and its metrics equal the uninterrupted local run's."""
+    from aunce.config import load_config
+    from aunce.plan import make_plan
+    from aunce.resources import plan_requests
+
+    for name in ("local", "slurm"):
+        try:
+            rc = chain.procs[name].wait(timeout=1800)  # a few minutes on an idle machine
+        except subprocess.TimeoutExpired:
+            rc = None
+        log = (chain.root / f"{name}.log").read_text()
+        assert rc == 0, f"{name}: {log[-4000:]}"
+    chain.done.set()
+    rule = "train_eval_bp4d_megraph_ecell0"
+    # the estimate as the job's own Snakemake saw it: the cache built, no timing yet
+    seen = chain.root / "seen" / "results"
+    seen.mkdir(parents=True)
+    for part in ("cache", "data"):
+        (seen / part).symlink_to(chain.root / "slurm" / "results" / part)
+    _, want = plan_requests(make_plan(load_config(chain.config)), seen, chain.rates)[(rule, None)]
+    assert want.allocations >= 3 and want.runtime == 2  # the estimate: a chain of 2-minute jobs
+    allocations = {}
+    for job, comment in chain.comments:
+        found = re.fullmatch(rf"rule_{rule}_allocation_(\d+)_of_(\d+)", comment)
+        if found:
+            assert int(found[2]) == want.allocations, comment
+            allocations[int(found[1])] = job
+    assert len(allocations) >= 3 and sorted(allocations) == list(range(1, len(allocations) + 1))
+    assert len(set(allocations.values())) == len(allocations)  # one SLURM job per allocation
+    log = (chain.root / "slurm" / "results/logs/train_eval/bp4d/megraph/ecell0.log").read_text()
+    assert f"allocation {len(allocations)} of {want.allocations}" in log
+    assert "resumed from epoch" in log or "run already finished, restored" in log, log[-3000:]
+    # nothing of the interruptions shows in the results
+    for name in ("metrics.json", "predictions.npz"):
+        local = chain.root / "local" / CHAIN_TARGET.replace("metrics.json", name)
+        assert (chain.root / "slurm" / local.relative_to(chain.root / "local")).read_bytes() == (
+            local.read_bytes()), name
+    assert not list((chain.root / "slurm" / "results").glob("checkpoints/**/*.pt"))

@@ -57,6 +57,8 @@ def small(tmp_path):
         (results / "cache" / name / "manifest.csv").write_text(
             f"image,{column}\n" + "\n".join(rows) + "\n"
         )
+        built = {"reader": name, "source": str(tmp_path), "size": 256}  # as aunce.data.cache
+        (results / "cache" / name / "cache.json").write_text(json.dumps(built))
     run = results / "pretrain/bp4d/megraph/aunce/fold-1/seed-1"
     run.mkdir(parents=True)
     timing = {"frames_per_second": 100.0, "device": "cuda:0", "device_name": "H200"}
