@@ -41,9 +41,18 @@ include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 
 
-# The settings this folder's results are made with (results/run.json): a later run with other
-# settings stops before any job (aunce.folder). Not on a dry run.
+# Before the first job (not on a dry run; Snakemake keeps one onstart handler, so both are here):
+# - a job the config's `resources` cannot hold is named before anything runs (rules/common.smk,
+#   OVER); on a cluster the run stops: such a job would be killed after hours of work;
+# - the settings this folder's results are made with are recorded (results/run.json): a later run
+#   with other settings stops before any job (aunce.folder).
 onstart:
+    if OVER and not workflow.local_exec:
+        raise WorkflowError(
+            f"{len(OVER)} job(s) need more than the config's `resources` allow; raise "
+            "`resources.<stage>.mem_mb` / `runtime` to what your cluster permits "
+            "(docs/cluster.md):\n  " + "\n  ".join(OVER[:20]) + ("\n  ..." if len(OVER) > 20 else "")
+        )
     record_run(VALIDATED_CONFIG, CONFIG_FILES)
 
 
@@ -52,13 +61,3 @@ rule all:
     input:
         ALL_TARGETS,  # the resolved config, every table and figure, contact sheets, the report
 
-
-# A job the config's `resources` cannot hold is named before anything runs (rules/common.smk, OVER);
-# on a cluster the run stops here: such a job would be killed after hours of work.
-onstart:
-    if OVER and not workflow.local_exec:
-        raise WorkflowError(
-            f"{len(OVER)} job(s) need more than the config's `resources` allow; raise "
-            "`resources.<stage>.mem_mb` / `runtime` to what your cluster permits "
-            "(docs/cluster.md):\n  " + "\n  ".join(OVER[:20]) + ("\n  ..." if len(OVER) > 20 else "")
-        )
