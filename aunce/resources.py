@@ -415,14 +415,16 @@ def job_key(job) -> tuple[str, str | None]:
     return job.name, m.get("encoder") if job.rule == "warmstart" else m.get("method")
 
 
-def plan_requests(plan, results="results", rates_file=None) -> dict:
+def plan_requests(plan, results="results", rates_file=None, published_cost=None) -> dict:
     """Every job of ``plan`` a scheduler runs, by :func:`job_key`: (estimate, request), priced
-    from the results folder ``results`` (its caches and timing.json), a rates file and the paper."""
+    from the results folder ``results`` (its caches and timing.json), a rates file and the paper
+    (``published_cost``: its Table 9, by default the project's baselines/published_cost.csv)."""
     from pathlib import Path
 
     from aunce.plan import jobs
     from aunce.summary import frames_for, rates_for
 
     results = Path(results)
-    ctx = Context(plan, frames_for(plan, results), rates_for(plan, results, rates_file))
+    ctx = Context(plan, frames_for(plan, results),
+                  rates_for(plan, results, rates_file, published_cost))  # fmt: skip
     return {job_key(job): (e, request(plan.config, e)) for job, e in estimates(ctx, jobs(plan))}

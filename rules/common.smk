@@ -211,7 +211,8 @@ def job_requests():
     from aunce.resources import plan_requests
 
     try:
-        return plan_requests(PLAN, "results", config["resources"]["rates"])
+        return plan_requests(PLAN, "results", config["resources"]["rates"],
+                             Path(workflow.basedir) / "baselines" / "published_cost.csv")
     except AunceError as err:
         raise config_error(err)
 
