@@ -56,7 +56,8 @@ _CALL = {
 _CUSTOM_KEYS = {"loss", "kind", "options", "label", "au_weights", "pretrain"}
 #: a method's keys that are not settings of its loss: its label, lambda, its preset (expanded) and
 #: its own augmentation (``pretrain:``, merged over the config's by aunce.config.resolved_pretrain)
-_NOT_LOSS_KEYS = ("loss", "label", "au_weights", "preset", "pretrain", "replicate")  # replicate: the seed (train.REPLICATE_SEED_STEP)
+# (``replicate`` moves the seed: train.REPLICATE_SEED_STEP)
+_NOT_LOSS_KEYS = ("loss", "label", "au_weights", "preset", "pretrain", "replicate")
 
 
 @dataclass

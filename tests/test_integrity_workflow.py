@@ -52,6 +52,8 @@ def test_a_comment_reruns_nothing_a_preset_change_reruns_what_uses_presets(smoke
     change to aunce/presets.py plans every training job (the losses import the presets)."""
     package = tmp_path / "copy" / "aunce"
     shutil.copytree(REPO / "aunce", package, ignore=shutil.ignore_patterns("__pycache__"))
+    # the package reads the project's tables beside it (baselines/: claims, Table 9, stds)
+    (package.parent / "baselines").symlink_to(REPO / "baselines")
     # the Snakefile and the jobs import the copy: first on sys.path, before the project's folder
     # (which Snakemake then does not put first, as it is already there)
     env = dict(ENV, PYTHONPATH=os.pathsep.join([str(package.parent), str(REPO)]))
