@@ -9,8 +9,8 @@ Bold marks the best mean of a column among rows of one kind: this run's rows amo
 published rows among themselves (they were measured on other data, with other budgets); reference
 rows never. A row of this run is marked *degenerate* (:func:`degenerate`) when its runs' embeddings
 collapsed (mean batch similarity of the last pretraining epoch >= 0.99, from history.csv), when its
-F1-macro is at or below the all-positive predictor's on the same test sets, or when AUs score 0.0;
-the table's notes give the numbers.
+F1-macro is at or below the all-positive predictor's on the same test sets, or when AUs that occur
+in its test sets score 0.0; the table's notes give the numbers.
 
 One public entry point: :func:`build` (a table id, its spec, and the files its spec names).
 """
@@ -144,7 +144,8 @@ def degenerate(records: list[dict], similarity=None, aus: list[str] | None = Non
       at least :data:`COLLAPSE` (``similarity(record)`` gives ``(history path, value)`` or None);
     - F1-macro (over ``aus`` when given) at or below the all-positive predictor's on the same test
       sets (both: mean over seeds of the mean over folds);
-    - AUs whose mean F1 prints as 0.0.
+    - AUs whose mean F1 prints as 0.0, where a test set has a positive frame of the AU (an AU
+      without one scores 0.0 for every method, the all-positive predictor and the ceiling alike).
     """
     if not records:
         return ""
@@ -187,10 +188,15 @@ def degenerate(records: list[dict], similarity=None, aus: list[str] | None = Non
             what = "F1-macro" if not aus else "F1 over the shared AUs"
             problems.append(f"{what} {f1:.1f} at or below the all-positive predictor's "
                             f"{reference:.1f} on the same test sets")  # fmt: skip
+    def absent(au: str) -> bool:  # no positive frame in any test set: nothing to detect
+        aps = [r.get("all_positive") for r in records]
+        return all(ap and float(ap["f1"].get(au, 1.0)) == 0.0 for ap in aps)
+
     zero = []
     for au in names:
         got = [au_f1(r, au) for r in records]
-        if any(math.isfinite(v) for v in got) and round(100 * float(np.nanmean(got)), 1) == 0.0:
+        if (any(math.isfinite(v) for v in got) and round(100 * float(np.nanmean(got)), 1) == 0.0
+                and not absent(au)):  # fmt: skip
             zero.append(au)
     if zero:
         problems.append(f"{len(zero)} of {len(names)} AUs at 0.0 ({', '.join(zero)})")

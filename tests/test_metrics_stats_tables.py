@@ -173,6 +173,20 @@ def test_degenerate_rows_are_marked_with_their_numbers(tmp_path, monkeypatch):
     assert "provenance" in md.splitlines()[-1]  # the provenance note stays last
 
 
+def test_an_au_without_positives_in_the_test_sets_marks_no_row():
+    """An AU with no positive test frame scores 0.0 for every method (and for the all-positive
+    predictor): that is the data, not a degenerate run; an AU that has positives and scores 0.0
+    is."""
+    from aunce.tables import degenerate
+
+    recs = [record("wce", f, s, 0.6, 0.0) for f in ("1", "2") for s in (1, 2)]
+    for r in recs:
+        r["all_positive"] = {"f1": {"AU1": 0.3, "AU2": 0.0}, "f1_macro": 0.15}
+    assert degenerate(recs) == ""
+    recs[0]["all_positive"]["f1"]["AU2"] = 0.2  # one test set has an AU2 frame
+    assert degenerate(recs) == "1 of 2 AUs at 0.0 (AU2)"
+
+
 def test_degenerate_grid_and_cross_rows(tmp_path, monkeypatch):
     from aunce.tables import degenerate
 
