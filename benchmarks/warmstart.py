@@ -377,11 +377,17 @@ def validation_cache(cache_dir: Path, fold: str, fraction: float, seed: int, out
     np.save(out / "images.npy", np.asarray(cache.images[train_idx]))
     np.save(out / "landmarks.npy", cache.landmarks[train_idx])
     manifest.to_csv(out / "manifest.csv", index=False)
+    shutil.copyfile(Path(cache_dir) / "report.json", out / "report.json")
+    from aunce.data.cache import FILES, sha256_file
+
     meta = dict(
         cache.meta,
         n_frames=len(manifest),
         source=f"{cache_dir} fold {fold} training split",
         validation_subjects=sorted(held),
+        # this cache's own files, as every open checks them (aunce.data.cache.verify_cache)
+        sha256={name: sha256_file(out / name) for name in FILES},
+        bytes={name: (out / name).stat().st_size for name in FILES},
     )
     write_json(out / "cache.json", meta)
     return out
