@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -65,3 +66,17 @@ def bp4d_cache(synthetic_bp4d, tmp_path_factory) -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def roots(tmp_path):
+    """Dataset roots for config/paper.yaml (empty folders; GFT's split file of 78 / 18)."""
+    (tmp_path / "gft").mkdir()
+    (tmp_path / "gft" / "split.csv").write_text(
+        "subject,split\n" + "".join(f"S{i},{'train' if i < 78 else 'test'}\n" for i in range(96))
+    )
+    roots = {n: {"root": str(tmp_path / n)} for n in ("bp4d", "disfa", "bp4d_plus", "affwild2")}
+    roots["gft"] = {"root": str(tmp_path / "gft"), "split_file": "split.csv"}
+    path = tmp_path / "roots.yaml"
+    path.write_text(yaml.safe_dump({"datasets": roots}))
+    return path

@@ -33,20 +33,6 @@ PAPER = REPO / "config" / "paper.yaml"
 WCE_BP4D, AUNCE_BP4D = 0.0271, 0.0138  # baselines/published_cost.csv (Table 9, BP4D)
 
 
-@pytest.fixture
-def roots(tmp_path):
-    """Dataset roots for config/paper.yaml (empty folders; GFT's split file of 78 / 18)."""
-    (tmp_path / "gft").mkdir()
-    (tmp_path / "gft" / "split.csv").write_text(
-        "subject,split\n" + "".join(f"S{i},{'train' if i < 78 else 'test'}\n" for i in range(96))
-    )
-    roots = {n: {"root": str(tmp_path / n)} for n in ("bp4d", "disfa", "bp4d_plus", "affwild2")}
-    roots["gft"] = {"root": str(tmp_path / "gft"), "split_file": "split.csv"}
-    path = tmp_path / "roots.yaml"
-    path.write_text(yaml.safe_dump({"datasets": roots}))
-    return path
-
-
 def default_results(folder):
     """A results folder as the default (config/config.yaml) leaves it: its synthetic BP4D's data
     and cache (2,624 frames at 36 px) and a timing of a tiny MEGraph run."""

@@ -132,16 +132,9 @@ def test_disk_keeps_what_cross_evaluation_reads(small):
     assert everything["encoders_kept"] == 15
 
 
-def test_paper_config_kept_outputs_fit_in_50_gb(tmp_path):
+def test_paper_config_kept_outputs_fit_in_50_gb(roots, tmp_path):
     """Issue 11: config/paper.yaml's outputs, caches aside, are estimated under 50 GB."""
-    (tmp_path / "gft").mkdir()
-    (tmp_path / "gft" / "split.csv").write_text(
-        "subject,split\n" + "".join(f"S{i},{'train' if i < 78 else 'test'}\n" for i in range(96))
-    )
-    roots = {n: {"root": str(tmp_path / n)} for n in ("bp4d", "disfa", "bp4d_plus", "affwild2")}
-    roots["gft"] = {"root": str(tmp_path / "gft"), "split_file": "split.csv"}
-    (tmp_path / "roots.yaml").write_text(yaml.safe_dump({"datasets": roots}))
-    s = summarize([REPO / "config" / "paper.yaml", tmp_path / "roots.yaml"], results=tmp_path)
+    s = summarize([REPO / "config" / "paper.yaml", roots], results=tmp_path)
     assert s["runs"] == 759 and s["jobs"] == 2298
     assert s["disk"]["kept_gb"] < 50
     # Table 4: 5 per reading of AUNCE; Table 7: 3 folds x 5 seeds x 3 methods (BP4D) + 5 x 3 (GFT)
