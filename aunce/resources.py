@@ -73,9 +73,14 @@ FRAME_BYTES = 96
 #: page-cache folios (up to 2 MB each) before they are released.
 MAPPED_BUDGET = 16 * MB
 FOLIO_BYTES = 2 * MB
-#: Per frame of a data job: the manifest with its paths as text (about 400 bytes) and the
-#: landmarks as read and as aligned (68 and 49 points, float32).
-DATA_FRAME_BYTES = 400 + 68 * 2 * 4 * 2 + 49 * 2 * 4
+#: Per frame of a cache job: the manifest with its image paths (about 400 bytes; 321 measured
+#: for a stand-in's, tests/test_cache.py) and, for a real dataset aligned from its landmark files,
+#: the 49 landmarks parsed into memory (float32). The stand-ins' landmark file, the manifest's CSV
+#: and the aligned faces are read, hashed and written a chunk at a time (aunce.data.cache).
+CACHE_FRAME_BYTES = 400 + 49 * 2 * 4
+#: Per frame of generating a stand-in: its rows and landmarks as rendered, gathered and sorted
+#: (4.4 GB measured for 1.83 M frames, BENCHMARKS.md "Scale").
+SYNTH_FRAME_BYTES = 2 * (400 + 68 * 2 * 4 * 2 + 49 * 2 * 4)
 #: One worker process of a data job: numpy, OpenCV, a chunk of aligned faces and a decoded frame.
 DATA_WORKER_BYTES = 300 * MB
 #: Headroom on a memory estimate when a job asks for it, and the least a job asks for.
@@ -338,7 +343,7 @@ def estimate(ctx: Context, job) -> Estimate | None:
         kind = ("synthetic" if spec["source"] == "synthetic" else
                 "aligned" if spec.get("aligned", aligned_by_default(spec["source"])) else "full")  # fmt: skip
         e.seconds = n / (CACHE_FACES_PER_SECOND[kind] * workers)
-        e.mem_bytes = BASE_BYTES["data"] + n * DATA_FRAME_BYTES + workers * DATA_WORKER_BYTES
+        e.mem_bytes = BASE_BYTES["data"] + n * CACHE_FRAME_BYTES + workers * DATA_WORKER_BYTES
         e.disk_bytes = n * (size * size * 3 + 49 * 2 * 4 + 64)
     elif rule == "synthesize":
         ds = meta["dataset"]
@@ -346,7 +351,7 @@ def estimate(ctx: Context, job) -> Estimate | None:
         workers = ctx.config["resources"]["data"]["threads"]
         image = ctx.plan.datasets[ds]["synthetic"]["image_size"]
         e.seconds = n / (SYNTH_FACES_PER_SECOND * workers * (64 / image) ** 2)
-        e.mem_bytes = BASE_BYTES["data"] + n * 2 * DATA_FRAME_BYTES + workers * DATA_WORKER_BYTES
+        e.mem_bytes = BASE_BYTES["data"] + n * SYNTH_FRAME_BYTES + workers * DATA_WORKER_BYTES
         e.disk_bytes = n * (SYNTH_FILE_BYTES + image * image * 3 // 2)
     else:  # warm start: no estimate
         e.mem_bytes = ctx.base()

@@ -58,16 +58,19 @@ def read_landmarks(
     *,
     folder: str = "landmarks",
     required: bool = True,
+    mmap: bool = False,
 ) -> np.ndarray | None:
     """Landmarks of the manifest's rows in image pixels, or None when the dataset has none.
 
-    Synthetic data keeps its (N, 68, 2) array; real datasets read their per-sequence landmark
-    files under ``root/folder`` into (N, 49, 2), NaN where a file is absent and not ``required``.
+    Synthetic data keeps its (N, 68, 2) array (memory-mapped with ``mmap``, as the cache build
+    reads it: a slice at a time); real datasets read their per-sequence landmark files under
+    ``root/folder`` into (N, 49, 2) float32 in memory, NaN where a file is absent and not
+    ``required``.
     """
     if name == "synthetic":
         from aunce.data.synthetic import read_synthetic_landmarks
 
-        return read_synthetic_landmarks(root, len(manifest))
+        return read_synthetic_landmarks(root, len(manifest), mmap=mmap)
     if name in READERS:
         from aunce.data.readers.landmarks import read_sequence_landmarks
 

@@ -46,6 +46,7 @@ from aunce.io import read_json, write_json, write_text
 CACHE_VERSION = 2
 MIN_SIZE = 16  # pixels, the schema's smallest image.cache_size
 CHUNK_SIZE = 256  # frames per unit of work and of resumption
+HASH_ROWS = 4096  # landmark rows hashed at a time
 PROGRESS_SECONDS = 10.0  # a progress line at most this often
 #: the files of a cache that cache.json records by size and SHA-256
 FILES = ("images.npy", "landmarks.npy", "manifest.csv", "report.json")
@@ -138,7 +139,9 @@ def build_cache(
     n = len(manifest)
     if n == 0:
         raise AunceError(f"{root}: the dataset has no labelled frames")
-    points = read_landmarks(reader, root, manifest, folder=landmarks, required=not aligned)
+    points = read_landmarks(
+        reader, root, manifest, folder=landmarks, required=not aligned, mmap=True
+    )
     settings = {
         "cache_version": CACHE_VERSION,
         "reader": reader,
@@ -147,20 +150,38 @@ def build_cache(
         "aligned_input": aligned,
         "chunk_size": chunk_size,
     }
-    manifest_csv = manifest.to_csv(index=False).encode()
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + manifest_csv)
-    if points is not None:
-        digest.update(np.ascontiguousarray(points, np.float32).tobytes())
-    partial = out_dir.parent / f".{out_dir.name}.partial"
-    done = _open_partial(partial, digest.hexdigest(), n, size, manifest_csv, report)
+    # The manifest is written once, to a file beside the cache, and hashed from there; the
+    # landmarks are hashed (and later aligned) a slice at a time: what the build holds grows with
+    # the manifest's rows, never with a copy of them or with the landmark file (BENCHMARKS.md,
+    # "Scale"). The fingerprint is the SHA-256 of the settings, the manifest's CSV and the
+    # float32 landmarks, in that order, as when they were hashed whole.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = out_dir.parent / f".{out_dir.name}.manifest.csv"
+    try:
+        manifest.to_csv(staged, index=False)
+    except OSError as err:
+        staged.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(staged)) from None
+    try:
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+        with open(staged, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        for start in range(0, n if points is not None else 0, HASH_ROWS):
+            rows = _landmark_rows(points, start, min(start + HASH_ROWS, n))
+            digest.update(np.ascontiguousarray(rows, np.float32).tobytes())
+        partial = out_dir.parent / f".{out_dir.name}.partial"
+        done = _open_partial(partial, digest.hexdigest(), n, size, staged, report)
+    finally:
+        staged.unlink(missing_ok=True)
     chunks = [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
     pending = [c for c in chunks if c[0] not in done]
     if done:
         log.info("%s: resuming, %d of %d chunks already aligned", partial, len(done), len(chunks))
     paths = manifest["image"].to_numpy()
     tasks = [
-        (root, partial, start, stop, paths[start:stop],
-         None if points is None else points[start:stop], size, aligned)
+        (root, partial, start, stop, paths[start:stop], _landmark_task(points, start, stop),
+         size, aligned)
         for start, stop in pending
     ]  # fmt: skip
     progress = _Progress(n, n - sum(stop - start for start, stop in pending))
@@ -206,8 +227,27 @@ def build_cache(
     return out_dir
 
 
+def _landmark_rows(points: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the landmarks in memory. A memory-mapped file (the synthetic
+    stand-ins' ``landmarks.npy``) is read through a map of those rows alone, dropped on return:
+    the process never keeps the pages of the whole file."""
+    if isinstance(points, np.memmap):
+        return np.array(_rows(Path(points.filename), start, stop, mode="r"))
+    return points[start:stop]
+
+
+def _landmark_task(points: np.ndarray | None, start: int, stop: int):
+    """What a worker gets to find its chunk's landmarks: None, a memory-mapped file's path (the
+    worker reads its rows itself) or the rows of an array held in memory."""
+    if points is None:
+        return None
+    if isinstance(points, np.memmap):
+        return Path(points.filename)
+    return points[start:stop]
+
+
 def _open_partial(
-    partial: Path, fingerprint: str, n: int, size: int, manifest_csv: bytes, report: dict
+    partial: Path, fingerprint: str, n: int, size: int, manifest_csv: Path, report: dict
 ) -> set[int]:
     """The chunks already done in ``partial`` when it was started with the same inputs; otherwise
     a fresh partial folder (and no chunk done)."""
@@ -231,8 +271,9 @@ def _open_partial(
     return set()
 
 
-def _new_partial(partial: Path, n: int, size: int, manifest_csv: bytes, report: dict) -> None:
-    """A partial folder: the arrays, their space reserved on disk, the manifest and the report."""
+def _new_partial(partial: Path, n: int, size: int, manifest_csv: Path, report: dict) -> None:
+    """A partial folder: the arrays, their space reserved on disk, the manifest (copied from the
+    file ``manifest_csv``) and the report."""
     partial.mkdir(parents=True)
     np.lib.format.open_memmap(
         partial / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
@@ -247,7 +288,7 @@ def _new_partial(partial: Path, n: int, size: int, manifest_csv: bytes, report: 
     lm.flush()
     del lm
     try:
-        (partial / "manifest.csv").write_bytes(manifest_csv)
+        shutil.copyfile(manifest_csv, partial / "manifest.csv")
     except OSError as err:
         raise OSError(err.errno, err.strerror, str(partial / "manifest.csv")) from None
     write_json(partial / "report.json", report)
@@ -301,8 +342,9 @@ def truncation(raw: bytes) -> str | None:
     return None
 
 
-def _rows(path: Path, start: int, stop: int) -> np.memmap:
-    """Rows ``start:stop`` of a ``.npy`` file as a writable memory map (only those pages)."""
+def _rows(path: Path, start: int, stop: int, mode: str = "r+") -> np.memmap:
+    """Rows ``start:stop`` of a ``.npy`` file as a memory map of only those pages (writable by
+    default; ``mode="r"`` to read)."""
     with open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
         read_header = {
@@ -313,7 +355,7 @@ def _rows(path: Path, start: int, stop: int) -> np.memmap:
         offset = fh.tell()
     row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
     return np.memmap(
-        path, dtype, "r+", offset=offset + start * row_bytes, shape=(stop - start, *shape[1:])
+        path, dtype, mode, offset=offset + start * row_bytes, shape=(stop - start, *shape[1:])
     )
 
 
@@ -322,6 +364,8 @@ def _align_chunk(task) -> tuple[int, int]:
     from aunce.data.align import align_face, resize_face
 
     root, partial, start, stop, paths, landmarks, size, aligned = task
+    if isinstance(landmarks, Path):
+        landmarks = np.array(_rows(landmarks, start, stop, mode="r"))
     images = _rows(partial / "images.npy", start, stop)
     points = _rows(partial / "landmarks.npy", start, stop)
     for i, rel in enumerate(paths):

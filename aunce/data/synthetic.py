@@ -878,10 +878,13 @@ def _labels(column, path: Path, name: str) -> np.ndarray:
     return values.to_numpy().astype(np.int8)
 
 
-def read_synthetic_landmarks(root: str | os.PathLike, n_rows: int) -> np.ndarray:
+def read_synthetic_landmarks(
+    root: str | os.PathLike, n_rows: int, *, mmap: bool = False
+) -> np.ndarray:
+    """The (N, 68, 2) landmarks of a synthetic dataset, memory-mapped read-only with ``mmap``."""
     path = Path(root) / "landmarks.npy"
     try:
-        landmarks = np.load(path)
+        landmarks = np.load(path, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
         raise AunceError(f"{path}: file not found") from None
     except (ValueError, OSError) as err:
