@@ -164,9 +164,7 @@ def build_cache(
         raise OSError(err.errno, err.strerror, str(staged)) from None
     try:
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-        with open(staged, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        sha256_file(staged, digest)
         for start in range(0, n if points is not None else 0, HASH_ROWS):
             rows = _landmark_rows(points, start, min(start + HASH_ROWS, n))
             digest.update(np.ascontiguousarray(rows, np.float32).tobytes())
@@ -232,8 +230,13 @@ def _landmark_rows(points: np.ndarray, start: int, stop: int) -> np.ndarray:
     stand-ins' ``landmarks.npy``) is read through a map of those rows alone, dropped on return:
     the process never keeps the pages of the whole file."""
     if isinstance(points, np.memmap):
-        return np.array(_rows(Path(points.filename), start, stop, mode="r"))
+        return _read_rows(Path(points.filename), start, stop)
     return points[start:stop]
+
+
+def _read_rows(path: Path, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a ``.npy`` file copied into memory, their map dropped."""
+    return np.array(_rows(path, start, stop, mode="r"))
 
 
 def _landmark_task(points: np.ndarray | None, start: int, stop: int):
@@ -365,7 +368,7 @@ def _align_chunk(task) -> tuple[int, int]:
 
     root, partial, start, stop, paths, landmarks, size, aligned = task
     if isinstance(landmarks, Path):
-        landmarks = np.array(_rows(landmarks, start, stop, mode="r"))
+        landmarks = _read_rows(landmarks, start, stop)
     images = _rows(partial / "images.npy", start, stop)
     points = _rows(partial / "landmarks.npy", start, stop)
     for i, rel in enumerate(paths):

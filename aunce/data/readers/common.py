@@ -68,8 +68,10 @@ def parse_codes(
     return out
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path, digest=None) -> str:
+    """The SHA-256 of a file, read a block at a time; with ``digest`` (a hashlib object) the file
+    is fed into it after what it already holds."""
+    digest = hashlib.sha256() if digest is None else digest
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
