@@ -47,9 +47,12 @@ report: export PATH := $(CURDIR)/$(BIN):$(PATH)
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html --configfile $(CONFIG) --directory "$(DIR)" $(SNAKEMAKE_ARGS)
 
+# The suite on TEST_WORKERS processes (pytest-xdist; tests/conftest.py hands the files out, the
+# SLURM tests first: they mostly wait). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 3
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 lint: export PATH := $(CURDIR)/$(BIN):$(PATH)
 lint: $(STAMP)

@@ -25,6 +25,8 @@ import ast
 import functools
 import hashlib
 import importlib.util
+import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -213,6 +215,38 @@ def modules_digest(modules: Iterable[str], stage: str | None = None) -> str:
 def code_version(stage: str) -> str:
     """The code version of a stage: ``<aunce version>+<12 hex digits>`` of :func:`stage_modules`."""
     return f"{__version__}+{modules_digest(stage_modules(stage), stage)[:12]}"
+
+
+def code_versions() -> dict[str, str]:
+    """Every stage's :func:`code_version`, as the workflow reads them each time it starts
+    (rules/common.smk, ``CODE``: every Snakemake process, two in each cluster job).
+
+    Parsing the package takes about 1.5 s; the result depends on the package's source files
+    alone, so it is kept in ``aunce/__pycache__/code-versions-<key>.json``, the key a SHA-256 of
+    every file's path and bytes (a few milliseconds), and computed again when any file changes.
+    A package folder that cannot be written: computed every time."""
+    key = hashlib.sha256(f"{__version__}\0".encode())
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        key.update(f"{path.relative_to(PACKAGE_DIR).as_posix()}\0".encode())
+        key.update(hashlib.sha256(path.read_bytes()).digest())
+    store = PACKAGE_DIR / "__pycache__" / f"code-versions-{key.hexdigest()[:16]}.json"
+    try:
+        versions = json.loads(store.read_text())
+        if isinstance(versions, dict) and sorted(versions) == sorted(STAGES):
+            return versions
+    except (OSError, ValueError):
+        pass
+    versions = {stage: code_version(stage) for stage in STAGES}
+    try:
+        store.parent.mkdir(exist_ok=True)
+        for old in store.parent.glob("code-versions-*.json"):
+            old.unlink(missing_ok=True)  # those of earlier sources
+        tmp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(versions, sort_keys=True))
+        os.replace(tmp, store)
+    except OSError:
+        pass
+    return versions
 
 
 def _names(node: ast.AST) -> set[str]:

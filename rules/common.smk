@@ -11,7 +11,7 @@ from snakemake.io import is_flagged, temp as temp_file
 from snakemake.logging import logger
 
 from aunce import AunceError
-from aunce.codehash import STAGES, code_version, module_file_digest
+from aunce.codehash import code_versions, module_file_digest
 from aunce.config import (
     check_config,
     resolved_linear_eval,
@@ -161,7 +161,7 @@ def chain_retries(rule, methods=(None,)):
 # Per stage, the import closure of what its `aunce` subcommand runs, by syntax tree: a comment or a
 # docstring reruns nothing, a changed value reruns every job of the stages that import it
 # (aunce.codehash; tests/test_codehash.py checks the closures against what the jobs import).
-CODE = {stage: code_version(stage) for stage in STAGES}
+CODE = code_versions()
 
 
 # --- job settings: a small JSON file per job, named by its content ------------------------------

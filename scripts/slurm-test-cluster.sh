@@ -66,7 +66,24 @@ stop() {
         if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
         rm -f "$dir/pids/$name.pid"
     done
+    stray_jobs "$dir"
     echo "slurm-test-cluster: stopped ($dir)"
+}
+
+# A job's processes that outlived it: without cgroups (proctrack/linuxproc) SLURM finds a job's
+# processes by their parents, and a process whose parent died first (a cancelled job's
+# Snakemake, stuck in its shutdown) is no longer its. Found by the job's environment: this
+# cluster's SLURM_CONF and a SLURM_JOB_ID.
+stray_jobs() {
+    local conf="SLURM_CONF=$1/etc/slurm.conf" env pid
+    for env in /proc/[0-9]*/environ; do
+        pid=${env#/proc/}; pid=${pid%/environ}
+        [ "$pid" = $$ ] && continue
+        { tr '\0' '\n' < "$env"; } 2>/dev/null | grep -qxF "$conf" || continue
+        { tr '\0' '\n' < "$env"; } 2>/dev/null | grep -q '^SLURM_JOB_ID=' || continue
+        echo "slurm-test-cluster: killing process $pid, left by a job of this cluster" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    done
 }
 
 start() {

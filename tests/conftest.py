@@ -1,10 +1,12 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -25,8 +27,23 @@ def snakemake(workdir, *args, configfile=SMOKE, env=None):
 def smoke_run(tmp_path_factory):
     """The smoke config run once locally (`snakemake all --cores 1 --resources gpu=1`) in a temporary
     folder, once per test session; shared by the workflow tests, the HTML report's browser test and
-    the SLURM test, which compares its tables with these."""
-    workdir = tmp_path_factory.mktemp("smoke")
+    the SLURM test, which compares its tables with these. With `pytest -n` (`make test`) the
+    workers share one run: the first to ask makes it, under a file lock, the others wait for it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return _run_smoke(tmp_path_factory.mktemp("smoke"))
+    shared = tmp_path_factory.getbasetemp().parent  # the session's folder, above every worker's
+    with FileLock(str(shared / "smoke.lock")):
+        workdir, done = shared / "smoke", shared / "smoke.done"
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a failed attempt of another worker
+            workdir.mkdir()
+            _run_smoke(workdir)
+            done.write_text(worker)
+    return workdir
+
+
+def _run_smoke(workdir: Path) -> Path:
     # each job's log also lists the modules it imports (python -X importtime): test_codehash.py
     # checks them against the code version of the job's stage
     env = dict(
@@ -65,7 +82,38 @@ def bp4d_cache(synthetic_bp4d, tmp_path_factory) -> Path:
 
 
 def pytest_configure(config):
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # two torch threads in one process; one in each of `pytest -n`'s workers (three on two
+    # cores: more threads would wait on each other)
+    threads = "1" if os.environ.get("PYTEST_XDIST_WORKER") is not None else "2"
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
+
+
+#: `make test` runs the suite on a few workers (pytest -n, ``--dist loadfile
+#: --no-loadscope-reorder``: a file's tests stay on one worker, and files are handed out in this
+#: order, then the others in the collection's). The SLURM tests first: their cluster runs beside
+#: everything else, and their two long tests go first within the file, so that the worker is
+#: given no other file while they run. Then the files that take longest (``pytest
+#: --durations=0``), so that no long file starts last, test_codehash.py early: its first test
+#: that needs the shared smoke run makes it. Within a file, the tests that need the smoke run go
+#: last, so that a worker waits for it as little as possible.
+LONGEST_FIRST = (
+    "test_slurm.py", "test_codehash.py", "test_paper.py", "test_workflow.py",
+    "test_integrity_workflow.py", "test_custom_method.py", "test_folder.py", "test_train.py",
+    "test_scale.py", "test_status.py", "test_cache.py", "test_encoders.py", "test_calibration.py",
+    "test_claims.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # the workers collect, in this order
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def order(item):
+        names = item.fixturenames
+        return rank.get(item.path.name, len(rank)), "cluster" not in names, "smoke_run" in names
+
+    items.sort(key=order)  # stable: the collection's order otherwise
 
 
 @pytest.fixture

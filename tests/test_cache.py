@@ -112,7 +112,10 @@ def tiled(source, out, frames: int):
 def test_the_cache_build_holds_no_copy_of_the_manifest_or_landmarks(synthetic_bp4d, tmp_path):
     """The build's memory grows with the manifest's rows (the DataFrame), not with a copy of the
     manifest's CSV or with the landmark file (BENCHMARKS.md "Scale": 1.4 KB a frame before, from
-    holding both). Measured as the traced Python and NumPy allocations' peak at N and 10 N frames."""
+    holding both). Measured as the traced Python and NumPy allocations' peak at N and 10 N frames,
+    each after a full collection (when the collector runs during the build, and so the peak,
+    depends otherwise on what the process did before: under `pytest -n`, other tests)."""
+    import gc
     import tracemalloc
 
     from aunce.data.cache import build_cache
@@ -120,6 +123,7 @@ def test_the_cache_build_holds_no_copy_of_the_manifest_or_landmarks(synthetic_bp
     peaks = {}
     for frames in (2_000, 20_000):
         data = tiled(synthetic_bp4d, tmp_path / f"data{frames}", frames)
+        gc.collect()
         tracemalloc.start()
         build_cache("synthetic", data, tmp_path / f"cache{frames}", 16, workers=1)
         peaks[frames] = tracemalloc.get_traced_memory()[1]

@@ -103,6 +103,50 @@ def test_a_closure_follows_every_import_lazy_and_relative():
                                                      "aunce.data.readers.common"}  # fmt: skip
 
 
+def test_code_versions_are_remembered_per_source_and_computed_again_on_a_change(
+    tmp_path, monkeypatch
+):
+    """What the workflow reads at each start (rules/common.smk, CODE) is each stage's
+    code_version; kept under the package's __pycache__ by the sources' bytes, a stale file is
+    never read: a changed statement is a new key and new versions, an edited store is ignored."""
+    import shutil
+
+    from aunce import codehash
+
+    copy = tmp_path / "aunce"
+    shutil.copytree(codehash.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    caches = (codehash._tree, codehash._module_imports, codehash.source_digest,
+              codehash._cli_parts)  # fmt: skip
+
+    def fresh():
+        for cached in caches:
+            cached.cache_clear()
+        return {stage: codehash.code_version(stage) for stage in STAGES}
+
+    monkeypatch.setattr(codehash, "PACKAGE_DIR", copy)
+    try:
+        want = fresh()
+        assert codehash.code_versions() == want
+        (store,) = (copy / "__pycache__").glob("code-versions-*.json")
+        assert json.loads(store.read_text()) == want
+        store.write_text(json.dumps({stage: "planted" for stage in STAGES}))
+        assert codehash.code_versions() == {stage: "planted" for stage in STAGES}  # read, not made
+        train = copy / "train.py"
+        train.write_text(train.read_text().replace("class Preempted(", "class Preempted2(", 1))
+        for cached in caches:  # a new process would parse the changed file
+            cached.cache_clear()
+        changed = codehash.code_versions()
+        assert changed == fresh() and changed["pretrain"] != want["pretrain"]
+        assert changed["tables"] == want["tables"]
+        assert not store.exists() and len(list((copy / "__pycache__").glob("code-*"))) == 1
+        shutil.rmtree(store.parent)
+        store.parent.write_text("")  # nowhere to keep them: computed, every time
+        assert codehash.code_versions() == changed == codehash.code_versions()
+    finally:
+        for cached in caches:
+            cached.cache_clear()
+
+
 def test_every_subcommand_a_rule_runs_is_a_stage():
     """Each `aunce <subcommand>` of a rule's shell: command belongs to the stage its code names."""
     commands = set()

@@ -154,8 +154,8 @@ def cluster():
     # under /tmp: the munge user must be able to enter the folder (pytest's folders are 0700)
     folder = Path(tempfile.mkdtemp(prefix="aunce-slurm-", dir="/tmp"))
     try:
-        # 4 CPUs on this 2-core machine: the time-limited job runs beside the smoke run's two
-        # jobs (its allocations mostly wait for SLURM's signal)
+        # 4 CPUs on this 2-core machine: the smoke run's one-CPU jobs run side by side (they
+        # mostly wait on start-up and the scheduler)
         proc = subprocess.run([str(SCRIPT), "start", str(folder), "--cpus", "4"],
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}"
@@ -205,8 +205,10 @@ def cancel_a_running_training_job(cluster, workdir, run, timeout=300) -> str:
     raise AssertionError(f"no training job ran within {timeout} s (snakemake exit {run.poll()})")
 
 
-def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, chain, tmp_path):
-    """(`chain`, the time-limited job, runs beside it on the same cluster: its own test below.)"""
+def test_smoke_config_through_slurm_cancel_and_recover(cluster, chain, tmp_path, request):
+    """(`chain`: the time-limited job's local reference runs beside it; the job itself, through
+    SLURM, in its own test below. The local run this test compares with, `smoke_run`, is asked
+    for last: under `pytest -n` another worker makes it meanwhile.)"""
     workdir = tmp_path / "work"
     workdir.mkdir()
     # the README's command (with a status check 1 s after a job ends instead of the profile's 5 s:
@@ -273,6 +275,7 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, chain
         assert seconds == 0 and "gpu" not in job["TRES"], job
 
     # the same numbers as the local run: every metrics file, table and figure data
+    smoke_run = request.getfixturevalue("smoke_run")
     results, local = workdir / "results", smoke_run / "results"
     metrics = sorted(p.relative_to(local) for p in local.rglob("metrics.json"))
     assert metrics and metrics == sorted(p.relative_to(results) for p in results.rglob("metrics.json"))
@@ -291,21 +294,21 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, smoke_run, chain
 
 
 # --- a job longer than its time limit -------------------------------------------------------------
-#: One training job of about 130 s of training on an idle 2-core machine (370 epochs of 640
-#: frames, 0.35 s each) under a 2-minute time limit: SLURM signals it 50 s before the limit
-#: (`checkpoint_lead`; slurmctld looks every 30 s, so the signal comes between 40 and 70 s into the
+#: One training job of about 90 s of training on an idle 2-core machine (260 epochs of 640
+#: frames, 0.35 s each) under a 1-minute time limit: SLURM signals it 10 s before the limit
+#: (`checkpoint_lead`; slurmctld looks every 30 s, so the signal comes between 20 and 50 s into the
 #: job), and after the job's start-up (two Snakemake starts and the imports, about 8 s) each
-#: allocation trains at most about 62 s: the job needs three or more.
+#: allocation trains at most about 42 s: the job needs three or more.
 CHAIN = {
     "seeds": [1], "device": "cpu", "threads": 1, "granularity": "cell", "fuse_stages": True,
     "resources": {"data": {"threads": 1, "mem_mb": 2000, "runtime": 10},
-                  "pretrain": {"threads": 1, "mem_mb": 3000, "runtime": 2},
-                  "checkpoint_lead": 50},
+                  "pretrain": {"threads": 1, "mem_mb": 3000, "runtime": 1},
+                  "checkpoint_lead": 10},
     "datasets": {"bp4d": {"source": "synthetic", "synthetic": {
         "profile": "bp4d", "n_subjects": 41, "frames_per_subject": 24, "image_size": 64}}},
     "image": {"cache_size": 36, "input_size": 32},
     "encoders": {"megraph": {"size": "tiny", "feature_dim": 16, "pretrained": None}},
-    "pretrain": {"epochs": 370, "batch_size": 16, "lr": 1.0e-3},
+    "pretrain": {"epochs": 260, "batch_size": 16, "lr": 1.0e-3},
     "linear_eval": {"epochs": 5, "batch_size": 64, "lr": 1.0e-2},
     "methods": {"wce": {"loss": "wce", "label": "WCE"}},
     "tables": {"table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["wce"],
@@ -322,9 +325,12 @@ CHAIN_RATES = ("encoder,size,input_size,batch_size,loss,amp,device,images_per_se
 
 @pytest.fixture(scope="module")
 def chain(cluster, tmp_path_factory):
-    """The time-limited training job through profiles/slurm and, side by side, the same target run
-    locally (the reference); a thread records the comments squeue shows for the SLURM run's jobs.
-    SimpleNamespace(root, slurm, local, comments); waited for by its test."""
+    """The time-limited training job through profiles/slurm and the same target run locally (the
+    reference); a thread records the comments squeue shows for the SLURM run's jobs. The local run
+    starts at once (beside the smoke run's SLURM jobs), the SLURM run when its test calls
+    ``start()``: its allocations end by the clock, and it trains in them as on an idle machine
+    only when no other SLURM job shares the cores. SimpleNamespace(root, config, rates, procs,
+    comments, done, start); waited for by its test."""
     root = tmp_path_factory.mktemp("chain")
     rates = root / "rates.csv"
     rates.write_text(CHAIN_RATES)
@@ -335,7 +341,8 @@ def chain(cluster, tmp_path_factory):
         (root / name).mkdir()
     base = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), f"--configfile={config}"]
     runs = {
-        "slurm": base + ["-d", str(root / "slurm"), "--profile", str(PROFILE), CHAIN_TARGET],
+        "slurm": base + ["-d", str(root / "slurm"), "--profile", str(PROFILE), CHAIN_TARGET,
+                         "--slurm-init-seconds-before-status-checks", "1"],  # as above
         "local": base + ["-d", str(root / "local"), "--cores", "1", CHAIN_TARGET],
     }  # fmt: skip
     procs, comments, done = {}, set(), threading.Event()
@@ -353,14 +360,20 @@ def chain(cluster, tmp_path_factory):
             done.wait(1.0)
 
     watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        for name, cmd in runs.items():
-            with open(root / f"{name}.log", "w") as log:
-                procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                               env=cluster.env, start_new_session=True)  # fmt: skip
+
+    def run(name):
+        with open(root / f"{name}.log", "w") as log:
+            procs[name] = subprocess.Popen(runs[name], stdout=log, stderr=subprocess.STDOUT,
+                                           env=cluster.env, start_new_session=True)  # fmt: skip
+
+    def start():
+        run("slurm")
         watcher.start()
+
+    try:
+        run("local")
         yield SimpleNamespace(root=root, config=config, rates=rates, procs=procs,
-                              comments=comments, done=done)  # fmt: skip
+                              comments=comments, done=done, start=start)  # fmt: skip
     finally:
         done.set()
         for proc in procs.values():
@@ -380,6 +393,7 @@ def test_a_job_longer_than_its_time_limit_is_chained_over_allocations(cluster, c
     from aunce.plan import make_plan
     from aunce.resources import plan_requests
 
+    chain.start()
     for name in ("local", "slurm"):
         try:
             rc = chain.procs[name].wait(timeout=1800)  # a few minutes on an idle machine
@@ -395,7 +409,7 @@ def test_a_job_longer_than_its_time_limit_is_chained_over_allocations(cluster, c
     for part in ("cache", "data"):
         (seen / part).symlink_to(chain.root / "slurm" / "results" / part)
     _, want = plan_requests(make_plan(load_config(chain.config)), seen, chain.rates)[(rule, None)]
-    assert want.allocations >= 3 and want.runtime == 2  # the estimate: a chain of 2-minute jobs
+    assert want.allocations >= 3 and want.runtime == 1  # the estimate: a chain of 1-minute jobs
     allocations = {}
     for job, comment in chain.comments:
         found = re.fullmatch(rf"rule_{rule}_allocation_(\d+)_of_(\d+)", comment)
