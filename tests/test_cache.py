@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import REPO
 
 from aunce import AunceError
 from aunce.data.cache import open_cache
@@ -110,27 +111,38 @@ def tiled(source, out, frames: int):
 
 
 def test_the_cache_build_holds_no_copy_of_the_manifest_or_landmarks(synthetic_bp4d, tmp_path):
-    """The build's memory grows with the manifest's rows (the DataFrame), not with a copy of the
-    manifest's CSV or with the landmark file (BENCHMARKS.md "Scale": 1.4 KB a frame before, from
-    holding both). Measured as the traced Python and NumPy allocations' peak at N and 10 N frames,
-    each after a full collection (when the collector runs during the build, and so the peak,
-    depends otherwise on what the process did before: under `pytest -n`, other tests)."""
-    import gc
-    import tracemalloc
+    """The build's memory does not grow with a copy of the manifest's CSV or with the landmark file
+    (BENCHMARKS.md "Scale": 1.4 KB a frame before, from holding both). Measured as the traced
+    Python and NumPy allocations' peak at N and 10 N frames, in a fresh process after a first
+    build (the imports): in a process that has run other tests the peak moves by megabytes."""
+    import json
+    import subprocess
+    import sys
 
-    from aunce.data.cache import build_cache
-
-    peaks = {}
     for frames in (2_000, 20_000):
-        data = tiled(synthetic_bp4d, tmp_path / f"data{frames}", frames)
-        gc.collect()
-        tracemalloc.start()
-        build_cache("synthetic", data, tmp_path / f"cache{frames}", 16, workers=1)
-        peaks[frames] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        tiled(synthetic_bp4d, tmp_path / f"data{frames}", frames)
+    script = (
+        "import gc, json, sys, tracemalloc\n"
+        "from pathlib import Path\n"
+        "from aunce.data.cache import build_cache\n"
+        "root, peaks = Path(sys.argv[1]), {}\n"
+        "build_cache('synthetic', root / 'data2000', root / 'warm', 16, workers=1)\n"
+        "for frames in (2_000, 20_000):\n"
+        "    gc.collect()\n"
+        "    tracemalloc.start()\n"
+        "    build_cache('synthetic', root / f'data{frames}', root / f'cache{frames}', 16,\n"
+        "                workers=1)\n"
+        "    peaks[frames] = tracemalloc.get_traced_memory()[1]\n"
+        "    tracemalloc.stop()\n"
+        "print(json.dumps(peaks))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peaks = {int(k): v for k, v in json.loads(proc.stdout.splitlines()[-1]).items()}
     per_frame = (peaks[20_000] - peaks[2_000]) / 18_000
-    # measured 2026-12-07: 321 bytes a frame (the DataFrame's rows), 1,142 when the build held
-    # the landmark file and a copy of it; one landmark row alone is 544 bytes (68 x 2 float32)
+    # measured 2026-12-07: 14 bytes a frame (both peaks are the build's fixed working set, about
+    # 5.4 MB), 1,036 with the build that held the landmark file and a copy of it
     assert per_frame < 450, f"{per_frame:.0f} bytes a frame ({peaks})"
     cache = open_cache(tmp_path / "cache20000")
     first = open_cache(tmp_path / "cache2000")
