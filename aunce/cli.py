@@ -145,6 +145,13 @@ def _allocation_argument(p) -> None:
         help="this run of the job is allocation K of the N its estimate needs (the workflow's "
         "chain over a cluster's time limits; logged and put in the SLURM job's comment)",
     )
+    p.add_argument(
+        "--checkpoint-lead",
+        type=int,
+        metavar="SECONDS",
+        help="in a SLURM job: checkpoint and stop this many seconds before the allocation ends "
+        "(config resources.checkpoint_lead; the end is read from squeue when the job starts)",
+    )
 
 
 def cmd_pretrain(args) -> None:
@@ -152,7 +159,7 @@ def cmd_pretrain(args) -> None:
     from aunce.progress import JOB
     from aunce.train import pretrain
 
-    announce(args.allocation)
+    announce(args.allocation, args.checkpoint_lead)
     runs = _runs(args)
     JOB.expect([_epochs(args.settings)] * len(runs))
     pretrain(args.cache, args.settings, runs, args.out, checkpoints=args.checkpoints)
@@ -184,7 +191,7 @@ def cmd_train_eval(args) -> None:
     from aunce.progress import JOB
     from aunce.train import checkpoint_root, pretrain, remove_checkpoints
 
-    announce(args.allocation)
+    announce(args.allocation, args.checkpoint_lead)
     runs, root = _runs(args), args.results
     for s in args.settings.values():
         JOB.expect([_epochs(s.get("pretrain") if isinstance(s, dict) else None)] * len(runs))

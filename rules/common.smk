@@ -11,6 +11,7 @@ from snakemake.io import is_flagged, temp as temp_file
 from snakemake.logging import logger
 
 from aunce import AunceError
+from aunce.cluster import signal_lead
 from aunce.codehash import code_versions, module_file_digest
 from aunce.config import (
     check_config,
@@ -136,14 +137,20 @@ def stage_resources(stage, gpu=False, rule=None, by=None):
 def chain_resources(rule, by=None):
     """A pretraining job's place in its chain of allocations (docs/cluster.md): `allocation` is
     Snakemake's attempt, `allocations` the estimate's count (both in the job's command, so that
-    its log and `squeue`'s comment say which allocation of how many it is), and SLURM's signal to
-    checkpoint `resources.checkpoint_lead` seconds before the time limit."""
+    its log and `squeue`'s comment say which allocation of how many it is), `checkpoint_lead` the
+    seconds before the allocation's end at which the job stops itself, and SLURM's signal as a
+    fallback, 60 s later than that (aunce.cluster). Resources, not params: a changed lead or
+    attempt reruns nothing."""
     def allocations(wildcards):
         found = REQUESTS.get((rule, getattr(wildcards, by) if by else None))
         return found[1].allocations if found else 1
 
-    return {"allocation": lambda wildcards, attempt: attempt, "allocations": allocations,
-            "slurm_extra": f"--signal=TERM@{config['resources']['checkpoint_lead']}"}
+    lead = config["resources"]["checkpoint_lead"]
+    res = {"allocation": lambda wildcards, attempt: attempt, "allocations": allocations,
+           "checkpoint_lead": lead}
+    if signal_lead(lead) is not None:
+        res["slurm_extra"] = f"--signal=TERM@{signal_lead(lead)}"
+    return res
 
 
 def chain_retries(rule, methods=(None,)):

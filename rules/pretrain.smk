@@ -44,7 +44,8 @@ for _ds, _enc in CELLS:
             shell:
                 "aunce pretrain --cache {params.cache:q} --settings {params.settings:q} "
                 "--runs {params.runs:q} --out {params.out:q} "
-                "--allocation {resources.allocation:q}/{resources.allocations:q} > {log:q} 2>&1"
+                "--allocation {resources.allocation:q}/{resources.allocations:q} "
+                "--checkpoint-lead {resources.checkpoint_lead:q} > {log:q} 2>&1"
 
 
 # fuse_stages (the CPU default): one process per unit pretrains, embeds and evaluates every method
@@ -96,4 +97,5 @@ for _ds, _enc in CELLS if config["fuse_stages"] else []:
             shell:
                 "aunce train-eval --cache {params.cache:q} --settings {params.settings:q} "
                 "--runs {params.runs:q} --results results --cell {params.cell:q} "
-                "--allocation {resources.allocation:q}/{resources.allocations:q} > {log:q} 2>&1"
+                "--allocation {resources.allocation:q}/{resources.allocations:q} "
+                "--checkpoint-lead {resources.checkpoint_lead:q} > {log:q} 2>&1"

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO
 
 from aunce import AunceError
-from aunce.cluster import parse_allocation
+from aunce.cluster import parse_allocation, parse_time_left, signal_lead
 from aunce.config import load_config
 from aunce.plan import jobs, make_plan
 from aunce.resources import (
@@ -222,3 +222,65 @@ def test_allocation_argument():
     for bad in ("2", "0/3", "a/b"):
         with pytest.raises(AunceError, match="--allocation"):
             parse_allocation(bad)
+
+
+def test_time_left_and_the_fallback_signal():
+    """squeue's %L in seconds; SLURM's signal 60 s after the job's own stop (it may come 60 s early),
+    none when the lead leaves nothing."""
+    assert parse_time_left("1:45") == 105
+    assert parse_time_left("2:03:04") == 7384
+    assert parse_time_left("1-00:00:10") == 86410
+    assert parse_time_left("UNLIMITED") is None and parse_time_left("NOT_SET") is None
+    assert signal_lead(600) == 540 and signal_lead(80) == 20
+    assert signal_lead(60) is None and signal_lead(10) is None
+
+
+#: A SLURM job's view of squeue and scontrol: a comment, 12 s left; scontrol records its arguments.
+FAKE_SQUEUE = """#!/bin/sh
+echo 'rule_train_eval_bp4d_megraph_ecell0_allocation_1_of_3|0:12'
+"""
+FAKE_SCONTROL = """#!/bin/sh
+echo "$@" >> "$(dirname "$0")/scontrol.args"
+"""
+#: A training job's stand-in: announces allocation 2 of 3 with a 10 s lead, then waits for SIGTERM.
+JOB = """
+import logging, signal, sys, time
+from aunce.cluster import announce
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+start = time.monotonic()
+signal.signal(signal.SIGTERM, lambda *a: (print(f"SIGTERM after {time.monotonic() - start:.1f} s"),
+                                          sys.exit(0)))
+announce("2/3", 10)
+time.sleep(30)
+print("no SIGTERM")
+"""
+
+
+def test_a_slurm_job_stops_itself_its_lead_before_the_allocation_ends(tmp_path):
+    """In a SLURM job, `announce` sets the comment to allocation K of N and sends the job its
+    own SIGTERM `checkpoint_lead` seconds before the end squeue reports (12 - 10 = 2 s here)."""
+    import os
+    import subprocess
+    import sys
+
+    for name, text in (("squeue", FAKE_SQUEUE), ("scontrol", FAKE_SCONTROL)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    env = dict(os.environ, SLURM_JOB_ID="77", PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run([sys.executable, "-c", JOB], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=60)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "allocation 2 of 3 (SLURM job 77)" in out
+    assert "the allocation ends in 12 s; the job checkpoints and stops itself at" in out, out
+    waited = float(out.split("SIGTERM after ")[1].split()[0])
+    assert 1.5 <= waited < 10, out
+    assert (tmp_path / "scontrol.args").read_text().split() == [
+        "update", "JobId=77", "Comment=rule_train_eval_bp4d_megraph_ecell0_allocation_2_of_3"]
+
+    # an allocation that ends within the lead: no timer (SLURM's signal stops the job)
+    (tmp_path / "squeue").write_text(FAKE_SQUEUE.replace("0:12", "0:08"))
+    proc = subprocess.run([sys.executable, "-c", JOB.replace("time.sleep(30)", "time.sleep(3)")],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert "ends in 8 s, within resources.checkpoint_lead 10 s" in out and "no SIGTERM" in out, out
