@@ -34,7 +34,7 @@ PROFILE = REPO / "profiles" / "slurm"
 PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel")
 #: What runs through the cluster: Table 4 (a separate pretraining job, a cross-dataset evaluation on
 #: BP4D+) and Table 7 (fused training jobs on BP4D and GFT, evaluations across them), with their data,
-#: caches and warm start: 14 SLURM jobs, each kind of job of `all`'s 22 (the smoke config's other
+#: caches and warm start: 14 SLURM jobs, each kind of job of `all`'s 19 (the smoke config's other
 #: jobs are more of the same kinds, and its tables, figures and report run on the submitting
 #: machine: the workflow tests run them).
 THROUGH_SLURM = ("results/tables/table4.md", "results/tables/table7.md")
