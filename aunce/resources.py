@@ -378,11 +378,12 @@ def request(config: dict, e: Estimate) -> Request:
 
     Memory: the estimate with :data:`MEMORY_HEADROOM`, at least :data:`MIN_REQUEST_MB`, at most
     ``mem_mb``. Time: the estimate with the same headroom, at most ``runtime``; a pretraining job
-    whose estimate is longer runs over several allocations of ``runtime`` minutes, each ending
-    ``checkpoint_lead`` seconds early with a checkpoint. Without an estimate, or with
-    ``resources.request: config``, the stage's values. ``over`` names what the caps cannot hold:
-    memory above ``mem_mb``, or a job that cannot be chained (embedding, evaluation, data) longer
-    than ``runtime``."""
+    whose estimate plus ``checkpoint_lead`` is longer runs over several allocations of
+    ``runtime`` minutes, each ending ``checkpoint_lead`` seconds early with a checkpoint (one that
+    fits asks for its estimate plus the lead: it stops itself that long before the end).
+    Without an estimate, or with ``resources.request: config``, the stage's values. ``over``
+    names what the caps cannot hold: memory above ``mem_mb``, or a job that cannot be chained
+    (embedding, evaluation, data) longer than ``runtime``."""
     res = config["resources"]
     cap = res[e.stage]
     over = []
@@ -393,7 +394,10 @@ def request(config: dict, e: Estimate) -> Request:
     allocations, runtime = 1, cap["runtime"]
     if e.seconds is not None:
         minutes = e.seconds * MEMORY_HEADROOM / 60
-        if e.rule in CHAINED and minutes > cap["runtime"]:
+        # a pretraining job stops itself checkpoint_lead seconds before its allocation ends
+        # (aunce.cluster): one allocation holds it only with the lead on top of its estimate
+        lead = res["checkpoint_lead"] / 60 if e.rule in CHAINED else 0
+        if e.rule in CHAINED and minutes + lead > cap["runtime"]:
             startup = STARTUP_SECONDS["cuda" if e.gpu else "cpu"]
             usable = cap["runtime"] * 60 - res["checkpoint_lead"] - startup
             if usable <= 0:
@@ -405,7 +409,7 @@ def request(config: dict, e: Estimate) -> Request:
             over.append(f"time {e.seconds / 3600:,.1f} h > resources.{e.stage}.runtime "
                         f"{cap['runtime']:,} min")  # fmt: skip
         else:
-            runtime = max(5, math.ceil(minutes))
+            runtime = max(5, math.ceil(minutes + lead))
     if res.get("request", "estimate") == "config":
         return Request(cap["mem_mb"], cap["runtime"], allocations, over)
     return Request(min(max(mem_mb, MIN_REQUEST_MB), cap["mem_mb"]), runtime, allocations, over)

@@ -163,7 +163,11 @@ def test_a_job_asks_for_its_estimate_within_the_caps_and_long_pretraining_is_cha
     assert (r.mem_mb, r.runtime) == (6300, 60) and not r.over  # 5000 MB x 1.25, rounded up
     assert r.allocations == math.ceil(10 * 3600 * 1.25 / usable) == 16
     short = request(cfg, Estimate("pretrain", "p", "pretrain", True, 100 * MB, 1000, 1000, 0, 0))
-    assert (short.mem_mb, short.runtime, short.allocations) == (1000, 21, 1)  # at least 1000 MB
+    # at least 1000 MB; 1,250 s and the 600 s it stops before the end: 31 minutes, one allocation
+    assert (short.mem_mb, short.runtime, short.allocations) == (1000, 31, 1)
+    # 52 minutes (2,500 s x 1.25) fit a 60-minute limit only without the lead: two allocations
+    long = request(cfg, Estimate("pretrain", "p", "pretrain", True, 100 * MB, 2500, 2500, 0, 0))
+    assert (long.runtime, long.allocations) == (60, 2)
     embed = request(cfg, Estimate("embed", "embed_x", "embed", True, 3000 * MB, 10 * 3600, 0, 0, 0))
     assert embed.mem_mb == 2000 and embed.allocations == 1
     assert embed.over == ["memory 3.1 GB > resources.embed.mem_mb 2,000",
