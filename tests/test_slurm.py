@@ -216,9 +216,9 @@ def cancel_a_running_training_job(cluster, workdir, run, timeout=300) -> str:
 
 
 def test_smoke_config_through_slurm_cancel_and_recover(cluster, chain, tmp_path, request):
-    """(`chain`: the time-limited job's local reference runs beside it; the job itself, through
-    SLURM, in its own test below. The local run this test compares with, `smoke_run`, is asked
-    for last: under `pytest -n` another worker makes it meanwhile.)"""
+    """(`chain`: the time-limited job, through SLURM and its local reference, runs beside it and
+    is checked in its own test below. The local run this test compares with, `smoke_run`, is
+    asked for last: under `pytest -n` another worker makes it meanwhile.)"""
     workdir = tmp_path / "work"
     workdir.mkdir()
     # the README's command (with a status check 1 s after a job ends instead of the profile's 5 s:
@@ -336,11 +336,11 @@ CHAIN_RATES = ("encoder,size,input_size,batch_size,loss,amp,device,images_per_se
 @pytest.fixture(scope="module")
 def chain(cluster, tmp_path_factory):
     """The time-limited training job through profiles/slurm and the same target run locally (the
-    reference); a thread records the comments squeue shows for the SLURM run's jobs. The local run
-    starts at once (beside the smoke run's SLURM jobs), the SLURM run when its test calls
-    ``start()``: its allocations end by the clock, and it trains in them as on an idle machine
-    only when no other SLURM job shares the cores. SimpleNamespace(root, config, rates, procs,
-    comments, done, start); waited for by its test."""
+    reference); a thread records the comments squeue shows for the SLURM run's jobs. Both start at
+    once, beside the cancel-and-recover run's SLURM jobs: each allocation ends 40 s in whatever
+    else runs (the job keeps its own clock), so sharing the cores costs an allocation or two
+    (five on a slow day beside it, four alone), not the minutes of running one test after the
+    other. SimpleNamespace(root, config, rates, procs, comments, done); waited for by its test."""
     root = tmp_path_factory.mktemp("chain")
     rates = root / "rates.csv"
     rates.write_text(CHAIN_RATES)
@@ -376,14 +376,12 @@ def chain(cluster, tmp_path_factory):
             procs[name] = subprocess.Popen(runs[name], stdout=log, stderr=subprocess.STDOUT,
                                            env=cluster.env, start_new_session=True)  # fmt: skip
 
-    def start():
-        run("slurm")
-        watcher.start()
-
     try:
         run("local")
+        run("slurm")
+        watcher.start()
         yield SimpleNamespace(root=root, config=config, rates=rates, procs=procs,
-                              comments=comments, done=done, start=start)  # fmt: skip
+                              comments=comments, done=done)  # fmt: skip
     finally:
         done.set()
         for proc in procs.values():
@@ -404,7 +402,6 @@ def test_a_job_longer_than_its_time_limit_is_chained_over_allocations(cluster, c
     from aunce.plan import make_plan
     from aunce.resources import plan_requests
 
-    chain.start()
     for name in ("local", "slurm"):
         try:
             rc = chain.procs[name].wait(timeout=1800)  # a few minutes on an idle machine
