@@ -148,8 +148,9 @@ def chain_resources(rule, by=None):
     lead = config["resources"]["checkpoint_lead"]
     res = {"allocation": lambda wildcards, attempt: attempt, "allocations": allocations,
            "checkpoint_lead": lead}
-    if signal_lead(lead) is not None:
-        res["slurm_extra"] = f"--signal=TERM@{signal_lead(lead)}"
+    fallback = signal_lead(lead)
+    if fallback is not None:
+        res["slurm_extra"] = f"--signal=TERM@{fallback}"
     return res
 
 

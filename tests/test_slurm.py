@@ -164,8 +164,8 @@ def cluster():
     # under /tmp: the munge user must be able to enter the folder (pytest's folders are 0700)
     folder = Path(tempfile.mkdtemp(prefix="aunce-slurm-", dir="/tmp"))
     try:
-        # 4 CPUs on this 2-core machine: the smoke run's one-CPU jobs run side by side (they
-        # mostly wait on start-up and the scheduler)
+        # 4 CPUs on this 2-core machine: the cancel-and-recover run's one-CPU jobs and the
+        # chained job run side by side (they mostly wait on start-up and the scheduler)
         proc = subprocess.run([str(SCRIPT), "start", str(folder), "--cpus", "4"],
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}"
@@ -308,7 +308,7 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, chain, tmp_path,
 #: 80 s before the end (`checkpoint_lead`, aunce.cluster), 40 s into each allocation, and after
 #: its start-up (two Snakemake starts and the imports, 6 s or more) each allocation trains at most
 #: 34 s: the job needs three or more (four or five on a slow or busy day). SLURM's own signal
-#: (`--signal=TERM@20`) would come 80 to 100 s in: after the job has stopped.
+#: (`--signal=TERM@20`) would come 100 s in, or up to 60 s earlier: not before the job stops.
 CHAIN = {
     "seeds": [1], "device": "cpu", "threads": 1, "granularity": "cell", "fuse_stages": True,
     "resources": {"data": {"threads": 1, "mem_mb": 2000, "runtime": 10},
