@@ -250,6 +250,15 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, chain, tmp_path,
     kept = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()
             and (p.name in outputs or p.parts[len(workdir.parts) + 1] in ("data", "cache"))}
     assert kept
+    # what each job should ask for, as the plan priced it when its run started: without caches or
+    # timings for the first run; for the recovery, from the caches and the timing.json of the jobs
+    # that finished (the cancelled job's rate is then the other runs', not its own), so priced now
+    from aunce.config import load_config
+    from aunce.plan import make_plan
+    from aunce.resources import plan_requests
+
+    plan = make_plan(load_config(SMOKE))
+    asked = [plan_requests(plan, folder) for folder in (tmp_path / "none", workdir / "results")]
 
     recovery = subprocess.run(command, capture_output=True, text=True, env=cluster.env,
                               timeout=900)
@@ -259,15 +268,9 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, chain, tmp_path,
     rewritten = [p for p, mtime in kept.items() if p.stat().st_mtime_ns != mtime]
     assert not rewritten, rewritten  # ... what finished before is kept as it was
 
-    # every job asked for its estimate within its stage's resources (as the plan priced it when
-    # the run started: without caches, or with them for the recovery) and for no GPU (device cpu)
-    from aunce.config import load_config
-    from aunce.plan import make_plan
-    from aunce.resources import plan_requests
-
+    # every job asked for its estimate (`asked`) within its stage's resources and for no GPU
+    # (device cpu)
     cfg = yaml.safe_load(SMOKE.read_text())
-    plan = make_plan(load_config(SMOKE))
-    asked = [plan_requests(plan, folder) for folder in (tmp_path / "none", workdir / "results")]
     jobs = [j for j in slurm_jobs(cluster, workdir) if j.get("Comment", "").startswith("rule_")]
     kinds = set()
     for job in jobs:
