@@ -8,7 +8,7 @@ run through the SLURM executor (:data:`THROUGH_SLURM`: every kind of job that go
 training job is cancelled with scancel; the README's recovery command (the same command again)
 finishes the run; tables and metrics equal the local run's (tests/conftest.py, `smoke_run`). The
 resource requests are read back from slurmctld (`scontrol show job`). A training job under a
-2-minute time limit is chained over three or more allocations."""
+1-minute time limit is chained over three or more allocations."""
 
 import os
 import re
@@ -306,22 +306,26 @@ def test_smoke_config_through_slurm_cancel_and_recover(cluster, chain, tmp_path,
 
 
 # --- a job longer than its time limit -------------------------------------------------------------
-#: One training job of about 90 s of training on an idle 2-core machine (260 epochs of 640
-#: frames, 0.3-0.35 s each; 0.5 s on a slow day) under a 2-minute time limit: the job stops itself
-#: 80 s before the end (`checkpoint_lead`, aunce.cluster), 40 s into each allocation, and after
-#: its start-up (two Snakemake starts and the imports, 6 s or more) each allocation trains at most
-#: 34 s: the job needs three or more (four or five on a slow or busy day). SLURM's own signal
-#: (`--signal=TERM@20`) would come 100 s in, or up to 60 s earlier: not before the job stops.
+#: One training job of about 50 s of training on an idle 2-core machine (160 epochs of 640
+#: frames, 0.3-0.35 s each; 0.7-1 s beside the other tests on a slow day) under a 1-minute time
+#: limit: the job stops itself 35 s before the end (`checkpoint_lead`, aunce.cluster), 25 s into
+#: each allocation, and after its start-up (two Snakemake starts, the imports, opening the cache
+#: and the checkpoint: 4-5 s on an idle machine, 9 s on a slow day) each allocation trains at most
+#: about 20 s: the job needs three or more (two would train at most 134 epochs at 0.3 s), eight or
+#: nine on a slow, busy day. Short allocations keep that cheap: the SLURM plugin looks at a
+#: running job 10 s less often each time until one succeeds, so a chain's allocations are its
+#: polls apart (BENCHMARKS.md, "The test suite"). With a lead of 60 s or less no SLURM signal is
+#: asked for; SLURM's SIGTERM at the limit is the fallback.
 CHAIN = {
     "seeds": [1], "device": "cpu", "threads": 1, "granularity": "cell", "fuse_stages": True,
     "resources": {"data": {"threads": 1, "mem_mb": 2000, "runtime": 10},
-                  "pretrain": {"threads": 1, "mem_mb": 3000, "runtime": 2},
-                  "checkpoint_lead": 80},
+                  "pretrain": {"threads": 1, "mem_mb": 3000, "runtime": 1},
+                  "checkpoint_lead": 35},
     "datasets": {"bp4d": {"source": "synthetic", "synthetic": {
         "profile": "bp4d", "n_subjects": 41, "frames_per_subject": 24, "image_size": 64}}},
     "image": {"cache_size": 36, "input_size": 32},
     "encoders": {"megraph": {"size": "tiny", "feature_dim": 16, "pretrained": None}},
-    "pretrain": {"epochs": 260, "batch_size": 16, "lr": 1.0e-3},
+    "pretrain": {"epochs": 160, "batch_size": 16, "lr": 1.0e-3},
     "linear_eval": {"epochs": 5, "batch_size": 64, "lr": 1.0e-2},
     "methods": {"wce": {"loss": "wce", "label": "WCE"}},
     "tables": {"table2": {"dataset": "bp4d", "encoder": "megraph", "methods": ["wce"],
@@ -340,10 +344,10 @@ CHAIN_RATES = ("encoder,size,input_size,batch_size,loss,amp,device,images_per_se
 def chain(cluster, tmp_path_factory):
     """The time-limited training job through profiles/slurm and the same target run locally (the
     reference); a thread records the comments squeue shows for the SLURM run's jobs. Both start at
-    once, beside the cancel-and-recover run's SLURM jobs: each allocation ends 40 s in whatever
-    else runs (the job keeps its own clock), so sharing the cores costs an allocation or two
-    (five on a slow day beside it, four alone), not the minutes of running one test after the
-    other. SimpleNamespace(root, config, rates, procs, comments, done); waited for by its test."""
+    once, beside the cancel-and-recover run's SLURM jobs: each allocation ends 25 s in whatever
+    else runs (the job keeps its own clock), so sharing the cores costs allocations, not the
+    minutes of running one test after the other. SimpleNamespace(root, config, rates, procs,
+    comments, done); waited for by its test."""
     root = tmp_path_factory.mktemp("chain")
     rates = root / "rates.csv"
     rates.write_text(CHAIN_RATES)
@@ -420,7 +424,7 @@ def test_a_job_longer_than_its_time_limit_is_chained_over_allocations(cluster, c
     for part in ("cache", "data"):
         (seen / part).symlink_to(chain.root / "slurm" / "results" / part)
     _, want = plan_requests(make_plan(load_config(chain.config)), seen, chain.rates)[(rule, None)]
-    assert want.allocations >= 3 and want.runtime == 2  # the estimate: a chain of 2-minute jobs
+    assert want.allocations >= 3 and want.runtime == 1  # the estimate: a chain of 1-minute jobs
     allocations = {}
     for job, comment in chain.comments:
         found = re.fullmatch(rf"rule_{rule}_allocation_(\d+)_of_(\d+)", comment)
@@ -433,7 +437,7 @@ def test_a_job_longer_than_its_time_limit_is_chained_over_allocations(cluster, c
     assert f"allocation {len(allocations)} of {want.allocations}" in log
     assert "resumed from epoch" in log or "run already finished, restored" in log, log[-3000:]
     assert re.search(r"the allocation ends in \d+ s; the job checkpoints and stops itself at "
-                     r"[\d:]+, 80 s before", log), log[:3000]  # fmt: skip
+                     r"[\d:]+, 35 s before", log), log[:3000]  # fmt: skip
     # nothing of the interruptions shows in the results
     for name in ("metrics.json", "predictions.npz"):
         local = chain.root / "local" / CHAIN_TARGET.replace("metrics.json", name)
