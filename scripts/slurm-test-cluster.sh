@@ -11,10 +11,11 @@
 # picked). Needs root (slurmd starts jobs as their user). The configuration is what one machine
 # without cgroups needs: processes tracked by parent PID (proctrack/linuxproc), no task plugin, no
 # accounting (status through squeue: profiles/slurm sets `slurm-status-command: squeue`), finished
-# jobs kept 300 s for squeue (MinJobAge), CPUs and memory consumable (select/cons_tres). --gpu
-# declares one fake GPU (gres gpu:1 backed by /dev/null) so that jobs asking for a GPU are accepted.
-# --cpus N declares N CPUs whatever the machine has (SlurmdParameters=config_overrides), so that
-# more one-CPU jobs run side by side than there are cores (tests that mostly wait).
+# jobs kept an hour for squeue and scontrol (MinJobAge: the SLURM test reads a run's jobs back at
+# its end), CPUs and memory consumable (select/cons_tres). --gpu declares one fake GPU (gres gpu:1
+# backed by /dev/null) so that jobs asking for a GPU are accepted. --cpus N declares N CPUs
+# whatever the machine has (SlurmdParameters=config_overrides), so that more one-CPU jobs run
+# side by side than there are cores (tests that mostly wait).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"  # the daemons, also where a user's PATH lacks them
 
@@ -167,7 +168,7 @@ MpiDefault=none
 SwitchType=switch/none
 SchedulerType=sched/backfill
 ReturnToService=2
-MinJobAge=300
+MinJobAge=3600
 KillWait=10
 InactiveLimit=0
 SlurmdTimeout=300

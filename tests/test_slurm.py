@@ -190,8 +190,8 @@ def slurm(cluster, *args) -> str:
 
 
 def slurm_jobs(cluster, workdir=None) -> list[dict]:
-    """Every job slurmctld still knows (finished ones for MinJobAge = 300 s), as key=value dicts;
-    with ``workdir``, those of the Snakemake run in that folder."""
+    """Every job slurmctld still knows (finished ones for the test cluster's MinJobAge, an hour),
+    as key=value dicts; with ``workdir``, those of the Snakemake run in that folder."""
     out = slurm(cluster, "scontrol", "show", "job", "-o")
     jobs = [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines()
             if line.startswith("JobId=")]
@@ -345,9 +345,9 @@ CHAIN_RATES = ("encoder,size,input_size,batch_size,loss,amp,device,images_per_se
 #: autogroup that the kernel gives an equal share of the cores: beside the other tests, the SLURM
 #: jobs and Snakemake runs of the suite, the job got less than half a core on a slow day (1.4 s
 #: an epoch against 0.6 s once the others were done) and needed 13 allocations, each one poll
-#: further apart than the last. At -10 (nine times a default session's weight) it trains about as fast as on its own,
-#: so it needs the allocations its sizing above assumes, and the suite's other work fills the
-#: rest of the cores.
+#: further apart than the last. At -10 (nine times a default session's weight) it trains nearly
+#: as fast as on its own, so it needs about the allocations its sizing above assumes (8 on that
+#: day), and the suite's other work fills the rest of the cores.
 CHAIN_NICE = -10
 
 
