@@ -128,12 +128,28 @@ class Chromium:
 
     # --- pages ----------------------------------------------------------------------------------
     def open(self, url: str) -> str:
-        """Open ``url`` in a new tab; returns the protocol session of that tab."""
-        target = self.send("Target.createTarget", url=url)["targetId"]
+        """Open ``url`` in a new tab once it has loaded; returns the protocol session of that tab.
+        (The tab starts blank and is navigated with its page events on: a script evaluated while
+        the page still loads would have its context destroyed by the navigation.)"""
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         self.send("Page.enable", session)
         self.send("Runtime.enable", session)
+        self._events.clear()
+        self.send("Page.navigate", session, url=url)
+        self.wait_event("Page.loadEventFired", session)
         return session
+
+    def wait_event(self, method: str, session: str) -> dict:
+        """The first event ``method`` of the tab ``session`` since the last command, or the next."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            for i, event in enumerate(self._events):
+                if event.get("method") == method and event.get("sessionId") == session:
+                    return self._events.pop(i)
+            if time.monotonic() > deadline:
+                raise BrowserError(f"no {method} within {self.timeout} s")
+            self._events.append(self._read())
 
     def evaluate(self, session: str, expression: str, context: int | None = None):
         """The value of a JavaScript expression (a promise is awaited); raises on an exception."""
