@@ -379,7 +379,8 @@ def job_processes(jobs: set[str]) -> list[int]:
 def chain(cluster, tmp_path_factory):
     """The time-limited training job through profiles/slurm and the same target run locally (the
     reference); a thread records the comments squeue shows for the SLURM run's jobs. Both start at
-    once, beside the cancel-and-recover run's SLURM jobs: each allocation ends 25 s in whatever
+    once, beside the cancel-and-recover run's SLURM jobs, at the autogroup nice :data:`CHAIN_NICE`
+    (the thread gives it to each allocation's processes): each allocation ends 25 s in whatever
     else runs (the job keeps its own clock), so sharing the cores costs allocations, not the
     minutes of running one test after the other. SimpleNamespace(root, config, rates, procs,
     comments, done); waited for by its test."""
